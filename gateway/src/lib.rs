@@ -1,0 +1,73 @@
+//! Weir: an edge trigger gateway. Accepts webhooks, commits them durably,
+//! forwards them upstream when it is healthy.
+//!
+//! [`run`] is the whole gateway: `main` and the tests call the same function,
+//! with listeners they bound themselves (port 0 in tests).
+
+pub mod admin;
+pub mod config;
+pub mod http;
+pub mod id;
+pub mod ingest;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use shutdown::{Shutdown, ShutdownTrigger};
+
+/// The sockets the gateway serves, bound by the caller.
+pub struct Listeners {
+    pub ingest: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config.server`.
+    pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr).await.map_err(|e| RunError::Bind { addr, reason: e.to_string() })
+        };
+        Ok(Listeners { ingest: bind(config.server.listen.clone()).await?, admin: bind(config.server.admin_listen.clone()).await? })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {reason}; pick a free port in server.listen / server.admin_listen")]
+    Bind { addr: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Runs the gateway until `shutdown` fires, then drains: stop accepting,
+/// let in-flight requests finish (each waits for its commit) within the grace
+/// period, then stop the store writers after their last commit.
+pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
+    let store = store::Store::open(&config.store)?;
+    if config.forward.upstreams.is_empty() {
+        tracing::warn!("no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded");
+    }
+    if config.admin.token.is_none() {
+        tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
+    }
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let ingest = ingest::Ingest::new(&config, store.clone());
+    let admin = admin::Admin::new(&config, store.clone());
+    tracing::info!(
+        ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        admin_addr = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        store = %store.dir().display(),
+        "weir listening"
+    );
+    let ingest_task = http::serve(listeners.ingest, "ingest", move |req| ingest.clone().handle(req), shutdown.clone(), grace);
+    let admin_task = http::serve(listeners.admin, "admin", move |req| admin.clone().handle(req), shutdown.clone(), grace);
+    tokio::join!(ingest_task, admin_task);
+    store.close().await;
+    tracing::info!("weir stopped");
+    Ok(())
+}

@@ -1,0 +1,486 @@
+//! Configuration: one TOML file, `WEIR_*` environment overrides, validation.
+//!
+//! Every key is documented in `docs/configuration.md`. Unknown keys are an
+//! error (a typo must not silently fall back to a default), and `validate()`
+//! names the offending key and the fix.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The example configuration shipped in `examples/weir.toml`; kept in the
+/// binary so `weir check-config` tests and docs can refer to one source.
+pub const ENV_PREFIX: &str = "WEIR_";
+
+/// `WEIR_*` variables that belong to the CLI, not to the config file.
+const CLI_ENV_VARS: &[&str] = &["WEIR_ADMIN_URL", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub forward: ForwardConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Ingest listener.
+    pub listen: String,
+    /// Admin listener (admin API, health, metrics).
+    pub admin_listen: String,
+    /// Largest request body ingest accepts; larger bodies get 413.
+    pub max_body_bytes: u64,
+    /// How long shutdown waits for in-flight requests before giving up on them.
+    pub shutdown_grace_ms: u64,
+    /// Requests slower than this to send their headers and body get 408.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory holding the store files.
+    pub path: PathBuf,
+    /// Disk budget for live triggers; ingest answers 503 beyond it.
+    pub max_bytes: u64,
+    /// Number of redb files, each with its own writer thread and fsync.
+    pub shards: u32,
+    /// Most triggers one group commit holds.
+    pub max_batch: u32,
+    /// Most body bytes one group commit holds.
+    pub max_batch_bytes: u64,
+    /// How long an `Idempotency-Key` is remembered, in seconds.
+    pub idempotency_window_secs: u64,
+    /// redb page cache per shard, in MiB (redb's own default is 1 GiB).
+    pub cache_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("weir-data"),
+            max_bytes: 1024 * 1024 * 1024,
+            shards: 4,
+            max_batch: 512,
+            max_batch_bytes: 8 * 1024 * 1024,
+            idempotency_window_secs: 24 * 3600,
+            cache_mb: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Ordered upstream URLs, primary first. Empty: every trigger is held.
+    pub upstreams: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Operator bearer token for the admin API (or `WEIR_ADMIN_TOKEN`).
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (human on a terminal, JSON otherwise), `human` or `json`.
+    pub format: String,
+    /// A `tracing` filter such as `info` or `weir=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "auto".into(), level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    pub id: String,
+}
+
+/// A configuration problem, always naming where it is and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}. Check the path, or run `weir serve` without --config for the embedded defaults")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl Config {
+    /// Reads a file, applies `WEIR_*` overrides from the process environment, validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                Config::from_toml_with_env(&text, &p.display().to_string(), &env)
+            }
+            None => Config::from_toml_with_env("", "embedded defaults", &env),
+        }
+    }
+
+    /// Parses TOML text (no environment), validates.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(text, "config", &[])
+    }
+
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        // Parse the file alone first so errors carry its line numbers.
+        let _: Config = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        let applied = apply_env(&mut doc, env)?;
+        let config = Config::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
+            origin: format!("{origin} with overrides from {}", applied.join(", ")),
+            message: e.message().trim().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value and names the key and the fix for the first problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        parse_addr(&self.server.listen).map_err(|m| invalid("server.listen", m))?;
+        parse_addr(&self.server.admin_listen).map_err(|m| invalid("server.admin_listen", m))?;
+        if self.server.listen == self.server.admin_listen && !self.server.listen.ends_with(":0") {
+            return Err(invalid(
+                "server.admin_listen",
+                format!("is the same address as server.listen ({}); give the admin API its own port", self.server.listen),
+            ));
+        }
+        if !(1..=MAX_BODY_LIMIT).contains(&self.server.max_body_bytes) {
+            return Err(invalid(
+                "server.max_body_bytes",
+                format!("must be between 1 and {MAX_BODY_LIMIT} (64 MiB); got {}", self.server.max_body_bytes),
+            ));
+        }
+        if self.server.request_timeout_ms == 0 {
+            return Err(invalid("server.request_timeout_ms", "must be at least 1".into()));
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return Err(invalid("store.path", "must name a directory, e.g. \"weir-data\"".into()));
+        }
+        if self.store.max_bytes < MIN_STORE_BYTES {
+            return Err(invalid(
+                "store.max_bytes",
+                format!("must be at least {MIN_STORE_BYTES} (1 MiB); got {}", self.store.max_bytes),
+            ));
+        }
+        if !(1..=64).contains(&self.store.shards) {
+            return Err(invalid("store.shards", format!("must be between 1 and 64; got {}", self.store.shards)));
+        }
+        if !(1..=65_536).contains(&self.store.max_batch) {
+            return Err(invalid("store.max_batch", format!("must be between 1 and 65536; got {}", self.store.max_batch)));
+        }
+        if self.store.max_batch_bytes < self.server.max_body_bytes {
+            return Err(invalid(
+                "store.max_batch_bytes",
+                format!(
+                    "must be at least server.max_body_bytes ({}) so one largest trigger fits a batch; got {}",
+                    self.server.max_body_bytes, self.store.max_batch_bytes
+                ),
+            ));
+        }
+        if self.store.idempotency_window_secs == 0 {
+            return Err(invalid("store.idempotency_window_secs", "must be at least 1".into()));
+        }
+        if !(1..=4096).contains(&self.store.cache_mb) {
+            return Err(invalid("store.cache_mb", format!("must be between 1 and 4096; got {}", self.store.cache_mb)));
+        }
+        for (i, url) in self.forward.upstreams.iter().enumerate() {
+            validate_upstream(url).map_err(|m| invalid(&format!("forward.upstreams[{i}]"), m))?;
+        }
+        if let Some(token) = &self.admin.token {
+            if token.trim().is_empty() {
+                return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
+            }
+        }
+        if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
+            return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            let key = format!("tenants[{i}].id");
+            validate_label(&t.id).map_err(|m| invalid(&key, m))?;
+            if !seen.insert(t.id.as_str()) {
+                return Err(invalid(&key, format!("tenant {:?} is listed twice; remove one block", t.id)));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&TenantConfig> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+}
+
+pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+const MIN_STORE_BYTES: u64 = 1024 * 1024;
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a socket address; write it as \"IP:PORT\", e.g. \"127.0.0.1:8080\""))
+}
+
+/// Tenant ids and source labels: what may appear in a URL path segment and a metric label.
+pub fn validate_label(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err(format!("{s:?} must be 1 to 64 characters long"));
+    }
+    if !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+        return Err(format!("{s:?} may only contain ASCII letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+fn validate_upstream(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a URL; write e.g. \"http://10.0.0.5:9000/triggers\""))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    }
+    if uri.host().is_none() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+fn parse_error(origin: &str, text: &str, e: &dyn ParseErrorExt) -> ConfigError {
+    let message = match e.byte_span() {
+        Some(start) => {
+            let line = text[..start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.plain_message())
+        }
+        None => e.plain_message(),
+    };
+    ConfigError::Parse { origin: origin.to_string(), message }
+}
+
+trait ParseErrorExt {
+    fn byte_span(&self) -> Option<usize>;
+    fn plain_message(&self) -> String;
+}
+
+impl ParseErrorExt for toml::de::Error {
+    fn byte_span(&self) -> Option<usize> {
+        self.span().map(|s| s.start)
+    }
+    fn plain_message(&self) -> String {
+        self.message().trim().to_string()
+    }
+}
+
+/// Applies `WEIR_SECTION_KEY=value` overrides. The variable name is matched
+/// against the schema (the keys of the default config plus what the file
+/// holds), so keys that themselves contain `_` work: `WEIR_SERVER_MAX_BODY_BYTES`.
+/// Arrays of tables take an index: `WEIR_TENANTS_0_ID`.
+fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<String>, ConfigError> {
+    // Optional keys are absent from a serialised default; fill them in so
+    // they are known to the schema too.
+    let mut example = Config::default();
+    example.admin.token = Some(String::new());
+    let schema = match toml::Value::try_from(example) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV_VARS.contains(&k.as_str()))
+        .collect();
+    vars.sort();
+    let mut applied = Vec::new();
+    for (var, value) in vars {
+        let rest = var[ENV_PREFIX.len()..].to_ascii_lowercase();
+        let env_err = |message: String| ConfigError::Env { var: var.clone(), message };
+        set_path(doc, Some(&schema), &rest, value).map_err(env_err)?;
+        applied.push(var.clone());
+    }
+    Ok(applied)
+}
+
+fn set_path(table: &mut toml::Table, schema: Option<&toml::Table>, rest: &str, value: &str) -> Result<(), String> {
+    let mut keys: Vec<String> = table.keys().cloned().collect();
+    if let Some(s) = schema {
+        keys.extend(s.keys().cloned());
+    }
+    // Longest key first, so `max_body_bytes` wins over a hypothetical `max`.
+    keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    keys.dedup();
+    for key in keys {
+        let sub_schema = schema.and_then(|s| s.get(&key));
+        if rest == key {
+            let kind = table.get(&key).or(sub_schema);
+            table.insert(key.clone(), env_value(value, kind));
+            return Ok(());
+        }
+        let Some(tail) = rest.strip_prefix(&format!("{key}_")) else { continue };
+        match (table.get_mut(&key), sub_schema) {
+            (Some(toml::Value::Table(inner)), s) => {
+                return set_path(inner, s.and_then(|v| v.as_table()), tail, value);
+            }
+            (None, Some(toml::Value::Table(s))) => {
+                let mut inner = toml::Table::new();
+                set_path(&mut inner, Some(s), tail, value)?;
+                table.insert(key.clone(), toml::Value::Table(inner));
+                return Ok(());
+            }
+            (Some(toml::Value::Array(items)), _) => {
+                let (idx, tail) = tail.split_once('_').unwrap_or((tail, ""));
+                let Ok(i) = idx.parse::<usize>() else { continue };
+                let Some(toml::Value::Table(inner)) = items.get_mut(i) else {
+                    return Err(format!("`{key}` has no entry {i} to override; add it to the config file first"));
+                };
+                return set_path(inner, None, tail, value);
+            }
+            _ => continue,
+        }
+    }
+    Err(format!(
+        "does not name a config key; write WEIR_<SECTION>_<KEY> for a key of docs/configuration.md (e.g. WEIR_SERVER_LISTEN), and unset it otherwise"
+    ))
+}
+
+/// Interprets an environment value by the type the key has.
+fn env_value(value: &str, kind: Option<&toml::Value>) -> toml::Value {
+    match kind {
+        Some(toml::Value::Integer(_)) => value.trim().parse().map(toml::Value::Integer).unwrap_or_else(|_| value.into()),
+        Some(toml::Value::Boolean(_)) => value.trim().parse().map(toml::Value::Boolean).unwrap_or_else(|_| value.into()),
+        Some(toml::Value::Array(_)) => {
+            if value.trim_start().starts_with('[') {
+                toml::from_str::<BTreeMap<String, toml::Value>>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|mut m| m.remove("v"))
+                    .unwrap_or_else(|| value.into())
+            } else {
+                toml::Value::Array(
+                    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(toml::Value::from).collect(),
+                )
+            }
+        }
+        _ => toml::Value::String(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_contract() {
+        let c = Config::from_toml("").expect("defaults validate");
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.admin_listen, "127.0.0.1:9090");
+        assert_eq!(c.store.path, PathBuf::from("weir-data"));
+        assert!(c.forward.upstreams.is_empty());
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../examples/weir.toml");
+        let c = Config::from_toml(text).expect("example validates");
+        assert!(!c.tenants.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_the_line_and_key() {
+        let err = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlissten = 3\n").unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("lissten"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("[server]\nlisten = \"nope\"", "server.listen"),
+            ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
+            ("[store]\nmax_bytes = 10", "store.max_bytes"),
+            ("[store]\nshards = 0", "store.shards"),
+            ("[forward]\nupstreams = [\"ftp://x\"]", "forward.upstreams[0]"),
+            ("[[tenants]]\nid = \"a b\"", "tenants[0].id"),
+            ("[[tenants]]\nid = \"a\"\n[[tenants]]\nid = \"a\"", "tenants[1].id"),
+            ("[admin]\ntoken = \" \"", "admin.token"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_every_kind_of_key() {
+        let text = "[[tenants]]\nid = \"acme\"\n";
+        let c = Config::from_toml_with_env(
+            text,
+            "t",
+            &env(&[
+                ("WEIR_SERVER_LISTEN", "127.0.0.1:1234"),
+                ("WEIR_SERVER_MAX_BODY_BYTES", "2048"),
+                ("WEIR_STORE_PATH", "/tmp/x"),
+                ("WEIR_FORWARD_UPSTREAMS", "http://a:1/t, http://b:2/t"),
+                ("WEIR_ADMIN_TOKEN", "s3cret-token"),
+                ("WEIR_TENANTS_0_ID", "globex"),
+                ("WEIR_ADMIN_URL", "http://ignored-by-config"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.server.listen, "127.0.0.1:1234");
+        assert_eq!(c.server.max_body_bytes, 2048);
+        assert_eq!(c.store.path, PathBuf::from("/tmp/x"));
+        assert_eq!(c.forward.upstreams, vec!["http://a:1/t", "http://b:2/t"]);
+        assert_eq!(c.admin.token.as_deref(), Some("s3cret-token"));
+        assert_eq!(c.tenants[0].id, "globex");
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_LISTN", "x")])).unwrap_err().to_string();
+        assert!(err.contains("WEIR_SERVER_LISTN"), "{err}");
+        let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_MAX_BODY_BYTES", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WEIR_SERVER_MAX_BODY_BYTES") && err.contains("lots"), "{err}");
+    }
+}

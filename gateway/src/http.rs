@@ -1,0 +1,178 @@
+//! HTTP plumbing shared by the ingest and admin listeners: the accept loop
+//! with graceful draining, JSON responses, the error body, bounded body reads.
+//!
+//! Only this module, `ingest` and `admin` know hyper's server types.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::shutdown::Shutdown;
+
+pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
+pub type Resp = Response<ResponseBody>;
+
+pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+/// A JSON response. Serialising our own plain structs cannot fail; if it
+/// ever did, the client still gets a well-formed error body.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Resp {
+    let body = serde_json::to_vec(value)
+        .unwrap_or_else(|_| br#"{"error":"internal","message":"response could not be encoded"}"#.to_vec());
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+/// The error body every endpoint uses: `{"error": code, "message": what went wrong and what to do}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Resp {
+    json(status, &ErrorBody { error: code, message })
+}
+
+/// A 503 that tells the client when to come back.
+pub fn unavailable(code: &str, message: &str, retry_after_secs: u64) -> Resp {
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp
+}
+
+pub fn method_not_allowed(allow: &'static str, method: &http::Method, path: &str) -> Resp {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not allowed on {path}; use {allow}"),
+    );
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+pub fn not_found(what: &str) -> Resp {
+    error(StatusCode::NOT_FOUND, "not_found", what)
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("body was not received within {0:?}")]
+    Timeout(Duration),
+    #[error("body could not be read: {0}")]
+    Read(String),
+}
+
+/// Reads a body of at most `limit` bytes. Stops reading as soon as the limit
+/// is passed (a declared Content-Length over the limit is refused unread).
+pub async fn read_body(req: Request<Incoming>, limit: u64, timeout: Duration) -> Result<Bytes, BodyError> {
+    if req.body().size_hint().lower() > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let limited = Limited::new(req.into_body(), limit as usize);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(BodyError::Timeout(timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(BodyError::TooLarge { limit })
+        }
+        Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until shutdown, then stops accepting and
+/// gives in-flight requests up to `grace` to finish.
+pub async fn serve<F, Fut>(listener: TcpListener, name: &'static str, handler: F, mut shutdown: Shutdown, grace: Duration)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off a moment
+                        // rather than spin; the listener itself is still fine.
+                        tracing::warn!(listener = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let svc = service_fn(move |req| {
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.wait() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::debug!(listener = name, "all connections drained"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(listener = name, grace_ms = grace.as_millis() as u64,
+            "shutdown grace period over with requests still in flight; abandoning them (none was acknowledged)"),
+    }
+}
+
+/// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-24T02:49:51.123Z`).
+pub fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_488_591_123), "2026-11-24T02:49:51.123Z");
+    }
+}

@@ -1,0 +1,213 @@
+//! Ingest: `POST /ingest/{tenant}/{source}` → durable commit → 202.
+//!
+//! The one rule this module exists to keep: a 2xx leaves only after the store
+//! has committed the trigger with fsync durability. Every failure that is
+//! Weir's own (store full, not writable, shutting down) is a 503 with
+//! Retry-After, never a 4xx and never a 2xx.
+
+mod headers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, Method, Request, StatusCode};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::config::{validate_label, Config, TenantConfig};
+use crate::http::{self as h, BodyError, Resp};
+use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
+
+pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
+
+/// Everything a request needs; shared by all connections of the listener.
+pub struct Ingest {
+    store: Store,
+    tenants: HashMap<String, TenantConfig>,
+    max_body_bytes: u64,
+    request_timeout: Duration,
+}
+
+#[derive(Serialize)]
+struct Accepted {
+    id: String,
+    duplicate: bool,
+    quarantined: bool,
+}
+
+impl Ingest {
+    pub fn new(config: &Config, store: Store) -> Arc<Ingest> {
+        Arc::new(Ingest {
+            store,
+            tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
+            max_body_bytes: config.server.max_body_bytes,
+            request_timeout: Duration::from_millis(config.server.request_timeout_ms),
+        })
+    }
+
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
+        let path = req.uri().path().to_string();
+        if let Some(resp) = health(&self.store, req.method(), &path) {
+            return resp;
+        }
+        let Some((tenant, source)) = parse_ingest_path(&path) else {
+            return h::not_found(&format!(
+                "no route for {path}; send triggers to POST /ingest/{{tenant}}/{{source}}"
+            ));
+        };
+        if req.method() != Method::POST {
+            return h::method_not_allowed("POST", req.method(), &path);
+        }
+        let Some(tenant_config) = self.tenants.get(tenant) else {
+            return h::error(
+                StatusCode::NOT_FOUND,
+                "unknown_tenant",
+                &format!("tenant {tenant:?} is not configured on this gateway; check the URL, or add a [[tenants]] block with id = {tenant:?}"),
+            );
+        };
+        if let Err(m) = validate_label(source) {
+            return h::error(StatusCode::BAD_REQUEST, "invalid_source", &format!("source label {m}"));
+        }
+        let tenant = tenant_config.id.clone();
+        let source = source.to_string();
+        self.ingest(req, tenant, source).await
+    }
+
+    async fn ingest(&self, req: Request<Incoming>, tenant: String, source: String) -> Resp {
+        let received = SystemTime::now();
+        let idempotency_key = match idempotency_key(req.headers()) {
+            Ok(k) => k,
+            Err(resp) => return resp,
+        };
+        let headers = headers::stored(req.headers());
+        let body = match h::read_body(req, self.max_body_bytes, self.request_timeout).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge { limit }) => {
+                return h::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    &format!("the body is larger than this gateway's limit of {limit} bytes (server.max_body_bytes); send a smaller payload"),
+                );
+            }
+            Err(BodyError::Timeout(t)) => {
+                return h::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    &format!("the body did not arrive within {} ms; retry", t.as_millis()),
+                );
+            }
+            Err(BodyError::Read(e)) => {
+                return h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("the body could not be read ({e}); retry"));
+            }
+        };
+        let Ok(body_len) = u32::try_from(body.len()) else {
+            return h::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 4 GiB");
+        };
+        let meta = TriggerMeta {
+            state: State::Pending,
+            received_at_ms: received.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            tenant: tenant.clone(),
+            source,
+            idempotency_key,
+            headers,
+            body_len,
+            has_transformed: false,
+            plugin_version: 0,
+            route: None,
+            attempts: Vec::new(),
+        };
+        let trigger = NewTrigger { id: self.store.next_id(received), meta, body, transformed: None };
+        match self.store.insert(trigger).await {
+            Ok(done) => {
+                tracing::debug!(trigger_id = %done.id, tenant = %tenant, duplicate = done.duplicate, "trigger accepted");
+                h::json(
+                    StatusCode::ACCEPTED,
+                    &Accepted {
+                        id: done.id.to_string(),
+                        duplicate: done.duplicate,
+                        quarantined: done.state == State::Quarantined,
+                    },
+                )
+            }
+            Err(e) => store_error(&tenant, e),
+        }
+    }
+}
+
+/// `/healthz` and `/readyz`, served on both listeners. Neither looks at the upstream.
+pub fn health(store: &Store, method: &Method, path: &str) -> Option<Resp> {
+    match path {
+        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => {
+            Some(h::method_not_allowed("GET", method, path))
+        }
+        "/healthz" => Some(h::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        "/readyz" => Some(match store.not_ready_reason() {
+            None => h::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+            Some(reason) => h::unavailable("not_ready", &reason, 5),
+        }),
+        _ => None,
+    }
+}
+
+fn store_error(tenant: &str, e: StoreError) -> Resp {
+    match e {
+        StoreError::Full { .. } => {
+            tracing::warn!(tenant = %tenant, error = %e, "ingest refused: store over budget");
+            h::unavailable("store_full", "this gateway's buffer is full; nothing was stored; retry later", 30)
+        }
+        StoreError::ShuttingDown => {
+            h::unavailable("shutting_down", "this gateway is shutting down; nothing was stored; retry (another instance or in a moment)", 5)
+        }
+        StoreError::Invalid(m) => h::error(StatusCode::BAD_REQUEST, "invalid_trigger", &format!("{m}; nothing was stored")),
+        other => {
+            tracing::error!(tenant = %tenant, error = %other, "ingest failed: store fault");
+            h::unavailable("store_unavailable", "this gateway cannot store triggers right now; nothing was stored; retry later", 5)
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Resp> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let bad = |why: &str| {
+        Err(h::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            &format!("the Idempotency-Key header {why}; send 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+        ))
+    };
+    let Ok(s) = v.to_str() else { return bad("is not visible ASCII") };
+    let s = s.trim();
+    if s.is_empty() {
+        return bad("is empty");
+    }
+    if s.len() > IDEMPOTENCY_KEY_MAX {
+        return bad("is too long");
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// `/ingest/{tenant}/{source}` → (tenant, source); nothing else matches.
+fn parse_ingest_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/ingest/")?;
+    let (tenant, source) = rest.split_once('/')?;
+    if tenant.is_empty() || source.is_empty() || source.contains('/') {
+        return None;
+    }
+    Some((tenant, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_paths() {
+        assert_eq!(parse_ingest_path("/ingest/acme/github"), Some(("acme", "github")));
+        assert_eq!(parse_ingest_path("/ingest/acme/"), None);
+        assert_eq!(parse_ingest_path("/ingest/acme"), None);
+        assert_eq!(parse_ingest_path("/ingest//x"), None);
+        assert_eq!(parse_ingest_path("/ingest/a/b/c"), None);
+        assert_eq!(parse_ingest_path("/other/a/b"), None);
+    }
+}

@@ -1,0 +1,410 @@
+//! The durable buffer: triggers in sharded redb files, written by group commit.
+//!
+//! The store owns every byte on disk. It knows nothing of HTTP or Wasm: ingest
+//! hands it a [`NewTrigger`] and gets an id back only once the transaction
+//! holding it has committed with fsync durability.
+//!
+//! Layout: `store.path/shard-NN.redb`, one redb file per shard, each written
+//! only by its own writer thread ([`writer`]). Parallel fsyncs on separate
+//! files are what lets throughput grow past a single writer. A trigger with an
+//! idempotency key always lands in the shard chosen by hashing (tenant, key),
+//! so deduplication is a single-shard lookup; others are spread round-robin.
+//! The shard count is fixed when the directory is created.
+
+mod record;
+mod tables;
+mod writer;
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase};
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::{Attempt, DecodeError, Outcome, State, TriggerMeta, FORMAT_VERSION};
+
+use crate::config::StoreConfig;
+use crate::id::{IdGenerator, TriggerId};
+use writer::Command;
+
+/// Why the store could not do what was asked. Every variant says whether the
+/// caller may retry: only [`StoreError::Full`] and [`StoreError::Unavailable`]
+/// are Weir's own transient faults (ingest answers 503 with Retry-After).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is over its disk budget ({used} of {budget} bytes used); delivered triggers are removed as they age out, or raise store.max_bytes")]
+    Full { used: u64, budget: u64 },
+    #[error("the store cannot accept writes right now: {0}")]
+    Unavailable(String),
+    #[error("cannot open store file {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("store I/O error: {0}")]
+    Io(String),
+    #[error("trigger record {id} is unreadable: {source}")]
+    Corrupt { id: TriggerId, source: DecodeError },
+    #[error("the trigger cannot be stored: {0}")]
+    Invalid(String),
+    #[error("the store is shutting down")]
+    ShuttingDown,
+}
+
+impl StoreError {
+    /// True for faults that clear by themselves: the caller should retry later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Full { .. } | StoreError::Unavailable(_) | StoreError::ShuttingDown)
+    }
+}
+
+pub(crate) fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Io(e.into().to_string())
+}
+
+/// A trigger as ingest hands it over.
+#[derive(Debug, Clone)]
+pub struct NewTrigger {
+    pub id: TriggerId,
+    pub meta: TriggerMeta,
+    pub body: Bytes,
+    /// The plugin's output body, when it changed the body.
+    pub transformed: Option<Bytes>,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: TriggerId,
+    /// The idempotency key was seen before: nothing new was stored.
+    pub duplicate: bool,
+    pub state: State,
+}
+
+/// A trigger read back with its bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTrigger {
+    pub id: TriggerId,
+    pub meta: TriggerMeta,
+    pub body: Vec<u8>,
+    pub transformed: Option<Vec<u8>>,
+}
+
+/// Counts and sizes for `/v1/status` and `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub quarantined: u64,
+    /// Bytes of live triggers, what the budget counts.
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+    /// Size of the redb files on disk (includes free pages redb will reuse).
+    pub file_bytes: u64,
+    pub oldest_pending_ms: Option<u64>,
+    pub shards: usize,
+    pub writable_shards: usize,
+}
+
+/// A state change requested by the forwarder or an operator.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Move to `state`, optionally recording a delivery attempt.
+    SetState { state: State, attempt: Option<Attempt> },
+    /// Remove the trigger and its bodies.
+    Delete,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    shards: Vec<Arc<Shard>>,
+    budget: u64,
+    ids: IdGenerator,
+    round_robin: AtomicUsize,
+}
+
+/// One redb file and the channel to its writer thread.
+pub(crate) struct Shard {
+    pub(crate) index: usize,
+    pub(crate) path: PathBuf,
+    /// `None` while the writer reopens the file after a failed commit.
+    pub(crate) db: RwLock<Option<Arc<Database>>>,
+    pub(crate) writable: AtomicBool,
+    pub(crate) counts: [AtomicU64; 4],
+    pub(crate) used_bytes: AtomicU64,
+    tx: Mutex<Option<mpsc::Sender<Command>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Shard {
+    pub(crate) fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let slot = self.db.read().unwrap_or_else(|e| e.into_inner());
+        slot.clone().ok_or_else(|| StoreError::Unavailable(format!("{} is being reopened after a failed commit", self.path.display())))
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Command>> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store directory and starts one writer per shard.
+    /// A file that exists but cannot be opened is an error naming the file:
+    /// never a silent fresh start.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let dir = config.path.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
+            path: dir.clone(),
+            reason: format!("{e}; check that the directory is writable by this user"),
+        })?;
+        let shard_count = existing_shard_count(&dir)?.unwrap_or(config.shards as usize);
+        if shard_count != config.shards as usize {
+            tracing::warn!(
+                existing = shard_count,
+                configured = config.shards,
+                "store.shards differs from the directory's shard count; using the directory's"
+            );
+        }
+        let mut shards = Vec::with_capacity(shard_count);
+        for index in 0..shard_count {
+            let path = dir.join(format!("shard-{index:02}.redb"));
+            let db = open_database(&path, config.cache_mb)?;
+            let (counts, used) = tables::init(&db).map_err(|e| StoreError::Open {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            shards.push(Arc::new(Shard {
+                index,
+                path,
+                db: RwLock::new(Some(Arc::new(db))),
+                writable: AtomicBool::new(true),
+                counts: counts.map(AtomicU64::new),
+                used_bytes: AtomicU64::new(used),
+                tx: Mutex::new(None),
+                thread: Mutex::new(None),
+            }));
+        }
+        let store = Store {
+            inner: Arc::new(Inner {
+                dir,
+                shards,
+                budget: config.max_bytes,
+                ids: IdGenerator::default(),
+                round_robin: AtomicUsize::new(0),
+            }),
+        };
+        for shard in &store.inner.shards {
+            let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
+            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("weir-store-{}", shard.index))
+                .spawn(move || w.run(rx))
+                .map_err(|e| StoreError::Open { path: shard.path.clone(), reason: format!("cannot start writer thread: {e}") })?;
+            *shard.tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+            *shard.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        }
+        Ok(store)
+    }
+
+    fn clone_budget(&self) -> writer::Budget {
+        writer::Budget { limit: self.inner.budget, shards: self.inner.shards.clone() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// A fresh id for a trigger that arrived at `at`.
+    pub fn next_id(&self, at: SystemTime) -> TriggerId {
+        self.inner.ids.next(at)
+    }
+
+    /// Commits the trigger durably (fsync) and only then returns.
+    pub async fn insert(&self, trigger: NewTrigger) -> Result<Inserted, StoreError> {
+        let shard = self.shard_for(&trigger.meta);
+        let (reply, rx) = oneshot::channel();
+        self.send(shard, Command::Insert { trigger, reply }).await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Applies a change durably; `Ok(false)` when no such trigger exists.
+    pub async fn update(&self, id: TriggerId, change: Change) -> Result<bool, StoreError> {
+        let Some(shard) = self.locate(id).await? else { return Ok(false) };
+        let (reply, rx) = oneshot::channel();
+        self.send(shard, Command::Update { id, change, reply }).await?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    async fn send(&self, shard: usize, cmd: Command) -> Result<(), StoreError> {
+        let sender = self.inner.shards[shard].sender().ok_or(StoreError::ShuttingDown)?;
+        sender.send(cmd).await.map_err(|_| StoreError::ShuttingDown)
+    }
+
+    fn shard_for(&self, meta: &TriggerMeta) -> usize {
+        let n = self.inner.shards.len();
+        match &meta.idempotency_key {
+            Some(key) => {
+                let mut h = std::hash::DefaultHasher::new();
+                (meta.tenant.as_str(), key.as_str()).hash(&mut h);
+                (h.finish() % n as u64) as usize
+            }
+            None => self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// Which shard holds `id`, if any.
+    async fn locate(&self, id: TriggerId) -> Result<Option<usize>, StoreError> {
+        let shards = self.inner.shards.clone();
+        blocking(move || {
+            for shard in &shards {
+                let db = shard.database()?;
+                let txn = db.begin_read().map_err(io_err)?;
+                let table = txn.open_table(tables::TRIGGERS).map_err(io_err)?;
+                if table.get(id.as_u128()).map_err(io_err)?.is_some() {
+                    return Ok(Some(shard.index));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Reads one trigger with its bodies.
+    pub async fn get(&self, id: TriggerId) -> Result<Option<StoredTrigger>, StoreError> {
+        let shards = self.inner.shards.clone();
+        blocking(move || {
+            for shard in &shards {
+                if let Some(t) = tables::read_trigger(&*shard.database()?, id)? {
+                    return Ok(Some(t));
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    /// Ids in `state`, oldest first, starting after `after`; at most `limit`.
+    pub async fn ids_in_state(&self, state: State, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
+        let shards = self.inner.shards.clone();
+        blocking(move || {
+            let mut all = Vec::new();
+            for shard in &shards {
+                all.extend(tables::ids_in_state(&*shard.database()?, state, after, limit)?);
+            }
+            all.sort();
+            all.truncate(limit);
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Counts, sizes, and the oldest pending trigger's arrival time.
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let shards = self.inner.shards.clone();
+        let budget = self.inner.budget;
+        blocking(move || {
+            let mut s = StoreStats { budget_bytes: budget, shards: shards.len(), ..Default::default() };
+            for shard in &shards {
+                let c = |st: State| shard.counts[st.code() as usize].load(Ordering::Relaxed);
+                s.pending += c(State::Pending);
+                s.delivered += c(State::Delivered);
+                s.dead += c(State::Dead);
+                s.quarantined += c(State::Quarantined);
+                s.used_bytes += shard.used_bytes.load(Ordering::Relaxed);
+                s.file_bytes += std::fs::metadata(&shard.path).map(|m| m.len()).unwrap_or(0);
+                if shard.writable.load(Ordering::Relaxed) {
+                    s.writable_shards += 1;
+                }
+                if let Ok(db) = shard.database() {
+                    if let Some(first) = tables::ids_in_state(&db, State::Pending, None, 1)?.first() {
+                        let ms = first.timestamp_ms();
+                        s.oldest_pending_ms = Some(s.oldest_pending_ms.map_or(ms, |o: u64| o.min(ms)));
+                    }
+                }
+            }
+            Ok(s)
+        })
+        .await
+    }
+
+    /// Why the store cannot take writes now, if it cannot (for `/readyz`).
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let used: u64 = self.inner.shards.iter().map(|s| s.used_bytes.load(Ordering::Relaxed)).sum();
+        if used >= self.inner.budget {
+            return Some(format!("store is over its disk budget ({used} of {} bytes)", self.inner.budget));
+        }
+        let down: Vec<String> = self
+            .inner
+            .shards
+            .iter()
+            .filter(|s| !s.writable.load(Ordering::Relaxed))
+            .map(|s| s.path.display().to_string())
+            .collect();
+        if !down.is_empty() {
+            return Some(format!("store file(s) not writable: {}", down.join(", ")));
+        }
+        None
+    }
+
+    /// Stops the writers after they commit everything already queued.
+    /// Callers must have stopped sending (ingest drained) first.
+    pub async fn close(&self) {
+        let mut handles = Vec::new();
+        for shard in &self.inner.shards {
+            // Dropping the last sender ends the writer loop once the queue is empty.
+            shard.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(h) = shard.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                handles.push(h);
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Runs redb reads off the async workers: they may touch the disk.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("store read task failed: {e}")))?
+}
+
+fn existing_shard_count(dir: &Path) -> Result<Option<usize>, StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::Open { path: dir.to_path_buf(), reason: e.to_string() })?;
+    let mut count = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("shard-") && name.ends_with(".redb") {
+            count += 1;
+        }
+    }
+    Ok((count > 0).then_some(count))
+}
+
+pub(crate) fn open_database(path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size((cache_mb as usize) * 1024 * 1024);
+    builder.create(path).map_err(|e| {
+        let reason = match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                "it is already open (is another weir process using this store.path?)".to_string()
+            }
+            other => format!("{other}; the file is left untouched: move it aside to start empty, or restore a backup"),
+        };
+        StoreError::Open { path: path.to_path_buf(), reason }
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! redb table definitions and the reads and writes over them.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `triggers` | id (`u128`) | record, see [`super::record`] |
+//! | `bodies` | id | raw body bytes |
+//! | `transformed` | id | the plugin's output body, when it changed the body |
+//! | `by_state` | (state code, id) | `()`: an index, so "oldest pending" is one seek |
+//! | `idempotency` | (tenant, key) | (id, first seen ms) |
+//! | `idem_expiry` | (first seen ms, id) | (tenant, key): lets the sweeper find old keys in order |
+//! | `counters` | name | `u64`: per-state counts and live bytes, updated in the same transaction |
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::record::{State, TriggerMeta};
+use super::{io_err, StoreError, StoredTrigger};
+use crate::id::TriggerId;
+
+pub(crate) const TRIGGERS: TableDefinition<u128, &[u8]> = TableDefinition::new("triggers");
+pub(crate) const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
+pub(crate) const TRANSFORMED: TableDefinition<u128, &[u8]> = TableDefinition::new("transformed");
+pub(crate) const BY_STATE: TableDefinition<(u8, u128), ()> = TableDefinition::new("by_state");
+pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), (u128, u64)> = TableDefinition::new("idempotency");
+pub(crate) const IDEM_EXPIRY: TableDefinition<(u64, u128), (&str, &str)> = TableDefinition::new("idem_expiry");
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+pub(crate) const USED_BYTES: &str = "used_bytes";
+
+/// Bytes charged to the budget per trigger beyond its record and bodies:
+/// index entries and B-tree overhead, measured roughly on this format.
+pub(crate) const PER_TRIGGER_OVERHEAD: u64 = 96;
+
+pub(crate) fn counter_name(state: State) -> &'static str {
+    match state {
+        State::Pending => "count_pending",
+        State::Delivered => "count_delivered",
+        State::Dead => "count_dead",
+        State::Quarantined => "count_quarantined",
+    }
+}
+
+/// Creates missing tables and loads the counters: ([count per state], used bytes).
+pub(crate) fn init(db: &Database) -> Result<([u64; 4], u64), StoreError> {
+    let txn = db.begin_write().map_err(io_err)?;
+    {
+        txn.open_table(TRIGGERS).map_err(io_err)?;
+        txn.open_table(BODIES).map_err(io_err)?;
+        txn.open_table(TRANSFORMED).map_err(io_err)?;
+        txn.open_table(BY_STATE).map_err(io_err)?;
+        txn.open_table(IDEMPOTENCY).map_err(io_err)?;
+        txn.open_table(IDEM_EXPIRY).map_err(io_err)?;
+        txn.open_table(COUNTERS).map_err(io_err)?;
+    }
+    txn.commit().map_err(io_err)?;
+    let read = db.begin_read().map_err(io_err)?;
+    let counters = read.open_table(COUNTERS).map_err(io_err)?;
+    let get = |name: &str| -> Result<u64, StoreError> {
+        Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0))
+    };
+    let mut counts = [0u64; 4];
+    for st in State::ALL {
+        counts[st.code() as usize] = get(counter_name(st))?;
+    }
+    Ok((counts, get(USED_BYTES)?))
+}
+
+pub(crate) fn read_trigger(db: &Database, id: TriggerId) -> Result<Option<StoredTrigger>, StoreError> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
+    let Some(raw) = triggers.get(id.as_u128()).map_err(io_err)? else { return Ok(None) };
+    let meta = TriggerMeta::decode(raw.value()).map_err(|source| StoreError::Corrupt { id, source })?;
+    let bodies = txn.open_table(BODIES).map_err(io_err)?;
+    let body = bodies.get(id.as_u128()).map_err(io_err)?.map(|b| b.value().to_vec()).unwrap_or_default();
+    let transformed = if meta.has_transformed {
+        let t = txn.open_table(TRANSFORMED).map_err(io_err)?;
+        t.get(id.as_u128()).map_err(io_err)?.map(|b| b.value().to_vec())
+    } else {
+        None
+    };
+    Ok(Some(StoredTrigger { id, meta, body, transformed }))
+}
+
+pub(crate) fn ids_in_state(
+    db: &Database,
+    state: State,
+    after: Option<TriggerId>,
+    limit: usize,
+) -> Result<Vec<TriggerId>, StoreError> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let index = txn.open_table(BY_STATE).map_err(io_err)?;
+    let code = state.code();
+    let start = match after {
+        Some(id) if id.as_u128() == u128::MAX => return Ok(Vec::new()),
+        Some(id) => id.as_u128() + 1,
+        None => 0,
+    };
+    let mut out = Vec::new();
+    for entry in index.range((code, start)..=(code, u128::MAX)).map_err(io_err)? {
+        let (k, _) = entry.map_err(io_err)?;
+        out.push(TriggerId::from_u128(k.value().1));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Per-batch changes to the counters, written once per transaction.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct Deltas {
+    pub counts: [i64; 4],
+    pub bytes: i64,
+}
+
+impl Deltas {
+    pub fn is_zero(&self) -> bool {
+        self.bytes == 0 && self.counts.iter().all(|c| *c == 0)
+    }
+
+    pub fn write(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        if self.is_zero() {
+            return Ok(());
+        }
+        let mut counters = txn.open_table(COUNTERS).map_err(io_err)?;
+        let mut bump = |name: &str, delta: i64| -> Result<(), StoreError> {
+            if delta == 0 {
+                return Ok(());
+            }
+            let old = counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0);
+            counters.insert(name, old.saturating_add_signed(delta)).map_err(io_err)?;
+            Ok(())
+        };
+        for st in State::ALL {
+            bump(counter_name(st), self.counts[st.code() as usize])?;
+        }
+        bump(USED_BYTES, self.bytes)
+    }
+}

@@ -1,0 +1,254 @@
+//! Store tests: a model-based property test against an in-memory model
+//! (Vector's disk-buffer approach), plus budget and reopen cases. All run on
+//! real redb files in a temporary directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::StoreConfig;
+
+fn config(dir: &Path, shards: u32) -> StoreConfig {
+    StoreConfig { path: dir.to_path_buf(), shards, ..StoreConfig::default() }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn trigger(store: &Store, tenant: &str, key: Option<String>, body: &[u8], state: State) -> NewTrigger {
+    let now = SystemTime::now();
+    NewTrigger {
+        id: store.next_id(now),
+        meta: TriggerMeta {
+            state,
+            received_at_ms: 0,
+            tenant: tenant.into(),
+            source: "test".into(),
+            idempotency_key: key,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body_len: body.len() as u32,
+            has_transformed: false,
+            plugin_version: 0,
+            route: None,
+            attempts: vec![],
+        },
+        body: Bytes::copy_from_slice(body),
+        transformed: None,
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert { tenant: u8, key: Option<u8>, body: Vec<u8>, quarantined: bool },
+    SetState { pick: prop::sample::Index, state: u8, attempt: bool },
+    Delete { pick: prop::sample::Index },
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..3, proptest::option::of(0u8..4), proptest::collection::vec(any::<u8>(), 0..64), any::<bool>())
+            .prop_map(|(tenant, key, body, quarantined)| Op::Insert { tenant, key, body, quarantined }),
+        3 => (any::<prop::sample::Index>(), 0u8..4, any::<bool>()).prop_map(|(pick, state, attempt)| Op::SetState { pick, state, attempt }),
+        1 => any::<prop::sample::Index>().prop_map(|pick| Op::Delete { pick }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+#[derive(Default)]
+struct Model {
+    triggers: BTreeMap<TriggerId, (State, Vec<u8>, usize)>,
+    keys: HashMap<(String, String), TriggerId>,
+    /// Every id ever returned, including deleted ones (picks may target them).
+    ever: Vec<TriggerId>,
+}
+
+fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
+    let r = rt();
+    for (id, (state, body, attempts)) in &model.triggers {
+        let got = r.block_on(store.get(*id)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let got = got.ok_or_else(|| TestCaseError::fail(format!("{id} missing")))?;
+        prop_assert_eq!(got.meta.state, *state);
+        prop_assert_eq!(&got.body, body);
+        prop_assert_eq!(got.meta.attempts.len(), *attempts);
+    }
+    for id in &model.ever {
+        if !model.triggers.contains_key(id) {
+            prop_assert!(r.block_on(store.get(*id)).map_err(|e| TestCaseError::fail(e.to_string()))?.is_none());
+        }
+    }
+    let stats = r.block_on(store.stats()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let count = |s: State| model.triggers.values().filter(|t| t.0 == s).count() as u64;
+    prop_assert_eq!(stats.pending, count(State::Pending));
+    prop_assert_eq!(stats.delivered, count(State::Delivered));
+    prop_assert_eq!(stats.dead, count(State::Dead));
+    prop_assert_eq!(stats.quarantined, count(State::Quarantined));
+    prop_assert_eq!(stats.used_bytes == 0, model.triggers.is_empty());
+    for s in State::ALL {
+        let ids = r.block_on(store.ids_in_state(s, None, 10_000)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let want: Vec<TriggerId> = model.triggers.iter().filter(|(_, t)| t.0 == s).map(|(id, _)| *id).collect();
+        prop_assert_eq!(ids, want);
+    }
+    let oldest = model.triggers.iter().find(|(_, t)| t.0 == State::Pending).map(|(id, _)| id.timestamp_ms());
+    prop_assert_eq!(stats.oldest_pending_ms, oldest);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn store_matches_model(ops in proptest::collection::vec(op(), 1..40), shards in 1u32..4) {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let cfg = config(dir.path(), shards);
+        let r = rt();
+        let mut store = r.block_on(async { Store::open(&cfg) }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Insert { tenant, key, body, quarantined } => {
+                    let tenant = format!("t{tenant}");
+                    let key = key.map(|k| format!("k{k}"));
+                    let state = if quarantined { State::Quarantined } else { State::Pending };
+                    let t = trigger(&store, &tenant, key.clone(), &body, state);
+                    let new_id = t.id;
+                    let got = r.block_on(store.insert(t)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    match key.and_then(|k| model.keys.get(&(tenant.clone(), k.clone())).copied().map(|id| (k, id))) {
+                        Some((_, old)) => {
+                            prop_assert!(got.duplicate);
+                            prop_assert_eq!(got.id, old);
+                        }
+                        None => {
+                            prop_assert!(!got.duplicate);
+                            prop_assert_eq!(got.id, new_id);
+                            if let Some(k) = &got_key(&store, &r, new_id)? {
+                                model.keys.insert((tenant.clone(), k.clone()), new_id);
+                            }
+                            model.triggers.insert(new_id, (state, body, 0));
+                            model.ever.push(new_id);
+                        }
+                    }
+                }
+                Op::SetState { pick, state, attempt } => {
+                    if model.ever.is_empty() { continue; }
+                    let id = model.ever[pick.index(model.ever.len())];
+                    let state = State::from_code(state).unwrap_or(State::Pending);
+                    let attempt = attempt.then(|| Attempt {
+                        at_ms: 1, duration_ms: 2, upstream: 0, outcome: Outcome::Retry, status: Some(503), detail: "busy".into(),
+                    });
+                    let found = r.block_on(store.update(id, Change::SetState { state, attempt: attempt.clone() }))
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(found, model.triggers.contains_key(&id));
+                    if let Some(t) = model.triggers.get_mut(&id) {
+                        t.0 = state;
+                        t.2 += usize::from(attempt.is_some());
+                    }
+                }
+                Op::Delete { pick } => {
+                    if model.ever.is_empty() { continue; }
+                    let id = model.ever[pick.index(model.ever.len())];
+                    let found = r.block_on(store.update(id, Change::Delete)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(found, model.triggers.remove(&id).is_some());
+                }
+                Op::Reopen => {
+                    r.block_on(store.close());
+                    drop(store);
+                    store = r.block_on(async { Store::open(&cfg) }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
+            }
+        }
+        check(&store, &model)?;
+        r.block_on(store.close());
+        drop(store);
+        let store = r.block_on(async { Store::open(&cfg) }).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        check(&store, &model)?;
+        r.block_on(store.close());
+    }
+}
+
+/// The key a stored trigger carries (the model mirrors what was stored).
+fn got_key(store: &Store, r: &tokio::runtime::Runtime, id: TriggerId) -> Result<Option<String>, TestCaseError> {
+    let t = r.block_on(store.get(id)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    Ok(t.and_then(|t| t.meta.idempotency_key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_share_commits_and_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&config(dir.path(), 2)).expect("open");
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = trigger(&s, "t", None, format!("body {i}").as_bytes(), State::Pending);
+            s.insert(t).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.expect("join").expect("insert").id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    assert_eq!(store.stats().await.expect("stats").pending, 200);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn over_budget_is_refused_and_leaves_no_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StoreConfig { max_bytes: 1024 * 1024, ..config(dir.path(), 1) };
+    let store = Store::open(&cfg).expect("open");
+    let big = vec![7u8; 600 * 1024];
+    store.insert(trigger(&store, "t", None, &big, State::Pending)).await.expect("first fits");
+    let err = store.insert(trigger(&store, "t", Some("k".into()), &big, State::Pending)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Full { .. }), "{err}");
+    assert!(err.is_transient());
+    assert!(store.not_ready_reason().is_none(), "still room for small triggers");
+    // The refused trigger's idempotency key was not remembered.
+    let small = store.insert(trigger(&store, "t", Some("k".into()), b"x", State::Pending)).await.expect("fits");
+    assert!(!small.duplicate);
+    assert_eq!(store.stats().await.expect("stats").pending, 2);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StoreConfig { idempotency_window_secs: 1, ..config(dir.path(), 1) };
+    let store = Store::open(&cfg).expect("open");
+    let a = store.insert(trigger(&store, "t", Some("k".into()), b"1", State::Pending)).await.expect("a");
+    let b = store.insert(trigger(&store, "t", Some("k".into()), b"2", State::Pending)).await.expect("b");
+    assert!(b.duplicate && b.id == a.id);
+    // Another tenant's identical key is independent.
+    let other = store.insert(trigger(&store, "u", Some("k".into()), b"3", State::Pending)).await.expect("u");
+    assert!(!other.duplicate);
+    // Real time must pass for the window to close; the store reads the wall clock.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let c = store.insert(trigger(&store, "t", Some("k".into()), b"4", State::Pending)).await.expect("c");
+    assert!(!c.duplicate && c.id != a.id);
+    store.close().await;
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("shard-00.redb"), b"this is not a redb file at all, just text").expect("write");
+    let err = Store::open(&config(dir.path(), 1)).err().expect("must fail").to_string();
+    assert!(err.contains("shard-00.redb"), "{err}");
+    // The file is left as it was: no silent fresh start.
+    assert_eq!(std::fs::read(dir.path().join("shard-00.redb")).expect("read"), b"this is not a redb file at all, just text");
+}
+
+#[test]
+fn a_second_process_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = Store::open(&config(dir.path(), 1)).expect("open");
+    let err = Store::open(&config(dir.path(), 1)).err().expect("must fail").to_string();
+    assert!(err.contains("already open"), "{err}");
+}

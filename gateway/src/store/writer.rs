@@ -1,0 +1,406 @@
+//! The writer thread of one shard: group commit.
+//!
+//! Whatever is queued when the writer comes round goes into one write
+//! transaction with one fsync (`Durability::Immediate`), bounded by
+//! `store.max_batch` and `store.max_batch_bytes` so a batch costs about one
+//! fsync. Every caller's reply is sent only after `commit()` returned Ok: that
+//! is the moment a trigger becomes durable, and the only moment ingest may
+//! answer 2xx. A failed commit fails the whole batch (redb refuses further
+//! writes on that handle), and the writer reopens the file before taking more.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redb::{Durability, ReadableTable, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::record::{State, TriggerMeta};
+use super::tables::{self, Deltas, BODIES, BY_STATE, IDEMPOTENCY, IDEM_EXPIRY, PER_TRIGGER_OVERHEAD, TRANSFORMED, TRIGGERS};
+use super::{io_err, open_database, Change, Inserted, NewTrigger, Shard, StoreError};
+use crate::config::StoreConfig;
+use crate::id::TriggerId;
+
+pub(crate) enum Command {
+    Insert { trigger: NewTrigger, reply: oneshot::Sender<Result<Inserted, StoreError>> },
+    Update { id: TriggerId, change: Change, reply: oneshot::Sender<Result<bool, StoreError>> },
+}
+
+impl Command {
+    fn bytes(&self) -> u64 {
+        match self {
+            Command::Insert { trigger, .. } => {
+                (trigger.body.len() + trigger.transformed.as_ref().map_or(0, |b| b.len())) as u64
+            }
+            Command::Update { .. } => 64,
+        }
+    }
+
+    fn fail(self, err: impl Fn() -> StoreError) {
+        // A dropped receiver means the caller gave up (client went away): nothing to do.
+        match self {
+            Command::Insert { reply, .. } => drop(reply.send(Err(err()))),
+            Command::Update { reply, .. } => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+/// The disk budget, shared by all shards.
+pub(crate) struct Budget {
+    pub limit: u64,
+    pub shards: Vec<Arc<Shard>>,
+}
+
+impl Budget {
+    fn used(&self) -> u64 {
+        self.shards.iter().map(|s| s.used_bytes.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// An outcome waiting for the commit.
+enum Done {
+    Insert(oneshot::Sender<Result<Inserted, StoreError>>, Result<Inserted, StoreError>),
+    Update(oneshot::Sender<Result<bool, StoreError>>, Result<bool, StoreError>),
+}
+
+pub(crate) struct Writer {
+    shard: Arc<Shard>,
+    budget: Budget,
+    config: StoreConfig,
+    next_sweep: Instant,
+    next_reopen: Instant,
+}
+
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+const SWEEP_MAX: usize = 1000;
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+impl Writer {
+    pub(crate) fn new(shard: Arc<Shard>, budget: Budget, config: StoreConfig) -> Writer {
+        let now = Instant::now();
+        Writer { shard, budget, config, next_sweep: now, next_reopen: now }
+    }
+
+    /// Runs until every sender is dropped and the queue is empty.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut carry: Option<Command> = None;
+        loop {
+            let first = match carry.take() {
+                Some(c) => c,
+                None => match rx.blocking_recv() {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            let mut bytes = first.bytes();
+            let mut batch = vec![first];
+            while batch.len() < self.config.max_batch as usize {
+                match rx.try_recv() {
+                    Ok(c) if bytes + c.bytes() > self.config.max_batch_bytes => {
+                        carry = Some(c);
+                        break;
+                    }
+                    Ok(c) => {
+                        bytes += c.bytes();
+                        batch.push(c);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        tracing::debug!(shard = self.shard.index, "store writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Command>) {
+        if !self.shard.writable.load(Ordering::Relaxed) && !self.try_reopen() {
+            let path = self.shard.path.display().to_string();
+            for c in batch {
+                c.fail(|| StoreError::Unavailable(format!("{path} failed a commit and could not be reopened yet")));
+            }
+            return;
+        }
+        let started = Instant::now();
+        let count = batch.len();
+        match self.apply(batch) {
+            Ok((done, deltas)) => {
+                self.publish(deltas);
+                for d in done {
+                    match d {
+                        Done::Insert(reply, r) => drop(reply.send(r)),
+                        Done::Update(reply, r) => drop(reply.send(r)),
+                    }
+                }
+                tracing::trace!(shard = self.shard.index, batch = count, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+            }
+            Err((replies, err)) => {
+                tracing::error!(shard = self.shard.index, file = %self.shard.path.display(), error = %err, batch = count,
+                    "store commit failed; nothing in the batch was acknowledged; reopening the file");
+                self.shard.writable.store(false, Ordering::Relaxed);
+                let msg = err.to_string();
+                for d in replies {
+                    match d {
+                        Done::Insert(reply, _) => drop(reply.send(Err(StoreError::Unavailable(msg.clone())))),
+                        Done::Update(reply, _) => drop(reply.send(Err(StoreError::Unavailable(msg.clone())))),
+                    }
+                }
+                self.next_reopen = Instant::now();
+                self.try_reopen();
+            }
+        }
+    }
+
+    /// One transaction for the whole batch. On error, hands back every reply
+    /// channel so each caller hears that nothing was committed.
+    #[allow(clippy::type_complexity)]
+    fn apply(&mut self, batch: Vec<Command>) -> Result<(Vec<Done>, Deltas), (Vec<Done>, StoreError)> {
+        let mut done = Vec::with_capacity(batch.len());
+        let db = match self.shard.database() {
+            Ok(db) => db,
+            Err(e) => return Err((placeholders(batch), e)),
+        };
+        let mut txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => return Err((placeholders(batch), io_err(e))),
+        };
+        if let Err(e) = txn.set_durability(Durability::Immediate) {
+            return Err((placeholders(batch), StoreError::Io(e.to_string())));
+        }
+        let mut deltas = Deltas::default();
+        let now_ms = now_ms();
+        let mut iter = batch.into_iter();
+        while let Some(cmd) = iter.next() {
+            let result = match cmd {
+                Command::Insert { trigger, reply } => {
+                    let r = self.insert(&txn, trigger, now_ms, &mut deltas);
+                    match r {
+                        Err(e) if !is_logical(&e) => {
+                            done.push(Done::Insert(reply, Err(StoreError::Io(String::new()))));
+                            Err(e)
+                        }
+                        r => {
+                            done.push(Done::Insert(reply, r));
+                            Ok(())
+                        }
+                    }
+                }
+                Command::Update { id, change, reply } => {
+                    let r = update(&txn, id, change, &mut deltas);
+                    match r {
+                        Err(e) if !is_logical(&e) => {
+                            done.push(Done::Update(reply, Err(StoreError::Io(String::new()))));
+                            Err(e)
+                        }
+                        r => {
+                            done.push(Done::Update(reply, r));
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
+                done.extend(placeholders(iter.collect()));
+                return Err((done, e));
+            }
+        }
+        if Instant::now() >= self.next_sweep {
+            self.next_sweep = Instant::now() + SWEEP_EVERY;
+            if let Err(e) = sweep_idempotency(&txn, now_ms.saturating_sub(self.config.idempotency_window_secs * 1000)) {
+                return Err((done, e));
+            }
+        }
+        if let Err(e) = deltas.write(&txn) {
+            return Err((done, e));
+        }
+        match txn.commit() {
+            Ok(()) => Ok((done, deltas)),
+            Err(e) => Err((done, io_err(e))),
+        }
+    }
+
+    fn insert(&self, txn: &WriteTransaction, t: NewTrigger, now_ms: u64, deltas: &mut Deltas) -> Result<Inserted, StoreError> {
+        let id = t.id.as_u128();
+        let mut expired: Option<(u64, u128)> = None;
+        if let Some(key) = &t.meta.idempotency_key {
+            let idem = txn.open_table(IDEMPOTENCY).map_err(io_err)?;
+            let seen = idem.get((t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
+            if let Some((old_id, first_ms)) = seen {
+                if first_ms + self.config.idempotency_window_secs * 1000 > now_ms {
+                    drop(idem);
+                    let state = existing_state(txn, old_id)?.unwrap_or(t.meta.state);
+                    return Ok(Inserted { id: TriggerId::from_u128(old_id), duplicate: true, state });
+                }
+                expired = Some((first_ms, old_id));
+            }
+        }
+        let record = t.meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let cost = record.len() as u64
+            + t.body.len() as u64
+            + t.transformed.as_ref().map_or(0, |b| b.len() as u64)
+            + PER_TRIGGER_OVERHEAD;
+        // Checked before anything is written, so a refused trigger leaves no trace.
+        let used = self.budget.used().saturating_add_signed(deltas.bytes);
+        if used + cost > self.budget.limit {
+            return Err(StoreError::Full { used, budget: self.budget.limit });
+        }
+        if let Some(key) = &t.meta.idempotency_key {
+            let mut expiry = txn.open_table(IDEM_EXPIRY).map_err(io_err)?;
+            if let Some(old) = expired {
+                expiry.remove(old).map_err(io_err)?;
+            }
+            expiry.insert((now_ms, id), (t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?;
+            txn.open_table(IDEMPOTENCY)
+                .map_err(io_err)?
+                .insert((t.meta.tenant.as_str(), key.as_str()), (id, now_ms))
+                .map_err(io_err)?;
+        }
+        txn.open_table(TRIGGERS).map_err(io_err)?.insert(id, record.as_slice()).map_err(io_err)?;
+        txn.open_table(BODIES).map_err(io_err)?.insert(id, t.body.as_ref()).map_err(io_err)?;
+        if let Some(tb) = &t.transformed {
+            txn.open_table(TRANSFORMED).map_err(io_err)?.insert(id, tb.as_ref()).map_err(io_err)?;
+        }
+        txn.open_table(BY_STATE).map_err(io_err)?.insert((t.meta.state.code(), id), ()).map_err(io_err)?;
+        deltas.counts[t.meta.state.code() as usize] += 1;
+        deltas.bytes += cost as i64;
+        Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state })
+    }
+
+    /// Makes a committed batch visible to stats and the budget.
+    fn publish(&self, deltas: Deltas) {
+        for (i, d) in deltas.counts.iter().enumerate() {
+            apply_delta(&self.shard.counts[i], *d);
+        }
+        apply_delta(&self.shard.used_bytes, deltas.bytes);
+    }
+
+    /// Drops the failed handle and opens the file again (at most once a second).
+    fn try_reopen(&mut self) -> bool {
+        if Instant::now() < self.next_reopen {
+            return false;
+        }
+        self.next_reopen = Instant::now() + REOPEN_EVERY;
+        let old = self.shard.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut arc) = old {
+            // Readers hold clones only for the length of one read; wait them out.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match Arc::try_unwrap(arc) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(a) if Instant::now() < deadline => {
+                        arc = a;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(a) => {
+                        *self.shard.db.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                        return false;
+                    }
+                }
+            }
+        }
+        match open_database(&self.shard.path, self.config.cache_mb).and_then(|db| tables::init(&db).map(|c| (db, c))) {
+            Ok((db, (counts, used))) => {
+                for (slot, c) in self.shard.counts.iter().zip(counts) {
+                    slot.store(c, Ordering::Relaxed);
+                }
+                self.shard.used_bytes.store(used, Ordering::Relaxed);
+                *self.shard.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+                self.shard.writable.store(true, Ordering::Relaxed);
+                tracing::warn!(shard = self.shard.index, file = %self.shard.path.display(), "store file reopened; accepting writes again");
+                true
+            }
+            Err(e) => {
+                tracing::error!(shard = self.shard.index, error = %e, "store file could not be reopened; retrying every second");
+                false
+            }
+        }
+    }
+}
+
+fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut Deltas) -> Result<bool, StoreError> {
+    let key = id.as_u128();
+    let mut triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
+    let Some(old) = triggers.get(key).map_err(io_err)?.map(|v| v.value().to_vec()) else { return Ok(false) };
+    let mut meta = TriggerMeta::decode(&old).map_err(|source| StoreError::Corrupt { id, source })?;
+    let mut by_state = txn.open_table(BY_STATE).map_err(io_err)?;
+    by_state.remove((meta.state.code(), key)).map_err(io_err)?;
+    deltas.counts[meta.state.code() as usize] -= 1;
+    match change {
+        Change::SetState { state, attempt } => {
+            meta.state = state;
+            if let Some(a) = attempt {
+                meta.attempts.push(a);
+            }
+            let record = meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
+            triggers.insert(key, record.as_slice()).map_err(io_err)?;
+            by_state.insert((state.code(), key), ()).map_err(io_err)?;
+            deltas.counts[state.code() as usize] += 1;
+            deltas.bytes += record.len() as i64 - old.len() as i64;
+        }
+        Change::Delete => {
+            triggers.remove(key).map_err(io_err)?;
+            let body = txn.open_table(BODIES).map_err(io_err)?.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
+            let transformed =
+                txn.open_table(TRANSFORMED).map_err(io_err)?.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
+            deltas.bytes -= (old.len() + body + transformed) as i64 + PER_TRIGGER_OVERHEAD as i64;
+        }
+    }
+    Ok(true)
+}
+
+fn existing_state(txn: &WriteTransaction, id: u128) -> Result<Option<State>, StoreError> {
+    let triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
+    let raw = triggers.get(id).map_err(io_err)?;
+    Ok(raw.and_then(|r| TriggerMeta::decode(r.value()).ok()).map(|m| m.state))
+}
+
+/// Forgets idempotency keys first seen before `cutoff_ms`, a bounded number per batch.
+fn sweep_idempotency(txn: &WriteTransaction, cutoff_ms: u64) -> Result<(), StoreError> {
+    let mut expiry = txn.open_table(IDEM_EXPIRY).map_err(io_err)?;
+    let mut idem = txn.open_table(IDEMPOTENCY).map_err(io_err)?;
+    let mut old = Vec::new();
+    for entry in expiry.range((0, 0)..(cutoff_ms, 0)).map_err(io_err)?.take(SWEEP_MAX) {
+        let (k, v) = entry.map_err(io_err)?;
+        let (tenant, key) = v.value();
+        old.push((k.value(), tenant.to_string(), key.to_string()));
+    }
+    for ((first_ms, id), tenant, key) in old {
+        expiry.remove((first_ms, id)).map_err(io_err)?;
+        let current = idem.get((tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
+        if current == Some((id, first_ms)) {
+            idem.remove((tenant.as_str(), key.as_str())).map_err(io_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Errors that concern one command only; the transaction is still sound.
+fn is_logical(e: &StoreError) -> bool {
+    matches!(e, StoreError::Full { .. } | StoreError::Invalid(_) | StoreError::Corrupt { .. })
+}
+
+/// Reply slots for commands that were never applied.
+fn placeholders(batch: Vec<Command>) -> Vec<Done> {
+    batch
+        .into_iter()
+        .map(|c| match c {
+            Command::Insert { reply, .. } => Done::Insert(reply, Err(StoreError::Io(String::new()))),
+            Command::Update { reply, .. } => Done::Update(reply, Err(StoreError::Io(String::new()))),
+        })
+        .collect()
+}
+
+fn apply_delta(slot: &std::sync::atomic::AtomicU64, d: i64) {
+    if d >= 0 {
+        slot.fetch_add(d as u64, Ordering::Relaxed);
+    } else {
+        // Counters never go below zero even if a delta overshoots.
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(d.unsigned_abs())));
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
