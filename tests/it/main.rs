@@ -1,1 +1,8 @@
-fn main(){}
+//! End-to-end tests: the real gateway on real sockets with a real redb file.
+//! One test binary (faster to link); `support` starts gateways and talks HTTP.
+
+mod config;
+mod crash;
+mod ingest;
+mod shutdown;
+mod support;

@@ -21,16 +21,17 @@ pub struct Admin {
     store: Store,
     token: Option<String>,
     upstreams: Vec<String>,
+    max_body_bytes: u64,
 }
 
 impl Admin {
     pub fn new(config: &Config, store: Store) -> Arc<Admin> {
-        Arc::new(Admin { store, token: config.admin.token.clone(), upstreams: config.forward.upstreams.clone() })
+        Arc::new(Admin { store, token: config.admin.token.clone(), upstreams: config.forward.upstreams.clone(), max_body_bytes: config.server.max_body_bytes })
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
         let path = req.uri().path().to_string();
-        if let Some(resp) = health(&self.store, req.method(), &path) {
+        if let Some(resp) = health(&self.store, self.max_body_bytes, req.method(), &path) {
             return resp;
         }
         if !path.starts_with("/v1/") {
@@ -87,7 +88,7 @@ impl Admin {
                         "oldest_pending_age_ms": s.oldest_pending_ms.map(|ms| now.saturating_sub(ms)),
                         "shards": s.shards,
                         "writable_shards": s.writable_shards,
-                        "ready": self.store.not_ready_reason().is_none(),
+                        "ready": self.store.not_ready_reason(self.max_body_bytes).is_none(),
                         "upstreams": self.upstreams.iter().map(|u| serde_json::json!({"url": u})).collect::<Vec<_>>(),
                         "version": env!("CARGO_PKG_VERSION"),
                     }),

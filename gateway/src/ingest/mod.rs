@@ -48,7 +48,7 @@ impl Ingest {
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
         let path = req.uri().path().to_string();
-        if let Some(resp) = health(&self.store, req.method(), &path) {
+        if let Some(resp) = health(&self.store, self.max_body_bytes, req.method(), &path) {
             return resp;
         }
         let Some((tenant, source)) = parse_ingest_path(&path) else {
@@ -136,13 +136,13 @@ impl Ingest {
 }
 
 /// `/healthz` and `/readyz`, served on both listeners. Neither looks at the upstream.
-pub fn health(store: &Store, method: &Method, path: &str) -> Option<Resp> {
+pub fn health(store: &Store, headroom: u64, method: &Method, path: &str) -> Option<Resp> {
     match path {
         "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => {
             Some(h::method_not_allowed("GET", method, path))
         }
         "/healthz" => Some(h::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
-        "/readyz" => Some(match store.not_ready_reason() {
+        "/readyz" => Some(match store.not_ready_reason(headroom) {
             None => h::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
             Some(reason) => h::unavailable("not_ready", &reason, 5),
         }),

@@ -335,11 +335,16 @@ impl Store {
         .await
     }
 
-    /// Why the store cannot take writes now, if it cannot (for `/readyz`).
-    pub fn not_ready_reason(&self) -> Option<String> {
+    /// Why the store cannot take writes now, if it cannot (for `/readyz`):
+    /// a shard that is not writable, or less budget left than `headroom`
+    /// (the largest trigger a request may bring).
+    pub fn not_ready_reason(&self, headroom: u64) -> Option<String> {
         let used: u64 = self.inner.shards.iter().map(|s| s.used_bytes.load(Ordering::Relaxed)).sum();
-        if used >= self.inner.budget {
-            return Some(format!("store is over its disk budget ({used} of {} bytes)", self.inner.budget));
+        if used.saturating_add(headroom) > self.inner.budget {
+            return Some(format!(
+                "store is at its disk budget ({used} of {} bytes used, less than one largest trigger left); pending triggers drain as the upstream takes them",
+                self.inner.budget
+            ));
         }
         let down: Vec<String> = self
             .inner

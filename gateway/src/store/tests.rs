@@ -209,7 +209,8 @@ async fn over_budget_is_refused_and_leaves_no_trace() {
     let err = store.insert(trigger(&store, "t", Some("k".into()), &big, State::Pending)).await.unwrap_err();
     assert!(matches!(err, StoreError::Full { .. }), "{err}");
     assert!(err.is_transient());
-    assert!(store.not_ready_reason().is_none(), "still room for small triggers");
+    assert!(store.not_ready_reason(1024).is_none(), "still room for small triggers");
+    assert!(store.not_ready_reason(600 * 1024).is_some(), "no room for another big one");
     // The refused trigger's idempotency key was not remembered.
     let small = store.insert(trigger(&store, "t", Some("k".into()), b"x", State::Pending)).await.expect("fits");
     assert!(!small.duplicate);

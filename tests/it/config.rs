@@ -1,0 +1,71 @@
+//! `weir check-config` and `weir serve` on good and bad configs, through the real binary.
+
+use std::process::Command;
+
+use crate::support::weir_bin;
+
+fn check_config(text: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, text).expect("write");
+    let mut cmd = Command::new(weir_bin());
+    cmd.arg("check-config").arg(&file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run weir");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_config_checks_clean() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/weir.toml")).expect("example");
+    let (code, out, err) = check_config(&text, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"), "{out}");
+}
+
+#[test]
+fn bad_configs_exit_2_naming_the_key_and_the_fix() {
+    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+        ("[server]\nlisten = \"127.0.0.1:8080\"\nmax_body = 5\n", &[], &["line 3", "max_body"]),
+        ("[store]\nmax_bytes = 12\n", &[], &["store.max_bytes", "at least"]),
+        ("[forward]\nupstreams = [\"not a url\"]\n", &[], &["forward.upstreams[0]", "http://"]),
+        ("[server]\nlisten = [1\n", &[], &["line"]),
+        ("", &[("WEIR_SERVER_MAX_BODY_BYTES", "huge")], &["WEIR_SERVER_MAX_BODY_BYTES"]),
+        ("", &[("WEIR_NOT_A_KEY", "1")], &["WEIR_NOT_A_KEY", "does not name a config key"]),
+    ];
+    for (text, env, needles) in cases {
+        let (code, _, err) = check_config(text, env);
+        assert_eq!(code, 2, "{text:?}: {err}");
+        for n in *needles {
+            assert!(err.contains(n), "{text:?} {env:?}: expected {n:?} in {err:?}");
+        }
+    }
+}
+
+#[test]
+fn env_overrides_apply_to_check_config() {
+    let (code, out, err) = check_config("", &[("WEIR_STORE_PATH", "/tmp/elsewhere"), ("WEIR_FORWARD_UPSTREAMS", "http://a:1/x,http://b:2/y")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 upstream(s)") && out.contains("/tmp/elsewhere"), "{out}");
+}
+
+#[test]
+fn serve_refuses_a_store_file_it_cannot_open_and_names_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("shard-00.redb"), b"garbage, not a database").expect("write");
+    let file = dir.path().join("weir.toml");
+    std::fs::write(&file, crate::support::config_toml(&data, "")).expect("write");
+    let out = Command::new(weir_bin()).args(["serve", "--config"]).arg(&file).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shard-00.redb"), "{err}");
+    assert_eq!(std::fs::read(data.join("shard-00.redb")).expect("read"), b"garbage, not a database", "left untouched");
+}

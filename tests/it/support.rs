@@ -1,0 +1,255 @@
+//! Test support: start the gateway (in-process through `weir::run`, or the
+//! real `weir` binary as a child process) on port 0, and a small HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+
+pub const TOKEN: &str = "test-operator-token";
+
+/// A config for tests: both listeners on port 0, the store in `dir`.
+pub fn config_toml(dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+max_body_bytes = 65536
+shutdown_grace_ms = 10000
+
+[store]
+path = "{}"
+
+[admin]
+token = "{TOKEN}"
+
+[[tenants]]
+id = "acme"
+
+[[tenants]]
+id = "globex"
+{extra}
+"#,
+        dir.display()
+    )
+}
+
+/// A gateway running inside the test process.
+pub struct Gateway {
+    pub ingest: SocketAddr,
+    pub admin: SocketAddr,
+    /// Keeps the store directory alive as long as the gateway.
+    _dir: tempfile::TempDir,
+    trigger: Option<weir::ShutdownTrigger>,
+    task: Option<tokio::task::JoinHandle<Result<(), weir::RunError>>>,
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Gateway::start_with("", |_| {}).await
+    }
+
+    /// `extra` is appended to the TOML; `tweak` edits the parsed config.
+    pub async fn start_with(extra: &str, tweak: impl FnOnce(&mut weir::Config)) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = weir::Config::from_toml(&config_toml(dir.path(), extra)).expect("test config is valid");
+        tweak(&mut config);
+        let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (ingest_addr, admin_addr) = (ingest.local_addr().expect("addr"), admin.local_addr().expect("addr"));
+        let (trigger, shutdown) = weir::shutdown::channel();
+        let task = tokio::spawn(weir::run(config, weir::Listeners { ingest, admin }, shutdown));
+        Gateway { ingest: ingest_addr, admin: admin_addr, _dir: dir, trigger: Some(trigger), task: Some(task) }
+    }
+
+    pub fn ingest_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ingest)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Requests shutdown and waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(t) = self.trigger.take() {
+            t.trigger();
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("run task").expect("run returned an error");
+        }
+    }
+}
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client { inner: HyperClient::builder(TokioExecutor::new()).build_http() }
+    }
+
+    pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Reply, String> {
+        let mut req = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).map_err(|e| e.to_string())?;
+        let resp = self.inner.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply { status, headers, body })
+    }
+
+    pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        self.send(Method::POST, url, headers, body).await.expect("request")
+    }
+
+    pub async fn get(&self, url: &str, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.send(Method::GET, url, &headers, Bytes::new()).await.expect("request")
+    }
+}
+
+/// The real `weir` binary as a child process.
+pub struct WeirProcess {
+    pub child: Child,
+    pub ingest: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+pub fn weir_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+impl WeirProcess {
+    /// Starts `weir serve --config FILE` and waits for its "listening" log line.
+    pub fn start(config_file: &Path) -> WeirProcess {
+        let mut child = Command::new(weir_bin())
+            .args(["serve", "--config"])
+            .arg(config_file)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weir");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (line_tx, lines) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == "weir listening" {
+                        let addr = |k: &str| v[k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
+                        if let (Some(i), Some(a), Some(tx)) = (addr("ingest_addr"), addr("admin_addr"), tx.take()) {
+                            let _ = tx.send((i, a));
+                        }
+                    }
+                }
+                let _ = line_tx.send(line.clone());
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let (ingest, admin) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addrs) => addrs,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("weir did not start; its log:\n{}", log.lock().expect("log").join("\n"));
+            }
+        };
+        WeirProcess { child, ingest, admin, log, lines }
+    }
+
+    /// Waits for a log line containing `needle` (an event, not a sleep).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => continue,
+                Err(_) => panic!("no log line with {needle:?} within {timeout:?}; log:\n{}", self.log_text()),
+            }
+        }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            // Polling a child's exit status: there is no portable exit event to await.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety implications.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub fn sigkill(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+}
+
+impl Drop for WeirProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
