@@ -79,7 +79,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: PathBuf::from("weir-data"),
             max_bytes: 1024 * 1024 * 1024,
-            shards: 4,
+            shards: 1,
             max_batch: 512,
             max_batch_bytes: 8 * 1024 * 1024,
             idempotency_window_secs: 24 * 3600,
@@ -420,6 +420,17 @@ mod tests {
         let text = include_str!("../../examples/weir.toml");
         let c = Config::from_toml(text).expect("example validates");
         assert!(!c.tenants.is_empty());
+    }
+
+    /// Every TOML example in the docs must be a valid config.
+    #[test]
+    fn the_documented_examples_are_valid() {
+        let doc = include_str!("../../docs/configuration.md");
+        let blocks: Vec<&str> = doc.split("```toml").skip(1).filter_map(|b| b.split("```").next()).collect();
+        assert!(!blocks.is_empty());
+        for b in blocks {
+            Config::from_toml(b).unwrap_or_else(|e| panic!("docs/configuration.md example is invalid: {e}\n{b}"));
+        }
     }
 
     #[test]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: what the README tells a newcomer to run and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Plugins are WebAssembly components; the gateway's tests build them from plugins/.
+rustup target add wasm32-wasip2
+# Gateway: unit, property and end-to-end tests (builds the test plugins first).
+cargo test --workspace --locked
+# Plugin SDK: its pure helpers (HMAC, signature parsing) run on the host.
+cargo test --locked --manifest-path plugins/Cargo.toml -p weir-plugin-sdk
