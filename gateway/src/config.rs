@@ -25,6 +25,7 @@ pub struct Config {
     pub forward: ForwardConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub plugins: PluginsConfig,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -117,10 +118,71 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Limits shared by every tenant's plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Plugin instances running at once across all tenants (sizes the pool).
+    pub concurrency: u32,
+    /// Largest component accepted by upload or from a `plugin` file.
+    pub max_component_bytes: u64,
+    /// How long compiling one component may take.
+    pub compile_timeout_ms: u64,
+    /// Log calls a plugin may make per trigger; the rest are dropped and counted.
+    pub max_log_calls: u32,
+    /// Longest log message kept; longer ones are truncated.
+    pub max_log_bytes: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            concurrency: 32,
+            max_component_bytes: 16 * 1024 * 1024,
+            compile_timeout_ms: 60_000,
+            max_log_calls: 64,
+            max_log_bytes: 1024,
+        }
+    }
+}
+
+/// What to do when a tenant's plugin fails (trap, deadline, memory, bad output).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPluginError {
+    /// Store the raw trigger as `quarantined` and answer 202 (nothing is lost).
+    #[default]
+    Quarantine,
+    /// Store nothing and answer 503 with Retry-After (the sender retries).
+    Reject,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TenantConfig {
     pub id: String,
+    /// Path to the tenant's plugin component (`.wasm`), if any.
+    pub plugin: Option<PathBuf>,
+    /// Wall-clock budget of one plugin call, instantiation included.
+    pub plugin_timeout_ms: u64,
+    /// Linear memory a plugin instance may grow to.
+    pub plugin_memory_mb: u64,
+    pub on_plugin_error: OnPluginError,
+    /// Strings handed to the plugin through the `config` import (secrets live here).
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for TenantConfig {
+    fn default() -> Self {
+        TenantConfig {
+            id: String::new(),
+            plugin: None,
+            plugin_timeout_ms: 50,
+            plugin_memory_mb: 32,
+            on_plugin_error: OnPluginError::Quarantine,
+            config: BTreeMap::new(),
+        }
+    }
 }
 
 /// A configuration problem, always naming where it is and what to do.
@@ -233,12 +295,45 @@ impl Config {
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
         }
+        let p = &self.plugins;
+        if !(1..=1024).contains(&p.concurrency) {
+            return Err(invalid("plugins.concurrency", format!("must be between 1 and 1024; got {}", p.concurrency)));
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&p.max_component_bytes) {
+            return Err(invalid(
+                "plugins.max_component_bytes",
+                format!("must be between 1024 and 268435456 (256 MiB); got {}", p.max_component_bytes),
+            ));
+        }
+        if p.compile_timeout_ms < 100 {
+            return Err(invalid("plugins.compile_timeout_ms", "must be at least 100".into()));
+        }
+        if p.max_log_bytes < 16 {
+            return Err(invalid("plugins.max_log_bytes", "must be at least 16".into()));
+        }
         let mut seen = HashSet::new();
         for (i, t) in self.tenants.iter().enumerate() {
             let key = format!("tenants[{i}].id");
             validate_label(&t.id).map_err(|m| invalid(&key, m))?;
             if !seen.insert(t.id.as_str()) {
                 return Err(invalid(&key, format!("tenant {:?} is listed twice; remove one block", t.id)));
+            }
+            if !(1..=60_000).contains(&t.plugin_timeout_ms) {
+                return Err(invalid(
+                    &format!("tenants[{i}].plugin_timeout_ms"),
+                    format!("must be between 1 and 60000; got {} (the default 50 suits most plugins)", t.plugin_timeout_ms),
+                ));
+            }
+            if !(1..=MAX_PLUGIN_MEMORY_MB).contains(&t.plugin_memory_mb) {
+                return Err(invalid(
+                    &format!("tenants[{i}].plugin_memory_mb"),
+                    format!("must be between 1 and {MAX_PLUGIN_MEMORY_MB}; got {}", t.plugin_memory_mb),
+                ));
+            }
+            if let Some(path) = &t.plugin {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(&format!("tenants[{i}].plugin"), "is empty; name a .wasm component file or remove the key".into()));
+                }
             }
         }
         Ok(())
@@ -250,6 +345,7 @@ impl Config {
 }
 
 pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+pub const MAX_PLUGIN_MEMORY_MB: u64 = 1024;
 const MIN_STORE_BYTES: u64 = 1024 * 1024;
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -316,6 +412,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     // they are known to the schema too.
     let mut example = Config::default();
     example.admin.token = Some(String::new());
+    example.tenants.push(TenantConfig { plugin: Some(PathBuf::new()), ..TenantConfig::default() });
     let schema = match toml::Value::try_from(example) {
         Ok(toml::Value::Table(t)) => t,
         _ => toml::Table::new(),
@@ -336,6 +433,11 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
 }
 
 fn set_path(table: &mut toml::Table, schema: Option<&toml::Table>, rest: &str, value: &str) -> Result<(), String> {
+    // An empty schema table is a free-form map (`[tenants.config]`): any key goes.
+    if schema.is_some_and(|s| s.is_empty()) && !rest.is_empty() {
+        table.insert(rest.to_string(), toml::Value::String(value.to_string()));
+        return Ok(());
+    }
     let mut keys: Vec<String> = table.keys().cloned().collect();
     if let Some(s) = schema {
         keys.extend(s.keys().cloned());
@@ -361,13 +463,14 @@ fn set_path(table: &mut toml::Table, schema: Option<&toml::Table>, rest: &str, v
                 table.insert(key.clone(), toml::Value::Table(inner));
                 return Ok(());
             }
-            (Some(toml::Value::Array(items)), _) => {
+            (Some(toml::Value::Array(items)), s) => {
                 let (idx, tail) = tail.split_once('_').unwrap_or((tail, ""));
                 let Ok(i) = idx.parse::<usize>() else { continue };
+                let item_schema = s.and_then(|v| v.as_array()).and_then(|a| a.first()).and_then(|v| v.as_table());
                 let Some(toml::Value::Table(inner)) = items.get_mut(i) else {
                     return Err(format!("`{key}` has no entry {i} to override; add it to the config file first"));
                 };
-                return set_path(inner, None, tail, value);
+                return set_path(inner, item_schema, tail, value);
             }
             _ => continue,
         }
@@ -472,6 +575,8 @@ mod tests {
                 ("WEIR_FORWARD_UPSTREAMS", "http://a:1/t, http://b:2/t"),
                 ("WEIR_ADMIN_TOKEN", "s3cret-token"),
                 ("WEIR_TENANTS_0_ID", "globex"),
+                ("WEIR_TENANTS_0_PLUGIN_TIMEOUT_MS", "75"),
+                ("WEIR_TENANTS_0_CONFIG_SECRET", "hmac-key"),
                 ("WEIR_ADMIN_URL", "http://ignored-by-config"),
                 ("PATH", "/bin"),
             ]),
@@ -483,6 +588,8 @@ mod tests {
         assert_eq!(c.forward.upstreams, vec!["http://a:1/t", "http://b:2/t"]);
         assert_eq!(c.admin.token.as_deref(), Some("s3cret-token"));
         assert_eq!(c.tenants[0].id, "globex");
+        assert_eq!(c.tenants[0].plugin_timeout_ms, 75);
+        assert_eq!(c.tenants[0].config.get("secret").map(String::as_str), Some("hmac-key"));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 
 pub mod admin;
 pub mod config;
+pub mod forward;
 pub mod http;
 pub mod id;
 pub mod ingest;
+pub mod plugin;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
@@ -42,6 +44,8 @@ pub enum RunError {
     Bind { addr: String, reason: String },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Plugin(#[from] plugin::PluginError),
 }
 
 /// Runs the gateway until `shutdown` fires, then drains: stop accepting,
@@ -49,6 +53,8 @@ pub enum RunError {
 /// period, then stop the store writers after their last commit.
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
     let store = store::Store::open(&config.store)?;
+    let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
+    let plugins = plugin::PluginHost::start(&config, repo).await?;
     if config.forward.upstreams.is_empty() {
         tracing::warn!("no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded");
     }
@@ -56,8 +62,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone());
-    let admin = admin::Admin::new(&config, store.clone());
+    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone());
+    let admin = admin::Admin::new(&config, store.clone(), plugins);
     tracing::info!(
         ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin_addr = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -4,5 +4,6 @@
 mod config;
 mod crash;
 mod ingest;
+mod plugins;
 mod shutdown;
 mod support;

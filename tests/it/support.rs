@@ -62,7 +62,11 @@ impl Gateway {
 
     /// `extra` is appended to the TOML; `tweak` edits the parsed config.
     pub async fn start_with(extra: &str, tweak: impl FnOnce(&mut weir::Config)) -> Gateway {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Gateway::start_in(tempfile::tempdir().expect("tempdir"), extra, tweak).await
+    }
+
+    /// Starts on an existing store directory (a restart).
+    pub async fn start_in(dir: tempfile::TempDir, extra: &str, tweak: impl FnOnce(&mut weir::Config)) -> Gateway {
         let mut config = weir::Config::from_toml(&config_toml(dir.path(), extra)).expect("test config is valid");
         tweak(&mut config);
         let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -70,7 +74,12 @@ impl Gateway {
         let (ingest_addr, admin_addr) = (ingest.local_addr().expect("addr"), admin.local_addr().expect("addr"));
         let (trigger, shutdown) = weir::shutdown::channel();
         let task = tokio::spawn(weir::run(config, weir::Listeners { ingest, admin }, shutdown));
-        Gateway { ingest: ingest_addr, admin: admin_addr, _dir: dir, trigger: Some(trigger), task: Some(task) }
+        let gw = Gateway { ingest: ingest_addr, admin: admin_addr, _dir: dir, trigger: Some(trigger), task: Some(task) };
+        // Plugins compile before the listeners serve; one answered request
+        // (it waits in the accept backlog until then) means the gateway is up.
+        let up = Client::new().get(&gw.ingest_url("/healthz"), None).await;
+        assert_eq!(up.status, StatusCode::OK);
+        gw
     }
 
     pub fn ingest_url(&self, path: &str) -> String {
@@ -81,14 +90,16 @@ impl Gateway {
         format!("http://{}{path}", self.admin)
     }
 
-    /// Requests shutdown and waits for `run` to return.
-    pub async fn stop(mut self) {
+    /// Requests shutdown, waits for `run` to return, and hands back the
+    /// store directory (for a restart).
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(t) = self.trigger.take() {
             t.trigger();
         }
         if let Some(task) = self.task.take() {
             task.await.expect("run task").expect("run returned an error");
         }
+        self._dir
     }
 }
 
@@ -134,6 +145,11 @@ impl Client {
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(Reply { status, headers, body })
+    }
+
+    pub async fn put(&self, url: &str, token: &str, body: impl Into<Bytes>) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send(Method::PUT, url, &[("authorization", auth.as_str())], body).await.expect("request")
     }
 
     pub async fn post(&self, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {

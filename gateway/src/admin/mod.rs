@@ -15,18 +15,24 @@ use crate::config::Config;
 use crate::http::{self as h, Resp};
 use crate::id::TriggerId;
 use crate::ingest::health;
+use crate::plugin::{PluginHost, UploadError};
 use crate::store::{Store, StoredTrigger};
 
 pub struct Admin {
     store: Store,
+    plugins: Arc<PluginHost>,
+    max_component_bytes: u64,
     token: Option<String>,
     upstreams: Vec<String>,
     max_body_bytes: u64,
 }
 
 impl Admin {
-    pub fn new(config: &Config, store: Store) -> Arc<Admin> {
-        Arc::new(Admin { store, token: config.admin.token.clone(), upstreams: config.forward.upstreams.clone(), max_body_bytes: config.server.max_body_bytes })
+    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>) -> Arc<Admin> {
+        Arc::new(Admin {
+            store,
+            plugins,
+            max_component_bytes: config.plugins.max_component_bytes, token: config.admin.token.clone(), upstreams: config.forward.upstreams.clone(), max_body_bytes: config.server.max_body_bytes })
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
@@ -46,6 +52,14 @@ impl Admin {
             (_, ["v1", "status"]) => h::method_not_allowed("GET", req.method(), &path),
             (&Method::GET, ["v1", "triggers", id]) => self.trigger(id).await,
             (_, ["v1", "triggers", _]) => h::method_not_allowed("GET", req.method(), &path),
+            (&Method::PUT, ["v1", "tenants", tenant, "plugin"]) => {
+                let tenant = tenant.to_string();
+                self.upload_plugin(&tenant, req).await
+            }
+            (&Method::GET, ["v1", "tenants", tenant, "plugin"]) => self.list_plugins(tenant).await,
+            (_, ["v1", "tenants", _, "plugin"]) => h::method_not_allowed("GET, PUT", req.method(), &path),
+            (&Method::POST, ["v1", "tenants", tenant, "plugin", "rollback"]) => self.rollback_plugin(tenant).await,
+            (_, ["v1", "tenants", _, "plugin", "rollback"]) => h::method_not_allowed("POST", req.method(), &path),
             _ => h::not_found(&format!("no admin route for {} {path} (see docs/api.md)", req.method())),
         }
     }
@@ -110,6 +124,78 @@ impl Admin {
     }
 }
 
+impl Admin {
+    fn unknown_tenant(tenant: &str) -> Resp {
+        h::error(StatusCode::NOT_FOUND, "unknown_tenant", &format!("tenant {tenant:?} is not configured on this gateway"))
+    }
+
+    async fn upload_plugin(&self, tenant: &str, req: Request<Incoming>) -> Resp {
+        if !self.plugins.knows_tenant(tenant) {
+            return Self::unknown_tenant(tenant);
+        }
+        let timeout = std::time::Duration::from_secs(60);
+        let bytes = match h::read_body(req, self.max_component_bytes, timeout).await {
+            Ok(b) => b,
+            Err(h::BodyError::TooLarge { limit }) => {
+                return upload_error(&UploadError::TooLarge { size: limit + 1, limit });
+            }
+            Err(e) => return h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("{e}; retry the upload")),
+        };
+        match self.plugins.upload(tenant, bytes.to_vec()).await {
+            Ok((version, sha256)) => {
+                h::json(StatusCode::CREATED, &serde_json::json!({"tenant": tenant, "version": version, "sha256": sha256}))
+            }
+            Err(e) => {
+                tracing::info!(tenant, error = %e, "plugin upload refused; the previous version stays active");
+                upload_error(&e)
+            }
+        }
+    }
+
+    async fn list_plugins(&self, tenant: &str) -> Resp {
+        if !self.plugins.knows_tenant(tenant) {
+            return Self::unknown_tenant(tenant);
+        }
+        match self.plugins.versions(tenant).await {
+            Ok((versions, active)) => h::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "tenant": tenant,
+                    "active": active,
+                    "versions": versions.iter().map(|v| serde_json::json!({
+                        "version": v.version,
+                        "sha256": v.sha256,
+                        "size": v.size,
+                        "source": v.source,
+                        "uploaded_at": h::rfc3339(v.uploaded_at_ms),
+                        "active": Some(v.version) == active,
+                    })).collect::<Vec<_>>(),
+                }),
+            ),
+            Err(e) => upload_error(&e),
+        }
+    }
+
+    async fn rollback_plugin(&self, tenant: &str) -> Resp {
+        if !self.plugins.knows_tenant(tenant) {
+            return Self::unknown_tenant(tenant);
+        }
+        match self.plugins.rollback(tenant).await {
+            Ok(version) => h::json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "active": version})),
+            Err(e) => upload_error(&e),
+        }
+    }
+}
+
+fn upload_error(e: &UploadError) -> Resp {
+    let (status, code) = e.status_and_code();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return h::unavailable(code, &e.to_string(), 5);
+    }
+    h::error(status, code, &format!("{e}; the previously active version (if any) is still active"))
+}
+
 fn unauthorized(message: &str) -> Resp {
     let mut resp = h::error(StatusCode::UNAUTHORIZED, "unauthorized", message);
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
@@ -145,6 +231,7 @@ pub struct TriggerView {
     transformed_body: Option<BodyView>,
     plugin_version: Option<u32>,
     route: Option<String>,
+    note: Option<String>,
     attempts: Vec<AttemptView>,
 }
 
@@ -195,6 +282,7 @@ impl From<&StoredTrigger> for TriggerView {
             transformed_body: t.transformed.as_deref().map(BodyView::new),
             plugin_version: Some(m.plugin_version).filter(|v| *v != 0),
             route: m.route.clone(),
+            note: m.note.clone(),
             attempts: m
                 .attempts
                 .iter()

@@ -46,6 +46,21 @@ pub fn stored(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Connection-level headers: never shown to a plugin either.
+const CONNECTION: &[&str] =
+    &["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection", "content-length", "expect"];
+
+/// What a plugin sees: every header but the connection-level ones. Unlike
+/// storage, credentials are included, since checking a shared secret in
+/// `authorization` is a plugin's job.
+pub fn for_plugin(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !CONNECTION.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,9 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::config::{validate_label, Config, TenantConfig};
+use crate::config::{validate_label, Config, OnPluginError, TenantConfig};
 use crate::http::{self as h, BodyError, Resp};
+use crate::plugin::{Decision, Input, PluginHost, Ran, Transform};
 use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
 
 pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
@@ -24,6 +25,7 @@ pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
 /// Everything a request needs; shared by all connections of the listener.
 pub struct Ingest {
     store: Store,
+    plugins: Arc<PluginHost>,
     tenants: HashMap<String, TenantConfig>,
     max_body_bytes: u64,
     request_timeout: Duration,
@@ -31,15 +33,18 @@ pub struct Ingest {
 
 #[derive(Serialize)]
 struct Accepted {
-    id: String,
+    /// `null` when the plugin dropped the trigger: nothing was stored.
+    id: Option<String>,
     duplicate: bool,
     quarantined: bool,
+    dropped: bool,
 }
 
 impl Ingest {
-    pub fn new(config: &Config, store: Store) -> Arc<Ingest> {
+    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>) -> Arc<Ingest> {
         Arc::new(Ingest {
             store,
+            plugins,
             tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_millis(config.server.request_timeout_ms),
@@ -81,32 +86,27 @@ impl Ingest {
             Err(resp) => return resp,
         };
         let headers = headers::stored(req.headers());
+        let plugin_input = self.plugins.has_plugin(&tenant).then(|| Input {
+            tenant: tenant.clone(),
+            source: source.clone(),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            headers: headers::for_plugin(req.headers()),
+            body: bytes::Bytes::new(),
+            received_at_ms: 0,
+        });
         let body = match h::read_body(req, self.max_body_bytes, self.request_timeout).await {
             Ok(b) => b,
-            Err(BodyError::TooLarge { limit }) => {
-                return h::error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    &format!("the body is larger than this gateway's limit of {limit} bytes (server.max_body_bytes); send a smaller payload"),
-                );
-            }
-            Err(BodyError::Timeout(t)) => {
-                return h::error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    &format!("the body did not arrive within {} ms; retry", t.as_millis()),
-                );
-            }
-            Err(BodyError::Read(e)) => {
-                return h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("the body could not be read ({e}); retry"));
-            }
+            Err(e) => return body_error(e),
         };
         let Ok(body_len) = u32::try_from(body.len()) else {
             return h::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 4 GiB");
         };
-        let meta = TriggerMeta {
+        let received_at_ms = received.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let mut meta = TriggerMeta {
             state: State::Pending,
-            received_at_ms: received.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            received_at_ms,
             tenant: tenant.clone(),
             source,
             idempotency_key,
@@ -115,22 +115,109 @@ impl Ingest {
             has_transformed: false,
             plugin_version: 0,
             route: None,
+            note: None,
             attempts: Vec::new(),
         };
-        let trigger = NewTrigger { id: self.store.next_id(received), meta, body, transformed: None };
+        let mut transformed = None;
+        if let Some(mut input) = plugin_input {
+            input.body = body.clone();
+            input.received_at_ms = received_at_ms;
+            if let Some(ran) = self.plugins.run(input).await {
+                match apply_plugin(&mut meta, ran) {
+                    Verdict::Store(t) => transformed = t.map(bytes::Bytes::from),
+                    Verdict::Answer(resp) => return resp,
+                }
+            }
+        }
+        let trigger = NewTrigger { id: self.store.next_id(received), meta, body, transformed };
         match self.store.insert(trigger).await {
             Ok(done) => {
                 tracing::debug!(trigger_id = %done.id, tenant = %tenant, duplicate = done.duplicate, "trigger accepted");
                 h::json(
                     StatusCode::ACCEPTED,
                     &Accepted {
-                        id: done.id.to_string(),
+                        id: Some(done.id.to_string()),
                         duplicate: done.duplicate,
                         quarantined: done.state == State::Quarantined,
+                        dropped: false,
                     },
                 )
             }
             Err(e) => store_error(&tenant, e),
+        }
+    }
+}
+
+enum Verdict {
+    /// Store the trigger (with the plugin's body, if it changed it).
+    Store(Option<Vec<u8>>),
+    /// Answer now; store nothing.
+    Answer(Resp),
+}
+
+/// Applies the plugin's verdict to the record, or decides the answer.
+fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
+    meta.plugin_version = ran.version.unwrap_or(0);
+    match ran.result {
+        Ok(Decision::Accept(t)) => Verdict::Store(apply_transform(meta, t)),
+        Ok(Decision::Reject { status, reason }) => {
+            tracing::debug!(tenant = %meta.tenant, status, "plugin rejected the trigger");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            Verdict::Answer(h::error(status, "rejected", &reason))
+        }
+        Ok(Decision::Drop) => Verdict::Answer(h::json(
+            StatusCode::ACCEPTED,
+            &Accepted { id: None, duplicate: false, quarantined: false, dropped: true },
+        )),
+        Err(failure) => {
+            tracing::warn!(tenant = %meta.tenant, plugin_version = meta.plugin_version, kind = failure.kind.as_str(),
+                detail = %failure.detail, "plugin failed");
+            match ran.on_error {
+                OnPluginError::Quarantine => {
+                    meta.state = State::Quarantined;
+                    meta.note = Some(crate::plugin::truncate_note(&failure.to_string()));
+                    Verdict::Store(None)
+                }
+                OnPluginError::Reject => Verdict::Answer(h::unavailable(
+                    "plugin_failed",
+                    &format!("this tenant's plugin failed ({}); nothing was stored; retry later", failure.kind.as_str()),
+                    5,
+                )),
+            }
+        }
+    }
+}
+
+fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Vec<u8>> {
+    if !t.remove_headers.is_empty() {
+        meta.headers.retain(|(name, _)| !t.remove_headers.contains(name));
+    }
+    for (name, value) in t.set_headers {
+        meta.headers.retain(|(n, _)| *n != name);
+        meta.headers.push((name, value));
+    }
+    if t.idempotency_key.is_some() {
+        meta.idempotency_key = t.idempotency_key;
+    }
+    meta.route = t.route;
+    meta.has_transformed = t.body.is_some();
+    t.body
+}
+
+fn body_error(e: BodyError) -> Resp {
+    match e {
+        BodyError::TooLarge { limit } => h::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("the body is larger than this gateway's limit of {limit} bytes (server.max_body_bytes); send a smaller payload"),
+        ),
+        BodyError::Timeout(t) => h::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            &format!("the body did not arrive within {} ms; retry", t.as_millis()),
+        ),
+        BodyError::Read(e) => {
+            h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("the body could not be read ({e}); retry"))
         }
     }
 }

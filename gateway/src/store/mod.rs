@@ -11,6 +11,7 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod plugins;
 mod record;
 mod tables;
 mod writer;
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use plugins::{PluginRepo, PluginVersion};
 pub use record::{Attempt, DecodeError, Outcome, State, TriggerMeta, FORMAT_VERSION};
 
 use crate::config::StoreConfig;

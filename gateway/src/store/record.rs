@@ -19,6 +19,7 @@
 //! u32  raw body length
 //! u32  plugin version that transformed it (0 = none)
 //! str16 route             (length 0 = none)
+//! str16 note              (why it is quarantined or dead; length 0 = none)
 //! u16  attempt count, then per attempt:
 //!      u64 at_ms, u32 duration_ms, u16 upstream index, u8 outcome,
 //!      u16 HTTP status (0 = none), str16 detail
@@ -124,6 +125,8 @@ pub struct TriggerMeta {
     pub has_transformed: bool,
     pub plugin_version: u32,
     pub route: Option<String>,
+    /// Why the trigger is quarantined or dead, for operators.
+    pub note: Option<String>,
     pub attempts: Vec<Attempt>,
 }
 
@@ -168,6 +171,7 @@ impl TriggerMeta {
         w.extend_from_slice(&self.body_len.to_le_bytes());
         w.extend_from_slice(&self.plugin_version.to_le_bytes());
         str16(&mut w, "route", self.route.as_deref().unwrap_or(""))?;
+        str16(&mut w, "note", self.note.as_deref().unwrap_or(""))?;
         let count = u16::try_from(self.attempts.len()).map_err(|_| EncodeError::TooLong("attempt list", self.attempts.len()))?;
         w.extend_from_slice(&count.to_le_bytes());
         for a in &self.attempts {
@@ -202,6 +206,7 @@ impl TriggerMeta {
         let body_len = r.u32()?;
         let plugin_version = r.u32()?;
         let route = r.str16()?;
+        let note = r.str16()?;
         let mut attempts = Vec::new();
         for _ in 0..r.u16()? {
             let at_ms = r.u64()?;
@@ -226,6 +231,7 @@ impl TriggerMeta {
             has_transformed: flags & 1 == 1,
             plugin_version,
             route: Some(route).filter(|r| !r.is_empty()),
+            note: Some(note).filter(|n| !n.is_empty()),
             attempts,
         })
     }
@@ -294,10 +300,10 @@ mod tests {
         (
             (0u8..4, any::<u64>(), "[a-z]{1,10}", "[a-z]{1,10}", proptest::option::of("[ -~]{1,30}")),
             proptest::collection::vec(("[a-z-]{1,20}", ".{0,40}"), 0..5),
-            (any::<u32>(), any::<bool>(), any::<u32>(), proptest::option::of("[a-z]{1,8}")),
+            (any::<u32>(), any::<bool>(), any::<u32>(), proptest::option::of("[a-z]{1,8}"), proptest::option::of(".{1,30}")),
             proptest::collection::vec(attempt, 0..4),
         )
-            .prop_map(|((st, received_at_ms, tenant, source, key), headers, (body_len, has_t, pv, route), attempts)| {
+            .prop_map(|((st, received_at_ms, tenant, source, key), headers, (body_len, has_t, pv, route, note), attempts)| {
                 TriggerMeta {
                     state: State::from_code(st).unwrap_or(State::Pending),
                     received_at_ms,
@@ -309,6 +315,7 @@ mod tests {
                     has_transformed: has_t,
                     plugin_version: pv,
                     route,
+                    note,
                     attempts,
                 }
             })
@@ -347,6 +354,7 @@ mod tests {
             has_transformed: false,
             plugin_version: 0,
             route: None,
+            note: None,
             attempts: vec![],
         };
         let mut bytes = meta.encode().expect("encodes");

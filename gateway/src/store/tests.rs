@@ -34,6 +34,7 @@ fn trigger(store: &Store, tenant: &str, key: Option<String>, body: &[u8], state:
             has_transformed: false,
             plugin_version: 0,
             route: None,
+            note: None,
             attempts: vec![],
         },
         body: Bytes::copy_from_slice(body),

@@ -1,0 +1,279 @@
+//! The plugin host: each tenant's WebAssembly component, run on every one of
+//! its triggers before the store sees them.
+//!
+//! Untrusted code, so: one pooled `Engine` with epoch interruption; a **fresh
+//! Store and instance per trigger** from a cached `InstancePre` (nothing
+//! carries over between triggers or tenants); memory capped per Store; a
+//! wall-clock deadline per call; a global and a per-tenant concurrency limit so
+//! one tenant's slow plugin cannot take every slot. A plugin failure is
+//! reported as a [`Failure`]; what to do with the trigger is ingest's call.
+//!
+//! The host never touches redb directly: versions and artifacts go through
+//! [`crate::store::PluginRepo`].
+
+mod bindings;
+mod engine;
+mod run;
+mod upload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker};
+use wasmtime::Engine;
+
+use crate::config::{Config, OnPluginError, PluginsConfig};
+use crate::store::{PluginRepo, PluginVersion, StoreError};
+
+pub use run::{Decision, Failure, FailureKind, Input, Transform};
+pub use upload::UploadError;
+
+use bindings::{HostState, TriggerPluginPre};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{0}")]
+    Engine(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A compiled, linked plugin version, ready to instantiate per trigger.
+pub struct Loaded {
+    pub version: u32,
+    pub sha256: String,
+    pre: TriggerPluginPre<HostState>,
+}
+
+/// What the active plugin slot of a tenant holds.
+#[derive(Clone)]
+enum Slot {
+    Ready(Arc<Loaded>),
+    /// The configured plugin could not be loaded: every trigger is a plugin
+    /// failure (quarantined or refused), never forwarded unchecked.
+    Broken { version: Option<u32>, reason: Arc<str> },
+}
+
+struct TenantPlugin {
+    timeout: Duration,
+    memory_bytes: u64,
+    on_error: OnPluginError,
+    config: Arc<BTreeMap<String, String>>,
+    /// At most half the pool per tenant, so the others always have room.
+    slots: Semaphore,
+}
+
+/// The result of running a tenant's plugin on one trigger.
+pub struct Ran {
+    pub version: Option<u32>,
+    pub result: Result<Decision, Failure>,
+    pub on_error: OnPluginError,
+    pub elapsed: Duration,
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<HostState>,
+    repo: Arc<PluginRepo>,
+    compat: u64,
+    limits: PluginsConfig,
+    tenants: HashMap<String, TenantPlugin>,
+    active: RwLock<HashMap<String, Slot>>,
+    slots: Semaphore,
+    compile_slots: Arc<Semaphore>,
+    _ticker: engine::Ticker,
+}
+
+impl PluginHost {
+    /// Builds the engine (failing clearly if the pool's address space cannot
+    /// be reserved), then loads every tenant's active plugin.
+    pub async fn start(config: &Config, repo: Arc<PluginRepo>) -> Result<Arc<PluginHost>, PluginError> {
+        let max_memory = config.tenants.iter().map(|t| t.plugin_memory_mb).max().unwrap_or(32) * 1024 * 1024;
+        let engine = engine::build(config.plugins.concurrency, max_memory)?;
+        let ticker = engine::Ticker::start(&engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        bindings::TriggerPlugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        let per_tenant = (config.plugins.concurrency as usize / 2).max(1);
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    TenantPlugin {
+                        timeout: Duration::from_millis(t.plugin_timeout_ms),
+                        memory_bytes: t.plugin_memory_mb * 1024 * 1024,
+                        on_error: t.on_plugin_error,
+                        config: Arc::new(t.config.clone()),
+                        slots: Semaphore::new(per_tenant),
+                    },
+                )
+            })
+            .collect();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let host = Arc::new(PluginHost {
+            compat: h.finish(),
+            engine,
+            linker,
+            repo,
+            limits: config.plugins.clone(),
+            tenants,
+            active: RwLock::new(HashMap::new()),
+            slots: Semaphore::new(config.plugins.concurrency as usize),
+            compile_slots: Arc::new(Semaphore::new(1)),
+            _ticker: ticker,
+        });
+        host.load_all(config).await?;
+        Ok(host)
+    }
+
+    /// Registers configured plugin files and loads each tenant's active version.
+    async fn load_all(self: &Arc<Self>, config: &Config) -> Result<(), PluginError> {
+        for t in &config.tenants {
+            if let Some(path) = &t.plugin {
+                if let Err(e) = self.register_file(&t.id, path).await {
+                    tracing::error!(tenant = %t.id, file = %path.display(), error = %e,
+                        "tenant plugin could not be loaded; its triggers are quarantined until it is fixed");
+                    self.set_slot(&t.id, Slot::Broken { version: None, reason: format!("plugin file {}: {e}", path.display()).into() });
+                    continue;
+                }
+            }
+            let repo = self.repo.clone();
+            let id = t.id.clone();
+            let active = blocking(move || repo.active(&id)).await?;
+            if let Some(version) = active {
+                if let Err(e) = self.activate_version(&t.id, version).await {
+                    tracing::error!(tenant = %t.id, version, error = %e,
+                        "stored plugin version could not be loaded; its triggers are quarantined until it is fixed");
+                    self.set_slot(&t.id, Slot::Broken { version: Some(version), reason: e.to_string().into() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_slot(&self, tenant: &str, slot: Slot) {
+        self.active.write().unwrap_or_else(|e| e.into_inner()).insert(tenant.to_string(), slot);
+    }
+
+    /// True when the tenant has a plugin (working or broken) to run.
+    pub fn has_plugin(&self, tenant: &str) -> bool {
+        self.active.read().unwrap_or_else(|e| e.into_inner()).contains_key(tenant)
+    }
+
+    /// Runs the tenant's active plugin on one trigger; `None` when it has none.
+    pub async fn run(&self, input: Input) -> Option<Ran> {
+        let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
+        let tenant = self.tenants.get(&input.tenant)?;
+        let started = std::time::Instant::now();
+        let loaded = match slot {
+            Slot::Ready(l) => l,
+            Slot::Broken { version, reason } => {
+                return Some(Ran {
+                    version,
+                    result: Err(Failure { kind: FailureKind::Unavailable, detail: reason.to_string() }),
+                    on_error: tenant.on_error,
+                    elapsed: started.elapsed(),
+                });
+            }
+        };
+        // Permits are released when this future completes or is dropped.
+        let (Ok(_global), Ok(_own)) = (self.slots.acquire().await, tenant.slots.acquire().await) else {
+            return None;
+        };
+        let job = run::Job {
+            engine: self.engine.clone(),
+            loaded: loaded.clone(),
+            timeout: tenant.timeout,
+            memory_bytes: tenant.memory_bytes,
+            config: tenant.config.clone(),
+            max_log_calls: self.limits.max_log_calls,
+            max_log_bytes: self.limits.max_log_bytes as usize,
+            max_output_bytes: self.limits.max_component_bytes.max(64 * 1024 * 1024) as usize,
+        };
+        let result = match tokio::task::spawn_blocking(move || job.run(input)).await {
+            Ok(r) => r,
+            Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
+        };
+        Some(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() })
+    }
+
+    /// Loads a stored version (its artifact, or recompiling) and makes it active in memory.
+    async fn activate_version(self: &Arc<Self>, tenant: &str, version: u32) -> Result<Arc<Loaded>, UploadError> {
+        let repo = self.repo.clone();
+        let t = tenant.to_string();
+        let versions = blocking(move || repo.versions(&t)).await?;
+        let v = versions
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| UploadError::NotFound(format!("tenant {tenant} has no plugin version {version}")))?;
+        let loaded = Arc::new(self.load_stored(&v).await?);
+        self.set_slot(tenant, Slot::Ready(loaded.clone()));
+        Ok(loaded)
+    }
+
+    /// Links a stored version, from Weir's own artifact when it deserializes,
+    /// otherwise recompiling from the component (never trusting a bad artifact).
+    async fn load_stored(self: &Arc<Self>, v: &PluginVersion) -> Result<Loaded, UploadError> {
+        let (repo, sha, compat) = (self.repo.clone(), v.sha256.clone(), self.compat);
+        if let Some(bytes) = blocking(move || repo.artifact(&sha, compat)).await? {
+            // SAFETY: artifacts are produced by this engine's precompile_component
+            // and stored in Weir's own redb file, which tenants cannot write.
+            match unsafe { Component::deserialize(&self.engine, &bytes) } {
+                Ok(component) => return self.link(component, v.version, &v.sha256),
+                Err(e) => tracing::warn!(sha256 = %v.sha256, error = %e, "precompiled plugin artifact unusable; recompiling"),
+            }
+        }
+        let (repo, sha) = (self.repo.clone(), v.sha256.clone());
+        let component = blocking(move || repo.component(&sha))
+            .await?
+            .ok_or_else(|| UploadError::NotFound(format!("component {} is missing from the plugin store", v.sha256)))?;
+        let artifact = self.compile(component).await?;
+        let (repo, sha) = (self.repo.clone(), v.sha256.clone());
+        let art = artifact.clone();
+        blocking(move || repo.put_artifact(&sha, compat, &art)).await?;
+        // SAFETY: `artifact` was just produced by this engine.
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| UploadError::Compile(e.to_string()))?;
+        self.link(component, v.version, &v.sha256)
+    }
+
+    fn link(&self, component: Component, version: u32, sha256: &str) -> Result<Loaded, UploadError> {
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| UploadError::Imports(format!("{e:#}")))?;
+        let pre = TriggerPluginPre::new(pre).map_err(|e| UploadError::WrongWorld(format!("{e:#}")))?;
+        Ok(Loaded { version, sha256: sha256.to_string(), pre })
+    }
+
+    pub fn repo(&self) -> &Arc<PluginRepo> {
+        &self.repo
+    }
+
+    pub fn knows_tenant(&self, tenant: &str) -> bool {
+        self.tenants.contains_key(tenant)
+    }
+
+    /// The version currently active in memory for `tenant`, if any.
+    pub fn active_version(&self, tenant: &str) -> Option<u32> {
+        match self.active.read().unwrap_or_else(|e| e.into_inner()).get(tenant)? {
+            Slot::Ready(l) => Some(l.version),
+            Slot::Broken { version, .. } => *version,
+        }
+    }
+}
+
+/// Failure notes are stored with the trigger: keep them readable and bounded.
+pub fn truncate_note(s: &str) -> String {
+    bindings::truncate(s, 1024).to_string()
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("plugin store task failed: {e}")))?
+}

@@ -1,0 +1,192 @@
+//! Uploads, startup registration of configured plugin files, rollback:
+//! validate → compile (off the request path, one at a time, with a timeout)
+//! → store durably → activate atomically.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::{blocking, Loaded, PluginHost, Slot};
+use crate::store::{PluginVersion, StoreError};
+
+/// Why an upload (or a configured plugin file) was refused. The previous
+/// version stays active whatever the error.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the component is {size} bytes, over the limit of {limit} (plugins.max_component_bytes)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file that `cargo build --target wasm32-wasip2` produced")]
+    NotWasm,
+    #[error("this is a core WebAssembly module, not a component; build the plugin for the wasm32-wasip2 target (see docs/plugins.md)")]
+    CoreModule,
+    #[error("the component failed to compile: {0}")]
+    Compile(String),
+    #[error("compiling the component took longer than {0:?}; it was abandoned")]
+    CompileTimeout(Duration),
+    #[error("the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}")]
+    Imports(String),
+    #[error("the component does not target the weir:plugin/trigger-plugin@0.1.0 world (it must export `handle`): {0}")]
+    WrongWorld(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("tenant {0} has no earlier plugin version to roll back to")]
+    NoPrevious(String),
+    #[error("cannot read plugin file: {0}")]
+    File(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl UploadError {
+    /// HTTP status and stable code for the admin API.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            UploadError::TooLarge { .. } => (400, "component_too_large"),
+            UploadError::NotWasm => (400, "not_wasm"),
+            UploadError::CoreModule => (400, "core_module"),
+            UploadError::Compile(_) | UploadError::CompileTimeout(_) => (422, "compile_failed"),
+            UploadError::Imports(_) => (422, "unsupported_imports"),
+            UploadError::WrongWorld(_) => (422, "wrong_world"),
+            UploadError::NotFound(_) => (404, "not_found"),
+            UploadError::NoPrevious(_) => (409, "no_previous_version"),
+            UploadError::File(_) => (400, "unreadable_file"),
+            UploadError::Store(_) => (503, "store_unavailable"),
+        }
+    }
+}
+
+/// Cheap checks before compiling: size and the component binary header.
+pub fn check_header(bytes: &[u8], limit: u64) -> Result<(), UploadError> {
+    if bytes.len() as u64 > limit {
+        return Err(UploadError::TooLarge { size: bytes.len() as u64, limit });
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(UploadError::NotWasm);
+    }
+    match &bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(UploadError::CoreModule),
+        _ => Err(UploadError::NotWasm),
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl PluginHost {
+    /// Validates, compiles, stores and activates a new version. In-flight
+    /// triggers finish on the version they started with.
+    pub async fn upload(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>) -> Result<(u32, String), UploadError> {
+        self.add(tenant, bytes, "upload").await.map(|l| (l.version, l.sha256.clone()))
+    }
+
+    async fn add(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>, source: &'static str) -> Result<Arc<Loaded>, UploadError> {
+        check_header(&bytes, self.limits.max_component_bytes)?;
+        let sha256 = sha256_hex(&bytes);
+        let bytes = Arc::new(bytes);
+        let artifact = self.compile((*bytes).clone()).await?;
+        // SAFETY: `artifact` was just produced by this engine.
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| UploadError::Compile(e.to_string()))?;
+        // Link before storing: a component for the wrong world is never stored.
+        let probe = self.link(component, 0, &sha256)?;
+        let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
+        let version =
+            blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
+        let loaded = Arc::new(Loaded { version, sha256, pre: probe.pre });
+        self.set_slot(tenant, Slot::Ready(loaded.clone()));
+        tracing::info!(tenant, version, sha256 = %loaded.sha256, source, "plugin version activated");
+        Ok(loaded)
+    }
+
+    /// Compiles on a blocking thread, one compile at a time, bounded in time.
+    /// A compile that overruns keeps its permit until it really ends, so
+    /// abandoned compiles cannot pile up.
+    pub(super) async fn compile(&self, bytes: Vec<u8>) -> Result<Vec<u8>, UploadError> {
+        let timeout = Duration::from_millis(self.limits.compile_timeout_ms);
+        let permit = self
+            .compile_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| UploadError::Compile("the plugin host is shutting down".into()))?;
+        let engine = self.engine.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            engine.precompile_component(&bytes)
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Err(_) => Err(UploadError::CompileTimeout(timeout)),
+            Ok(Err(e)) => Err(UploadError::Compile(format!("compiler task failed: {e}"))),
+            Ok(Ok(Err(e))) => Err(UploadError::Compile(format!("{e:#}"))),
+            Ok(Ok(Ok(artifact))) => Ok(artifact),
+        }
+    }
+
+    /// At startup: a configured plugin file becomes a new version (and active)
+    /// unless this tenant already has a version with the same content, in
+    /// which case the stored active version (maybe a later upload or a
+    /// rollback) stays.
+    pub(super) async fn register_file(self: &Arc<Self>, tenant: &str, path: &Path) -> Result<(), UploadError> {
+        let bytes = tokio::fs::read(path).await.map_err(|e| UploadError::File(format!("{}: {e}", path.display())))?;
+        let sha = sha256_hex(&bytes);
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        let known = blocking(move || repo.versions(&t)).await?.iter().any(|v| v.sha256 == sha);
+        if known {
+            return Ok(());
+        }
+        self.add(tenant, bytes, "config").await.map(|_| ())
+    }
+
+    /// Re-activates the highest version below the active one.
+    pub async fn rollback(self: &Arc<Self>, tenant: &str) -> Result<u32, UploadError> {
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        let (versions, active) = blocking(move || Ok((repo.versions(&t)?, repo.active(&t)?))).await?;
+        let active = active.ok_or_else(|| UploadError::NoPrevious(tenant.to_string()))?;
+        let previous = versions
+            .iter()
+            .filter(|v| v.version < active)
+            .map(|v| v.version)
+            .max()
+            .ok_or_else(|| UploadError::NoPrevious(tenant.to_string()))?;
+        let loaded = self.activate_version(tenant, previous).await?;
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        blocking(move || repo.set_active(&t, previous)).await?;
+        tracing::info!(tenant, from = active, to = loaded.version, "plugin rolled back");
+        Ok(previous)
+    }
+
+    /// Stored versions and the active one.
+    pub async fn versions(&self, tenant: &str) -> Result<(Vec<PluginVersion>, Option<u32>), UploadError> {
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        let versions = blocking(move || repo.versions(&t)).await?;
+        Ok((versions, self.active_version(tenant)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_checks_name_the_problem() {
+        assert!(matches!(check_header(b"hello world", 100), Err(UploadError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0rest", 100), Err(UploadError::CoreModule)));
+        assert!(matches!(check_header(b"\0asm\x0d\0\x01\0rest", 100), Ok(())));
+        assert!(matches!(check_header(&[0u8; 200], 100), Err(UploadError::TooLarge { size: 200, limit: 100 })));
+    }
+
+    #[test]
+    fn sha256_is_lower_hex() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

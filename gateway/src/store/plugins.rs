@@ -1,0 +1,187 @@
+//! The plugin repository: uploaded components, their versions, which one is
+//! active per tenant, and Weir's own precompiled artifacts.
+//!
+//! It lives in its own redb file (`store.path/plugins.redb`), apart from the
+//! trigger shards, so uploads never contend with the group-commit writers.
+//! Writes are rare (uploads, activations) and serialised by redb itself.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `components` | sha256 (hex) | component bytes, as uploaded |
+//! | `versions` | (tenant, version) | (sha256, uploaded ms, source, size) |
+//! | `active` | tenant | version |
+//! | `artifacts` | (sha256, engine compatibility hash) | precompiled bytes (Weir-produced only) |
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{io_err, open_database, StoreError};
+
+const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
+const VERSIONS: TableDefinition<(&str, u32), (&str, u64, &str, u64)> = TableDefinition::new("versions");
+const ACTIVE: TableDefinition<&str, u32> = TableDefinition::new("active");
+const ARTIFACTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("artifacts");
+
+/// One stored version of a tenant's plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginVersion {
+    pub version: u32,
+    pub sha256: String,
+    pub uploaded_at_ms: u64,
+    /// `upload` (admin API) or `config` (the tenant's `plugin` file at startup).
+    pub source: String,
+    pub size: u64,
+}
+
+pub struct PluginRepo {
+    db: Database,
+    path: PathBuf,
+}
+
+impl PluginRepo {
+    pub fn open(dir: &Path) -> Result<PluginRepo, StoreError> {
+        let path = dir.join("plugins.redb");
+        let db = open_database(&path, 4)?;
+        let txn = db.begin_write().map_err(io_err)?;
+        {
+            txn.open_table(COMPONENTS).map_err(io_err)?;
+            txn.open_table(VERSIONS).map_err(io_err)?;
+            txn.open_table(ACTIVE).map_err(io_err)?;
+            txn.open_table(ARTIFACTS).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)?;
+        Ok(PluginRepo { db, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores a new version (and its precompiled artifact) and makes it active,
+    /// in one durable transaction. Returns the version number.
+    pub fn add_version(
+        &self,
+        tenant: &str,
+        sha256: &str,
+        component: &[u8],
+        artifact: Option<(u64, &[u8])>,
+        source: &str,
+        now_ms: u64,
+    ) -> Result<u32, StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        let version;
+        {
+            let mut versions = txn.open_table(VERSIONS).map_err(io_err)?;
+            let last = versions
+                .range((tenant, 0)..=(tenant, u32::MAX))
+                .map_err(io_err)?
+                .next_back()
+                .transpose()
+                .map_err(io_err)?
+                .map(|(k, _)| k.value().1)
+                .unwrap_or(0);
+            version = last + 1;
+            versions.insert((tenant, version), (sha256, now_ms, source, component.len() as u64)).map_err(io_err)?;
+            let mut components = txn.open_table(COMPONENTS).map_err(io_err)?;
+            if components.get(sha256).map_err(io_err)?.is_none() {
+                components.insert(sha256, component).map_err(io_err)?;
+            }
+            if let Some((compat, bytes)) = artifact {
+                txn.open_table(ARTIFACTS).map_err(io_err)?.insert((sha256, compat), bytes).map_err(io_err)?;
+            }
+            txn.open_table(ACTIVE).map_err(io_err)?.insert(tenant, version).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)?;
+        Ok(version)
+    }
+
+    pub fn set_active(&self, tenant: &str, version: u32) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io_err)?;
+        txn.open_table(ACTIVE).map_err(io_err)?.insert(tenant, version).map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+
+    pub fn active(&self, tenant: &str) -> Result<Option<u32>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(ACTIVE).map_err(io_err)?;
+        Ok(t.get(tenant).map_err(io_err)?.map(|v| v.value()))
+    }
+
+    /// Every tenant with an active version.
+    pub fn all_active(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(ACTIVE).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(io_err)? {
+            let (k, v) = e.map_err(io_err)?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn versions(&self, tenant: &str) -> Result<Vec<PluginVersion>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(VERSIONS).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.range((tenant, 0)..=(tenant, u32::MAX)).map_err(io_err)? {
+            let (k, v) = e.map_err(io_err)?;
+            let (sha256, uploaded_at_ms, source, size) = v.value();
+            out.push(PluginVersion {
+                version: k.value().1,
+                sha256: sha256.to_string(),
+                uploaded_at_ms,
+                source: source.to_string(),
+                size,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(COMPONENTS).map_err(io_err)?;
+        Ok(t.get(sha256).map_err(io_err)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn artifact(&self, sha256: &str, compat: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(ARTIFACTS).map_err(io_err)?;
+        Ok(t.get((sha256, compat)).map_err(io_err)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn put_artifact(&self, sha256: &str, compat: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io_err)?;
+        txn.open_table(ARTIFACTS).map_err(io_err)?.insert((sha256, compat), bytes).map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up_per_tenant_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let repo = PluginRepo::open(dir.path()).expect("open");
+            assert_eq!(repo.add_version("a", "h1", b"one", Some((7, b"art")), "upload", 1).expect("add"), 1);
+            assert_eq!(repo.add_version("a", "h2", b"two", None, "upload", 2).expect("add"), 2);
+            assert_eq!(repo.add_version("b", "h1", b"one", None, "config", 3).expect("add"), 1);
+            repo.set_active("a", 1).expect("activate");
+        }
+        let repo = PluginRepo::open(dir.path()).expect("reopen");
+        assert_eq!(repo.active("a").expect("active"), Some(1));
+        assert_eq!(repo.active("b").expect("active"), Some(1));
+        assert_eq!(repo.active("c").expect("active"), None);
+        let v = repo.versions("a").expect("versions");
+        assert_eq!(v.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(v[1].sha256, "h2");
+        assert_eq!(repo.component("h1").expect("c"), Some(b"one".to_vec()));
+        assert_eq!(repo.artifact("h1", 7).expect("a"), Some(b"art".to_vec()));
+        assert_eq!(repo.artifact("h1", 8).expect("a"), None);
+        assert_eq!(repo.all_active().expect("all").len(), 2);
+    }
+}
