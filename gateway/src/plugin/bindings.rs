@@ -12,8 +12,8 @@ wasmtime::component::bindgen!({
     world: "trigger-plugin",
 });
 
-pub use weir::plugin::host::Level;
-pub use weir::plugin::types::Header;
+pub use self::weir::plugin::host::Level;
+pub use self::weir::plugin::types::Header;
 
 /// Per-trigger state of one plugin instance: dropped with its Store.
 pub struct HostState {
@@ -34,9 +34,9 @@ impl WasiView for HostState {
     }
 }
 
-impl weir::plugin::types::Host for HostState {}
+impl self::weir::plugin::types::Host for HostState {}
 
-impl weir::plugin::host::Host for HostState {
+impl self::weir::plugin::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
         if self.log_calls >= self.max_log_calls {
             self.logs_dropped += 1;

@@ -80,6 +80,8 @@ pub struct PluginHost {
     repo: Arc<PluginRepo>,
     compat: u64,
     limits: PluginsConfig,
+    /// A plugin's new body may be no larger than an ingested one.
+    max_output_bytes: usize,
     tenants: HashMap<String, TenantPlugin>,
     active: RwLock<HashMap<String, Slot>>,
     slots: Semaphore,
@@ -123,6 +125,7 @@ impl PluginHost {
             linker,
             repo,
             limits: config.plugins.clone(),
+            max_output_bytes: config.server.max_body_bytes as usize,
             tenants,
             active: RwLock::new(HashMap::new()),
             slots: Semaphore::new(config.plugins.concurrency as usize),
@@ -195,13 +198,33 @@ impl PluginHost {
             config: tenant.config.clone(),
             max_log_calls: self.limits.max_log_calls,
             max_log_bytes: self.limits.max_log_bytes as usize,
-            max_output_bytes: self.limits.max_component_bytes.max(64 * 1024 * 1024) as usize,
+            max_output_bytes: self.max_output_bytes,
         };
         let result = match tokio::task::spawn_blocking(move || job.run(input)).await {
             Ok(r) => r,
             Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
         };
         Some(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() })
+    }
+
+    /// Runs the tenant's plugin on the calling thread, without the
+    /// concurrency limits or the hop to a blocking thread: what one fresh
+    /// instance plus call costs (for benchmarks).
+    pub fn run_inline(&self, input: Input) -> Option<Result<Decision, Failure>> {
+        let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
+        let tenant = self.tenants.get(&input.tenant)?;
+        let Slot::Ready(loaded) = slot else { return None };
+        let job = run::Job {
+            engine: self.engine.clone(),
+            loaded,
+            timeout: tenant.timeout,
+            memory_bytes: tenant.memory_bytes,
+            config: tenant.config.clone(),
+            max_log_calls: self.limits.max_log_calls,
+            max_log_bytes: self.limits.max_log_bytes as usize,
+            max_output_bytes: self.max_output_bytes,
+        };
+        Some(job.run(input))
     }
 
     /// Loads a stored version (its artifact, or recompiling) and makes it active in memory.
