@@ -11,8 +11,13 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.join("../..");
     let plugins = root.join("plugins");
-    for dir in ["plugins", "wit"] {
-        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    // Not `plugins/` as a whole: its `target/` changes on every build.
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    for entry in std::fs::read_dir(&plugins).unwrap_or_else(|e| panic!("{}: {e}", plugins.display())).flatten() {
+        let name = entry.file_name();
+        if name != "target" {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

@@ -190,16 +190,7 @@ impl PluginHost {
         let (Ok(_global), Ok(_own)) = (self.slots.acquire().await, tenant.slots.acquire().await) else {
             return None;
         };
-        let job = run::Job {
-            engine: self.engine.clone(),
-            loaded: loaded.clone(),
-            timeout: tenant.timeout,
-            memory_bytes: tenant.memory_bytes,
-            config: tenant.config.clone(),
-            max_log_calls: self.limits.max_log_calls,
-            max_log_bytes: self.limits.max_log_bytes as usize,
-            max_output_bytes: self.max_output_bytes,
-        };
+        let job = self.job(tenant, loaded.clone());
         let result = match tokio::task::spawn_blocking(move || job.run(input)).await {
             Ok(r) => r,
             Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
@@ -214,7 +205,11 @@ impl PluginHost {
         let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
         let tenant = self.tenants.get(&input.tenant)?;
         let Slot::Ready(loaded) = slot else { return None };
-        let job = run::Job {
+        Some(self.job(tenant, loaded).run(input))
+    }
+
+    fn job(&self, tenant: &TenantPlugin, loaded: Arc<Loaded>) -> run::Job {
+        run::Job {
             engine: self.engine.clone(),
             loaded,
             timeout: tenant.timeout,
@@ -223,8 +218,7 @@ impl PluginHost {
             max_log_calls: self.limits.max_log_calls,
             max_log_bytes: self.limits.max_log_bytes as usize,
             max_output_bytes: self.max_output_bytes,
-        };
-        Some(job.run(input))
+        }
     }
 
     /// Loads a stored version (its artifact, or recompiling) and makes it active in memory.

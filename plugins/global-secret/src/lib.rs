@@ -20,7 +20,10 @@ impl Plugin for GlobalSecret {
         let earlier_calls = CALLS.fetch_add(1, Ordering::SeqCst);
         let mut secret = SECRET.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(previous) = secret.as_ref() {
-            return Verdict::reject(409, format!("leaked: {}", String::from_utf8_lossy(previous)));
+            return Verdict::reject(
+                409,
+                format!("leaked: {}", String::from_utf8_lossy(previous)),
+            );
         }
         if earlier_calls > 0 {
             return Verdict::reject(409, format!("leaked: {earlier_calls} earlier call(s)"));

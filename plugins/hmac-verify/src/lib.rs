@@ -73,12 +73,14 @@ impl Plugin for HmacVerify {
         let scheme = scheme();
 
         let mut result = verify(&scheme, secret.as_bytes(), &trigger);
-        if result == Err(SignatureError::Mismatch) {
-            if let Some(previous) = config("secret_previous").filter(|s| !s.is_empty()) {
-                result = verify(&scheme, previous.as_bytes(), &trigger);
-                if result.is_ok() {
-                    info("hmac-verify: signature matched `secret_previous`; finish the rotation at the sender");
-                }
+        if result == Err(SignatureError::Mismatch)
+            && let Some(previous) = config("secret_previous").filter(|s| !s.is_empty())
+        {
+            result = verify(&scheme, previous.as_bytes(), &trigger);
+            if result.is_ok() {
+                info(
+                    "hmac-verify: signature matched `secret_previous`; finish the rotation at the sender",
+                );
             }
         }
 

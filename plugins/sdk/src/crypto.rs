@@ -72,7 +72,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `None` on any other input.
 pub fn hex_decode(hex: &str) -> Option<Vec<u8>> {
     let bytes = hex.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -127,9 +127,21 @@ mod tests {
             hex_encode(&tag),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        assert!(verify_hmac_sha256(b"Jefe", b"what do ya want for nothing?", &tag));
-        assert!(!verify_hmac_sha256(b"jefe", b"what do ya want for nothing?", &tag));
-        assert!(!verify_hmac_sha256(b"Jefe", b"what do ya want for nothing?", &tag[..31]));
+        assert!(verify_hmac_sha256(
+            b"Jefe",
+            b"what do ya want for nothing?",
+            &tag
+        ));
+        assert!(!verify_hmac_sha256(
+            b"jefe",
+            b"what do ya want for nothing?",
+            &tag
+        ));
+        assert!(!verify_hmac_sha256(
+            b"Jefe",
+            b"what do ya want for nothing?",
+            &tag[..31]
+        ));
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub mod signature;
 ///
 /// Prefer the re-exports at the crate root; this module is public so that
 /// [`export_plugin!`] can reach it from plugin crates.
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         // Relative to this crate's Cargo.toml (plugins/sdk/).
@@ -472,7 +472,10 @@ mod tests {
             .with_route("r")
             .into();
         let Verdict::Accept(a) = v else { panic!() };
-        assert_eq!(a.set_headers, vec![Header::new("content-type", "application/json")]);
+        assert_eq!(
+            a.set_headers,
+            vec![Header::new("content-type", "application/json")]
+        );
         assert_eq!(a.remove_headers, vec!["x-secret".to_string()]);
         assert_eq!(a.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(a.route.as_deref(), Some("r"));

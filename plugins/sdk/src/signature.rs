@@ -77,7 +77,11 @@ pub mod github {
 
     /// Verify `header` (the header's value, `None` when absent) over the raw
     /// `body` against each of `secrets`.
-    pub fn verify(secrets: &[&[u8]], body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+    pub fn verify(
+        secrets: &[&[u8]],
+        body: &[u8],
+        header: Option<&str>,
+    ) -> Result<(), SignatureError> {
         let header = header.ok_or(SignatureError::MissingHeader(DISPLAY))?;
         let tag = parse_header(header)?;
         let genuine = secrets.iter().any(|secret| {
@@ -85,7 +89,11 @@ pub mod github {
             mac.update(body);
             mac.verify(&tag)
         });
-        if genuine { Ok(()) } else { Err(SignatureError::Mismatch) }
+        if genuine {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
     }
 
     /// The header value GitHub would send for `body` under `secret` (for
@@ -135,7 +143,10 @@ pub mod stripe {
             match key.trim() {
                 "t" => {
                     let val = val.trim();
-                    if timestamp.is_some() || val.is_empty() || !val.bytes().all(|b| b.is_ascii_digit()) {
+                    if timestamp.is_some()
+                        || val.is_empty()
+                        || !val.bytes().all(|b| b.is_ascii_digit())
+                    {
                         return Err(malformed);
                     }
                     timestamp = Some(val.parse::<u64>().map_err(|_| malformed.clone())?);
@@ -192,8 +203,13 @@ pub mod stripe {
     /// under `secret` (for tests and tooling).
     pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
         let mut mac = HmacSha256::new(secret);
-        mac.update(itoa_u64(timestamp).as_bytes()).update(b".").update(body);
-        format!("t={timestamp},v1={}", crate::crypto::hex_encode(&mac.finalize()))
+        mac.update(itoa_u64(timestamp).as_bytes())
+            .update(b".")
+            .update(body);
+        format!(
+            "t={timestamp},v1={}",
+            crate::crypto::hex_encode(&mac.finalize())
+        )
     }
 
     fn itoa_u64(n: u64) -> String {
@@ -218,7 +234,10 @@ mod tests {
         assert_eq!(github::sign(secret, body), header);
         assert_eq!(github::verify(&[secret], body, Some(header)), Ok(()));
         // Upper-case hex and prefix are accepted too.
-        assert_eq!(github::verify(&[secret], body, Some(&header.to_uppercase())), Ok(()));
+        assert_eq!(
+            github::verify(&[secret], body, Some(&header.to_uppercase())),
+            Ok(())
+        );
     }
 
     #[test]
@@ -250,7 +269,10 @@ mod tests {
             github::verify(&[secret], b"{\"a\":2}", Some(&good)),
             Err(SignatureError::Mismatch)
         );
-        assert_eq!(github::verify(&[], body, Some(&good)), Err(SignatureError::Mismatch));
+        assert_eq!(
+            github::verify(&[], body, Some(&good)),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(
             SignatureError::MissingHeader("X-Hub-Signature-256").to_string(),
             "missing X-Hub-Signature-256 header"
@@ -280,22 +302,50 @@ mod tests {
         assert_eq!(sig.timestamp, 1492774577);
         assert_eq!(sig.v1, vec![tag_a, tag_b]);
 
-        assert!(matches!(stripe::parse_header("v1=aa"), Err(SignatureError::MalformedHeader(_))));
-        assert!(matches!(stripe::parse_header("t=abc,v1=aa"), Err(SignatureError::MalformedHeader(_))));
-        assert!(matches!(stripe::parse_header("t=-1,v1=aa"), Err(SignatureError::MalformedHeader(_))));
-        assert!(matches!(stripe::parse_header("t=1,t=2,v1=aa"), Err(SignatureError::MalformedHeader(_))));
-        assert!(matches!(stripe::parse_header("garbage"), Err(SignatureError::MalformedHeader(_))));
-        assert_eq!(stripe::parse_header("t=1"), Err(SignatureError::NoV1Signature));
-        assert_eq!(stripe::parse_header("t=1,v1=abcd"), Err(SignatureError::NoV1Signature));
+        assert!(matches!(
+            stripe::parse_header("v1=aa"),
+            Err(SignatureError::MalformedHeader(_))
+        ));
+        assert!(matches!(
+            stripe::parse_header("t=abc,v1=aa"),
+            Err(SignatureError::MalformedHeader(_))
+        ));
+        assert!(matches!(
+            stripe::parse_header("t=-1,v1=aa"),
+            Err(SignatureError::MalformedHeader(_))
+        ));
+        assert!(matches!(
+            stripe::parse_header("t=1,t=2,v1=aa"),
+            Err(SignatureError::MalformedHeader(_))
+        ));
+        assert!(matches!(
+            stripe::parse_header("garbage"),
+            Err(SignatureError::MalformedHeader(_))
+        ));
+        assert_eq!(
+            stripe::parse_header("t=1"),
+            Err(SignatureError::NoV1Signature)
+        );
+        assert_eq!(
+            stripe::parse_header("t=1,v1=abcd"),
+            Err(SignatureError::NoV1Signature)
+        );
     }
 
     #[test]
     fn stripe_known_vector() {
         // python3: hmac.new(b"whsec_test", b"1700000000.{}", "sha256").hexdigest()
-        let header = "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91";
+        let header =
+            "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91";
         assert_eq!(stripe::sign(b"whsec_test", 1_700_000_000, b"{}"), header);
         assert_eq!(
-            stripe::verify(&[b"whsec_test".as_slice()], b"{}", Some(header), 1_700_000_100, 300),
+            stripe::verify(
+                &[b"whsec_test".as_slice()],
+                b"{}",
+                Some(header),
+                1_700_000_100,
+                300
+            ),
             Ok(())
         );
     }
@@ -307,18 +357,33 @@ mod tests {
         let t = 1_700_000_000;
         let header = stripe::sign(secret, t, body);
 
-        assert_eq!(stripe::verify(&[secret], body, Some(&header), t + 10, 300), Ok(()));
-        assert_eq!(stripe::verify(&[secret], body, Some(&header), t - 10, 300), Ok(()));
+        assert_eq!(
+            stripe::verify(&[secret], body, Some(&header), t + 10, 300),
+            Ok(())
+        );
+        assert_eq!(
+            stripe::verify(&[secret], body, Some(&header), t - 10, 300),
+            Ok(())
+        );
         assert_eq!(
             stripe::verify(&[secret], body, Some(&header), t + 301, 300),
-            Err(SignatureError::TimestampOutOfTolerance { age_secs: 301, tolerance_secs: 300 })
+            Err(SignatureError::TimestampOutOfTolerance {
+                age_secs: 301,
+                tolerance_secs: 300
+            })
         );
         assert_eq!(
             stripe::verify(&[secret], body, Some(&header), t - 301, 300),
-            Err(SignatureError::TimestampOutOfTolerance { age_secs: -301, tolerance_secs: 300 })
+            Err(SignatureError::TimestampOutOfTolerance {
+                age_secs: -301,
+                tolerance_secs: 300
+            })
         );
         // Tolerance 0 disables the timestamp check.
-        assert_eq!(stripe::verify(&[secret], body, Some(&header), t + 1_000_000, 0), Ok(()));
+        assert_eq!(
+            stripe::verify(&[secret], body, Some(&header), t + 1_000_000, 0),
+            Ok(())
+        );
         assert_eq!(
             stripe::verify(&[b"whsec_other".as_slice()], body, Some(&header), t, 300),
             Err(SignatureError::Mismatch)
