@@ -73,6 +73,8 @@ pub struct StoreConfig {
     pub idempotency_window_secs: u64,
     /// redb page cache per shard, in MiB (redb's own default is 1 GiB).
     pub cache_mb: u64,
+    /// How long delivered triggers are kept for replay, in seconds.
+    pub retention_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -85,15 +87,54 @@ impl Default for StoreConfig {
             max_batch_bytes: 8 * 1024 * 1024,
             idempotency_window_secs: 24 * 3600,
             cache_mb: 16,
+            retention_secs: 24 * 3600,
         }
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
     /// Ordered upstream URLs, primary first. Empty: every trigger is held.
     pub upstreams: Vec<String>,
+    /// Per-attempt timeout (connect, send, response headers and body).
+    pub timeout_ms: u64,
+    /// Requests in flight to one upstream at most.
+    pub max_in_flight: u32,
+    /// Attempts before a trigger is dead.
+    pub max_attempts: u32,
+    /// Age (since arrival) after which a failing trigger is dead, in seconds.
+    pub max_age_secs: u64,
+    /// Backoff between attempts of one trigger: full jitter between 0 and
+    /// min(cap, base * 2^attempt).
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+    /// Consecutive failures that open an upstream's circuit breaker.
+    pub failure_threshold: u32,
+    /// While open, one probe per this interval and no other traffic.
+    pub probe_interval_ms: u64,
+    /// Retries may not exceed this fraction of recent first attempts...
+    pub retry_budget_ratio: f64,
+    /// ...plus this many per second.
+    pub retry_budget_min_per_sec: u32,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            upstreams: Vec::new(),
+            timeout_ms: 10_000,
+            max_in_flight: 32,
+            max_attempts: 20,
+            max_age_secs: 24 * 3600,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 300_000,
+            failure_threshold: 5,
+            probe_interval_ms: 1000,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -286,6 +327,34 @@ impl Config {
         }
         for (i, url) in self.forward.upstreams.iter().enumerate() {
             validate_upstream(url).map_err(|m| invalid(&format!("forward.upstreams[{i}]"), m))?;
+        }
+        let f = &self.forward;
+        let positive = [
+            ("forward.timeout_ms", f.timeout_ms),
+            ("forward.max_in_flight", u64::from(f.max_in_flight)),
+            ("forward.max_attempts", u64::from(f.max_attempts)),
+            ("forward.max_age_secs", f.max_age_secs),
+            ("forward.backoff_base_ms", f.backoff_base_ms),
+            ("forward.failure_threshold", u64::from(f.failure_threshold)),
+            ("forward.probe_interval_ms", f.probe_interval_ms),
+            ("store.retention_secs", self.store.retention_secs),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        if f.backoff_cap_ms < f.backoff_base_ms {
+            return Err(invalid(
+                "forward.backoff_cap_ms",
+                format!("must be at least forward.backoff_base_ms ({}); got {}", f.backoff_base_ms, f.backoff_cap_ms),
+            ));
+        }
+        if f.probe_interval_ms > 86_400_000 {
+            return Err(invalid("forward.probe_interval_ms", "must be at most 86400000 (a day)".into()));
+        }
+        if !(0.0..=1.0).contains(&f.retry_budget_ratio) || f.retry_budget_ratio.is_nan() {
+            return Err(invalid("forward.retry_budget_ratio", format!("must be between 0 and 1; got {}", f.retry_budget_ratio)));
         }
         if let Some(token) = &self.admin.token {
             if token.trim().is_empty() {

@@ -46,15 +46,25 @@ pub enum RunError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Plugin(#[from] plugin::PluginError),
+    #[error(transparent)]
+    Forward(#[from] forward::ForwardError),
 }
 
 /// Runs the gateway until `shutdown` fires, then drains: stop accepting,
 /// let in-flight requests finish (each waits for its commit) within the grace
-/// period, then stop the store writers after their last commit.
+/// period, let in-flight deliveries record their outcome, then stop the
+/// store writers after their last commit.
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
     let store = store::Store::open(&config.store)?;
     let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
-    let plugins = plugin::PluginHost::start(&config, repo).await?;
+    let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
+    let (forwarder, forward_task) = forward::Forwarder::start(&config, store.clone(), repo, shutdown.clone()).await?;
+    let retention = tokio::spawn(store::retention::run(
+        store.clone(),
+        Duration::from_secs(config.store.retention_secs),
+        Duration::from_secs(30),
+        shutdown.clone(),
+    ));
     if config.forward.upstreams.is_empty() {
         tracing::warn!("no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded");
     }
@@ -62,8 +72,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone());
-    let admin = admin::Admin::new(&config, store.clone(), plugins);
+    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone());
+    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder);
     tracing::info!(
         ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin_addr = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -73,6 +83,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let ingest_task = http::serve(listeners.ingest, "ingest", move |req| ingest.clone().handle(req), shutdown.clone(), grace);
     let admin_task = http::serve(listeners.admin, "admin", move |req| admin.clone().handle(req), shutdown.clone(), grace);
     tokio::join!(ingest_task, admin_task);
+    // Listeners are drained; let in-flight deliveries record, then stop writing.
+    let _ = tokio::join!(forward_task, retention);
     store.close().await;
     tracing::info!("weir stopped");
     Ok(())

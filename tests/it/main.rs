@@ -3,6 +3,7 @@
 
 mod config;
 mod crash;
+mod forward;
 mod ingest;
 mod plugins;
 mod shutdown;

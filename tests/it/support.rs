@@ -269,3 +269,177 @@ impl Drop for WeirProcess {
         let _ = self.child.wait();
     }
 }
+
+/// How the test upstream answers.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// 200 to everything.
+    Ok,
+    /// This status to everything, with `retry-after` seconds when given.
+    Status(u16, Option<u64>),
+    /// Answer 200 after this long.
+    Slow(Duration),
+}
+
+/// One request the upstream received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: std::time::Instant,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct UpstreamState {
+    mode: Mutex<Option<Mode>>,
+    /// Statuses to answer first, in order, before `mode` applies.
+    script: Mutex<std::collections::VecDeque<u16>>,
+    received: Mutex<Vec<Received>>,
+    changed: tokio::sync::Notify,
+}
+
+/// A loopback upstream whose behaviour a test can switch, including going
+/// down (connections refused) and coming back on the same port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    state: Arc<UpstreamState>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Upstream {
+    pub async fn start(mode: Mode) -> Upstream {
+        let state = Arc::new(UpstreamState::default());
+        *state.mode.lock().expect("mode") = Some(mode);
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let listener = socket.listen(1024).expect("listen");
+        let mut up = Upstream { addr, state, server: None };
+        up.serve(listener);
+        up
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/triggers", self.addr)
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let state = self.state.clone();
+        self.server = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = state.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer(&state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+            // Dropping `conns` aborts every open connection with the server.
+        }));
+    }
+
+    /// Stops listening and cuts every connection: new attempts are refused.
+    pub async fn down(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+            let _ = s.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub fn up(&mut self) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        socket.bind(self.addr).expect("rebind the same port");
+        let listener = socket.listen(1024).expect("listen");
+        self.serve(listener);
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().expect("mode") = Some(mode);
+    }
+
+    /// Statuses to answer next, in order, before the mode applies again.
+    pub fn script(&self, statuses: &[u16]) {
+        self.state.script.lock().expect("script").extend(statuses.iter().copied());
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().expect("received").clone()
+    }
+
+    /// Waits until `pred` holds over what was received (re-checked on every request).
+    pub async fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Received]) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.state.changed.notified();
+            if pred(&self.received()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("upstream condition not met within {timeout:?}; received {}", self.received().len());
+            }
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.abort();
+        }
+    }
+}
+
+async fn answer(state: &UpstreamState, req: Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
+    let headers = req.headers().clone();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let scripted = state.script.lock().expect("script").pop_front();
+    let mode = state.mode.lock().expect("mode").clone().unwrap_or(Mode::Ok);
+    let (status, retry_after) = match (scripted, mode) {
+        (Some(s), _) => (s, None),
+        (None, Mode::Ok) => (200, None),
+        (None, Mode::Status(s, ra)) => (s, ra),
+        (None, Mode::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            (200, None)
+        }
+    };
+    state.received.lock().expect("received").push(Received { at: std::time::Instant::now(), headers, body });
+    state.changed.notify_waiters();
+    let mut resp = http::Response::new(Full::new(Bytes::from(format!("upstream says {status}"))));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(s) = retry_after {
+        resp.headers_mut().insert("retry-after", s.into());
+    }
+    resp
+}
+
+/// Polls `check` (an admin query) until it returns `Some`, at most `timeout`.
+/// For state the gateway records after an event the test cannot observe directly.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

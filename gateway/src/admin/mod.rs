@@ -21,18 +21,19 @@ use crate::store::{Store, StoredTrigger};
 pub struct Admin {
     store: Store,
     plugins: Arc<PluginHost>,
+    forwarder: crate::forward::Forwarder,
     max_component_bytes: u64,
     token: Option<String>,
-    upstreams: Vec<String>,
     max_body_bytes: u64,
 }
 
 impl Admin {
-    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>) -> Arc<Admin> {
+    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>, forwarder: crate::forward::Forwarder) -> Arc<Admin> {
         Arc::new(Admin {
             store,
             plugins,
-            max_component_bytes: config.plugins.max_component_bytes, token: config.admin.token.clone(), upstreams: config.forward.upstreams.clone(), max_body_bytes: config.server.max_body_bytes })
+            forwarder,
+            max_component_bytes: config.plugins.max_component_bytes, token: config.admin.token.clone(), max_body_bytes: config.server.max_body_bytes })
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
@@ -59,6 +60,8 @@ impl Admin {
             (&Method::GET, ["v1", "tenants", tenant, "plugin"]) => self.list_plugins(tenant).await,
             (_, ["v1", "tenants", _, "plugin"]) => h::method_not_allowed("GET, PUT", req.method(), &path),
             (&Method::POST, ["v1", "tenants", tenant, "plugin", "rollback"]) => self.rollback_plugin(tenant).await,
+            (&Method::POST, ["v1", "tenants", tenant, action @ ("pause" | "resume")]) => self.pause(tenant, *action == "pause").await,
+            (_, ["v1", "tenants", _, "pause" | "resume"]) => h::method_not_allowed("POST", req.method(), &path),
             (_, ["v1", "tenants", _, "plugin", "rollback"]) => h::method_not_allowed("POST", req.method(), &path),
             _ => h::not_found(&format!("no admin route for {} {path} (see docs/api.md)", req.method())),
         }
@@ -89,6 +92,7 @@ impl Admin {
         match self.store.stats().await {
             Ok(s) => {
                 let now = now_ms();
+                let forward = self.forwarder.status();
                 h::json(
                     StatusCode::OK,
                     &serde_json::json!({
@@ -103,7 +107,13 @@ impl Admin {
                         "shards": s.shards,
                         "writable_shards": s.writable_shards,
                         "ready": self.store.not_ready_reason(self.max_body_bytes).is_none(),
-                        "upstreams": self.upstreams.iter().map(|u| serde_json::json!({"url": u})).collect::<Vec<_>>(),
+                        "backlog": s.pending,
+                        "upstreams": forward.upstreams,
+                        "paused_tenants": forward.paused_tenants,
+                        "in_flight": forward.in_flight,
+                        "retries_waiting": forward.retries_waiting,
+                        "delivered_last_minute": forward.delivered_last_minute,
+                        "delivery_rate_per_sec": forward.delivery_rate_per_sec,
                         "version": env!("CARGO_PKG_VERSION"),
                     }),
                 )
@@ -173,6 +183,15 @@ impl Admin {
                 }),
             ),
             Err(e) => upload_error(&e),
+        }
+    }
+
+    async fn pause(&self, tenant: &str, pause: bool) -> Resp {
+        let result = if pause { self.forwarder.pause(tenant).await } else { self.forwarder.resume(tenant).await };
+        match result {
+            Ok(()) => h::json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "paused": pause})),
+            Err(crate::forward::ForwardError::UnknownTenant(_)) => Self::unknown_tenant(tenant),
+            Err(e) => h::unavailable("forwarder_unavailable", &format!("{e}; retry"), 5),
         }
     }
 
@@ -259,6 +278,7 @@ impl BodyView {
 #[derive(Serialize)]
 struct AttemptView {
     at: String,
+    at_ms: u64,
     upstream: u16,
     outcome: &'static str,
     status: Option<u16>,
@@ -288,6 +308,7 @@ impl From<&StoredTrigger> for TriggerView {
                 .iter()
                 .map(|a| AttemptView {
                     at: h::rfc3339(a.at_ms),
+                    at_ms: a.at_ms,
                     upstream: a.upstream,
                     outcome: a.outcome.as_str(),
                     status: a.status,

@@ -1,10 +1,17 @@
-//! Forwarding policy: the pure, deterministic pieces the forwarder is built
-//! from (backoff with full jitter, `Retry-After` parsing, a circuit breaker
-//! with slow start, a retry budget). Time and randomness are passed in, so
-//! every rule is unit-tested without sleeping. The delivery loop that drives
-//! them against the store and the upstreams is the forwarding issue's work.
+//! Forwarding: deliver pending triggers upstream once it is healthy,
+//! without making a sick upstream sicker.
+//!
+//! `scheduler` owns all scheduling state in one task; `deliver` makes one
+//! HTTP attempt. The policy pieces are pure and deterministic (time and
+//! randomness passed in): backoff with full jitter, `Retry-After` parsing, a
+//! circuit breaker with probes and slow start, and a retry budget.
+//! The forwarder reads only from the store; nothing in ingest waits on it.
 
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
+mod deliver;
 pub mod retry_after;
+mod scheduler;
+
+pub use scheduler::{ForwardError, ForwardStatus, Forwarder, UpstreamStatus};

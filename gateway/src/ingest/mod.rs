@@ -26,6 +26,7 @@ pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
 pub struct Ingest {
     store: Store,
     plugins: Arc<PluginHost>,
+    forwarder: crate::forward::Forwarder,
     tenants: HashMap<String, TenantConfig>,
     max_body_bytes: u64,
     request_timeout: Duration,
@@ -41,10 +42,11 @@ struct Accepted {
 }
 
 impl Ingest {
-    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>) -> Arc<Ingest> {
+    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>, forwarder: crate::forward::Forwarder) -> Arc<Ingest> {
         Arc::new(Ingest {
             store,
             plugins,
+            forwarder,
             tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_millis(config.server.request_timeout_ms),
@@ -133,6 +135,9 @@ impl Ingest {
         match self.store.insert(trigger).await {
             Ok(done) => {
                 tracing::debug!(trigger_id = %done.id, tenant = %tenant, duplicate = done.duplicate, "trigger accepted");
+                if !done.duplicate && done.state == State::Pending {
+                    self.forwarder.notify(&tenant);
+                }
                 h::json(
                     StatusCode::ACCEPTED,
                     &Accepted {

@@ -13,6 +13,7 @@
 
 mod plugins;
 mod record;
+pub mod retention;
 mod tables;
 mod writer;
 
@@ -113,8 +114,9 @@ pub struct StoreStats {
 /// A state change requested by the forwarder or an operator.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Move to `state`, optionally recording a delivery attempt.
-    SetState { state: State, attempt: Option<Attempt> },
+    /// Move to `state`, optionally recording a delivery attempt and a note
+    /// (why it is dead or quarantined; `None` keeps the current note).
+    SetState { state: State, attempt: Option<Attempt>, note: Option<String> },
     /// Remove the trigger and its bodies.
     Delete,
 }
@@ -306,6 +308,37 @@ impl Store {
             Ok(all)
         })
         .await
+    }
+
+    /// A tenant's pending ids, oldest first, after `after`; at most `limit`.
+    pub async fn pending_of_tenant(&self, tenant: &str, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
+        let shards = self.inner.shards.clone();
+        let tenant = tenant.to_string();
+        blocking(move || {
+            let mut all = Vec::new();
+            for shard in &shards {
+                all.extend(tables::pending_of_tenant(&*shard.database()?, &tenant, after, limit)?);
+            }
+            all.sort();
+            all.truncate(limit);
+            Ok(all)
+        })
+        .await
+    }
+
+    /// The budget in bytes.
+    pub fn budget(&self) -> u64 {
+        self.inner.budget
+    }
+
+    /// Triggers stored now, in every state.
+    pub fn live_count(&self) -> u64 {
+        self.inner.shards.iter().flat_map(|s| s.counts.iter()).map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Bytes of live triggers now (what the budget counts).
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.shards.iter().map(|s| s.used_bytes.load(Ordering::Relaxed)).sum()
     }
 
     /// Counts, sizes, and the oldest pending trigger's arrival time.

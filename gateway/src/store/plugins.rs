@@ -11,6 +11,7 @@
 //! | `versions` | (tenant, version) | (sha256, uploaded ms, source, size) |
 //! | `active` | tenant | version |
 //! | `artifacts` | (sha256, engine compatibility hash) | precompiled bytes (Weir-produced only) |
+//! | `paused` | tenant | when forwarding was paused (ms) |
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,8 @@ const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("component
 const VERSIONS: TableDefinition<(&str, u32), (&str, u64, &str, u64)> = TableDefinition::new("versions");
 const ACTIVE: TableDefinition<&str, u32> = TableDefinition::new("active");
 const ARTIFACTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("artifacts");
+/// Tenants whose forwarding an operator paused (value: when, ms).
+const PAUSED: TableDefinition<&str, u64> = TableDefinition::new("paused");
 
 /// One stored version of a tenant's plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,7 @@ impl PluginRepo {
             txn.open_table(VERSIONS).map_err(io_err)?;
             txn.open_table(ACTIVE).map_err(io_err)?;
             txn.open_table(ARTIFACTS).map_err(io_err)?;
+            txn.open_table(PAUSED).map_err(io_err)?;
         }
         txn.commit().map_err(io_err)?;
         Ok(PluginRepo { db, path })
@@ -149,6 +153,31 @@ impl PluginRepo {
         let txn = self.db.begin_read().map_err(io_err)?;
         let t = txn.open_table(ARTIFACTS).map_err(io_err)?;
         Ok(t.get((sha256, compat)).map_err(io_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Records (durably) that a tenant's forwarding is paused or resumed.
+    pub fn set_paused(&self, tenant: &str, paused: bool, now_ms: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(PAUSED).map_err(io_err)?;
+            if paused {
+                t.insert(tenant, now_ms).map_err(io_err)?;
+            } else {
+                t.remove(tenant).map_err(io_err)?;
+            }
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    pub fn paused_tenants(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(PAUSED).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(io_err)? {
+            out.push(e.map_err(io_err)?.0.value().to_string());
+        }
+        Ok(out)
     }
 
     pub fn put_artifact(&self, sha256: &str, compat: u64, bytes: &[u8]) -> Result<(), StoreError> {

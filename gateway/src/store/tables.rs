@@ -6,6 +6,7 @@
 //! | `bodies` | id | raw body bytes |
 //! | `transformed` | id | the plugin's output body, when it changed the body |
 //! | `by_state` | (state code, id) | `()`: an index, so "oldest pending" is one seek |
+//! | `pending_by_tenant` | (tenant, id) | `()`: pending triggers per tenant, for fair forwarding |
 //! | `idempotency` | (tenant, key) | (id, first seen ms) |
 //! | `idem_expiry` | (first seen ms, id) | (tenant, key): lets the sweeper find old keys in order |
 //! | `counters` | name | `u64`: per-state counts and live bytes, updated in the same transaction |
@@ -20,6 +21,7 @@ pub(crate) const TRIGGERS: TableDefinition<u128, &[u8]> = TableDefinition::new("
 pub(crate) const BODIES: TableDefinition<u128, &[u8]> = TableDefinition::new("bodies");
 pub(crate) const TRANSFORMED: TableDefinition<u128, &[u8]> = TableDefinition::new("transformed");
 pub(crate) const BY_STATE: TableDefinition<(u8, u128), ()> = TableDefinition::new("by_state");
+pub(crate) const PENDING_BY_TENANT: TableDefinition<(&str, u128), ()> = TableDefinition::new("pending_by_tenant");
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), (u128, u64)> = TableDefinition::new("idempotency");
 pub(crate) const IDEM_EXPIRY: TableDefinition<(u64, u128), (&str, &str)> = TableDefinition::new("idem_expiry");
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
@@ -47,6 +49,7 @@ pub(crate) fn init(db: &Database) -> Result<([u64; 4], u64), StoreError> {
         txn.open_table(BODIES).map_err(io_err)?;
         txn.open_table(TRANSFORMED).map_err(io_err)?;
         txn.open_table(BY_STATE).map_err(io_err)?;
+        txn.open_table(PENDING_BY_TENANT).map_err(io_err)?;
         txn.open_table(IDEMPOTENCY).map_err(io_err)?;
         txn.open_table(IDEM_EXPIRY).map_err(io_err)?;
         txn.open_table(COUNTERS).map_err(io_err)?;
@@ -103,6 +106,59 @@ pub(crate) fn ids_in_state(
         }
     }
     Ok(out)
+}
+
+/// A tenant's pending ids, oldest first, after `after`; at most `limit`.
+pub(crate) fn pending_of_tenant(
+    db: &Database,
+    tenant: &str,
+    after: Option<TriggerId>,
+    limit: usize,
+) -> Result<Vec<TriggerId>, StoreError> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let index = txn.open_table(PENDING_BY_TENANT).map_err(io_err)?;
+    let start = match after {
+        Some(id) if id.as_u128() == u128::MAX => return Ok(Vec::new()),
+        Some(id) => id.as_u128() + 1,
+        None => 0,
+    };
+    let mut out = Vec::new();
+    for entry in index.range((tenant, start)..=(tenant, u128::MAX)).map_err(io_err)? {
+        let (k, _) = entry.map_err(io_err)?;
+        out.push(TriggerId::from_u128(k.value().1));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps `by_state` and `pending_by_tenant` in step with a trigger's state.
+pub(crate) fn index_state(
+    txn: &WriteTransaction,
+    tenant: &str,
+    id: u128,
+    old: Option<State>,
+    new: Option<State>,
+) -> Result<(), StoreError> {
+    let mut by_state = txn.open_table(BY_STATE).map_err(io_err)?;
+    if let Some(old) = old {
+        by_state.remove((old.code(), id)).map_err(io_err)?;
+    }
+    if let Some(new) = new {
+        by_state.insert((new.code(), id), ()).map_err(io_err)?;
+    }
+    let was = old == Some(State::Pending);
+    let is = new == Some(State::Pending);
+    if was != is {
+        let mut pending = txn.open_table(PENDING_BY_TENANT).map_err(io_err)?;
+        if is {
+            pending.insert((tenant, id), ()).map_err(io_err)?;
+        } else {
+            pending.remove((tenant, id)).map_err(io_err)?;
+        }
+    }
+    Ok(())
 }
 
 /// Per-batch changes to the counters, written once per transaction.

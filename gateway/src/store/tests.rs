@@ -62,7 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[derive(Default)]
 struct Model {
-    triggers: BTreeMap<TriggerId, (State, Vec<u8>, usize)>,
+    triggers: BTreeMap<TriggerId, (State, Vec<u8>, usize, String)>,
     keys: HashMap<(String, String), TriggerId>,
     /// Every id ever returned, including deleted ones (picks may target them).
     ever: Vec<TriggerId>,
@@ -70,7 +70,7 @@ struct Model {
 
 fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
     let r = rt();
-    for (id, (state, body, attempts)) in &model.triggers {
+    for (id, (state, body, attempts, _)) in &model.triggers {
         let got = r.block_on(store.get(*id)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let got = got.ok_or_else(|| TestCaseError::fail(format!("{id} missing")))?;
         prop_assert_eq!(got.meta.state, *state);
@@ -93,6 +93,16 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         let ids = r.block_on(store.ids_in_state(s, None, 10_000)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want: Vec<TriggerId> = model.triggers.iter().filter(|(_, t)| t.0 == s).map(|(id, _)| *id).collect();
         prop_assert_eq!(ids, want);
+    }
+    for tenant in ["t0", "t1", "t2"] {
+        let got = r.block_on(store.pending_of_tenant(tenant, None, 10_000)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let want: Vec<TriggerId> = model
+            .triggers
+            .iter()
+            .filter(|(_, t)| t.0 == State::Pending && t.3 == tenant)
+            .map(|(id, _)| *id)
+            .collect();
+        prop_assert_eq!(got, want);
     }
     let oldest = model.triggers.iter().find(|(_, t)| t.0 == State::Pending).map(|(id, _)| id.timestamp_ms());
     prop_assert_eq!(stats.oldest_pending_ms, oldest);
@@ -129,7 +139,7 @@ proptest! {
                             if let Some(k) = &got_key(&store, &r, new_id)? {
                                 model.keys.insert((tenant.clone(), k.clone()), new_id);
                             }
-                            model.triggers.insert(new_id, (state, body, 0));
+                            model.triggers.insert(new_id, (state, body, 0, tenant.clone()));
                             model.ever.push(new_id);
                         }
                     }
@@ -141,7 +151,7 @@ proptest! {
                     let attempt = attempt.then(|| Attempt {
                         at_ms: 1, duration_ms: 2, upstream: 0, outcome: Outcome::Retry, status: Some(503), detail: "busy".into(),
                     });
-                    let found = r.block_on(store.update(id, Change::SetState { state, attempt: attempt.clone() }))
+                    let found = r.block_on(store.update(id, Change::SetState { state, attempt: attempt.clone(), note: None }))
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert_eq!(found, model.triggers.contains_key(&id));
                     if let Some(t) = model.triggers.get_mut(&id) {
@@ -253,4 +263,57 @@ fn a_second_process_on_the_same_directory_is_refused() {
     let _first = Store::open(&config(dir.path(), 1)).expect("open");
     let err = Store::open(&config(dir.path(), 1)).err().expect("must fail").to_string();
     assert!(err.contains("already open"), "{err}");
+}
+
+#[tokio::test]
+async fn retention_removes_only_delivered_triggers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&config(dir.path(), 1)).expect("open");
+    let mut by_state = Vec::new();
+    for state in [State::Pending, State::Delivered, State::Dead, State::Quarantined, State::Delivered] {
+        let t = trigger(&store, "t", None, b"x", State::Pending);
+        let id = store.insert(t).await.expect("insert").id;
+        store.update(id, Change::SetState { state, attempt: None, note: None }).await.expect("update");
+        by_state.push((id, state));
+    }
+    // A long retention keeps young delivered triggers.
+    assert_eq!(retention::sweep(&store, Duration::from_secs(3600)).await.expect("sweep"), 0);
+    // Zero retention removes every delivered one, and nothing else.
+    assert_eq!(retention::sweep(&store, Duration::ZERO).await.expect("sweep"), 2);
+    for (id, state) in by_state {
+        let present = store.get(id).await.expect("get").is_some();
+        assert_eq!(present, state != State::Delivered, "{state:?}");
+    }
+    let s = store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.delivered, s.dead, s.quarantined), (1, 0, 1, 1));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn budget_pressure_removes_the_oldest_delivered_first_and_never_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StoreConfig { max_bytes: 2 * 1024 * 1024, ..config(dir.path(), 1) };
+    let store = Store::open(&cfg).expect("open");
+    let body = vec![1u8; 100 * 1024];
+    let mut delivered = Vec::new();
+    for _ in 0..18 {
+        let id = store.insert(trigger(&store, "t", None, &body, State::Pending)).await.expect("insert").id;
+        store.update(id, Change::SetState { state: State::Delivered, attempt: None, note: None }).await.expect("deliver");
+        delivered.push(id);
+    }
+    let pending = store.insert(trigger(&store, "t", None, &body, State::Pending)).await.expect("insert").id;
+    let pending2 = store.insert(trigger(&store, "t", None, &body, State::Pending)).await.expect("insert").id;
+    assert!(store.used_bytes() as f64 > 0.9 * store.budget() as f64, "set-up must be over the pressure mark");
+    // Young triggers, long retention: only pressure can remove them.
+    let removed = retention::sweep(&store, Duration::from_secs(3600)).await.expect("sweep");
+    assert!(removed > 0 && removed < delivered.len(), "removed {removed}");
+    assert!((store.used_bytes() as f64) < 0.8 * store.budget() as f64);
+    // Oldest first: the removed ones are a prefix of the delivered list.
+    let mut gone = Vec::new();
+    for id in &delivered {
+        gone.push(store.get(*id).await.expect("get").is_none());
+    }
+    assert!(gone.windows(2).all(|w| w[0] >= w[1]), "oldest first: {gone:?}");
+    assert!(store.get(pending).await.expect("get").is_some() && store.get(pending2).await.expect("get").is_some());
+    store.close().await;
 }

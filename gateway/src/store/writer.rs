@@ -16,7 +16,7 @@ use redb::{Durability, ReadableTable, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{State, TriggerMeta};
-use super::tables::{self, Deltas, BODIES, BY_STATE, IDEMPOTENCY, IDEM_EXPIRY, PER_TRIGGER_OVERHEAD, TRANSFORMED, TRIGGERS};
+use super::tables::{self, Deltas, BODIES, IDEMPOTENCY, IDEM_EXPIRY, PER_TRIGGER_OVERHEAD, TRANSFORMED, TRIGGERS};
 use super::{io_err, open_database, Change, Inserted, NewTrigger, Shard, StoreError};
 use crate::config::StoreConfig;
 use crate::id::TriggerId;
@@ -259,7 +259,7 @@ impl Writer {
         if let Some(tb) = &t.transformed {
             txn.open_table(TRANSFORMED).map_err(io_err)?.insert(id, tb.as_ref()).map_err(io_err)?;
         }
-        txn.open_table(BY_STATE).map_err(io_err)?.insert((t.meta.state.code(), id), ()).map_err(io_err)?;
+        tables::index_state(txn, &t.meta.tenant, id, None, Some(t.meta.state))?;
         deltas.counts[t.meta.state.code() as usize] += 1;
         deltas.bytes += cost as i64;
         Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state })
@@ -324,23 +324,28 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
     let mut triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
     let Some(old) = triggers.get(key).map_err(io_err)?.map(|v| v.value().to_vec()) else { return Ok(false) };
     let mut meta = TriggerMeta::decode(&old).map_err(|source| StoreError::Corrupt { id, source })?;
-    let mut by_state = txn.open_table(BY_STATE).map_err(io_err)?;
-    by_state.remove((meta.state.code(), key)).map_err(io_err)?;
-    deltas.counts[meta.state.code() as usize] -= 1;
+    let old_state = meta.state;
+    deltas.counts[old_state.code() as usize] -= 1;
     match change {
-        Change::SetState { state, attempt } => {
+        Change::SetState { state, attempt, note } => {
             meta.state = state;
             if let Some(a) = attempt {
                 meta.attempts.push(a);
             }
+            if note.is_some() {
+                meta.note = note;
+            }
             let record = meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
             triggers.insert(key, record.as_slice()).map_err(io_err)?;
-            by_state.insert((state.code(), key), ()).map_err(io_err)?;
+            drop(triggers);
+            tables::index_state(txn, &meta.tenant, key, Some(old_state), Some(state))?;
             deltas.counts[state.code() as usize] += 1;
             deltas.bytes += record.len() as i64 - old.len() as i64;
         }
         Change::Delete => {
             triggers.remove(key).map_err(io_err)?;
+            drop(triggers);
+            tables::index_state(txn, &meta.tenant, key, Some(old_state), None)?;
             let body = txn.open_table(BODIES).map_err(io_err)?.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
             let transformed =
                 txn.open_table(TRANSFORMED).map_err(io_err)?.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());

@@ -1,0 +1,164 @@
+//! One delivery attempt: build the upstream request from a stored trigger,
+//! send it with a deadline, and classify what came back.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::retry_after::parse_retry_after_bytes;
+use crate::store::StoredTrigger;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Longest `Retry-After` honoured; a hostile upstream cannot park us for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// How much of an error response is kept on the trigger.
+const SNIPPET_BYTES: usize = 256;
+
+pub fn client(timeout: Duration, max_idle_per_host: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(connector)
+}
+
+/// How an attempt ended, as the scheduler needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// 2xx: delivered.
+    Delivered,
+    /// 408, 429, 5xx, connect errors, resets, timeouts: try again later.
+    Retry,
+    /// Any other status: the upstream will never take it.
+    Permanent,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub class: Class,
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub elapsed: Duration,
+    pub detail: String,
+}
+
+/// The request every attempt of a trigger sends: same body, same
+/// `idempotency-key` (the sender's, else the trigger id) on every attempt and replay.
+pub fn request(url: &Uri, t: &StoredTrigger) -> Result<Request<Full<Bytes>>, String> {
+    let body = t.transformed.clone().unwrap_or_else(|| t.body.clone());
+    let mut req = Request::post(url.clone()).body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+    let headers = req.headers_mut();
+    let find = |name: &str| t.meta.headers.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let content_type = find("content-type").unwrap_or("application/octet-stream");
+    let key = t.meta.idempotency_key.clone().unwrap_or_else(|| t.id.to_string());
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("content-type", content_type);
+    set("weir-trigger-id", &t.id.to_string());
+    set("weir-tenant", &t.meta.tenant);
+    set("weir-source", &t.meta.source);
+    set("idempotency-key", &key);
+    if let Some(tp) = find("traceparent") {
+        set("traceparent", tp);
+    }
+    if let Some(ts) = find("tracestate") {
+        set("tracestate", ts);
+    }
+    headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("weir/", env!("CARGO_PKG_VERSION"))));
+    Ok(req)
+}
+
+/// Sends one attempt; never returns an error, only a classified result.
+pub async fn attempt(client: &HttpClient, req: Request<Full<Bytes>>, timeout: Duration) -> AttemptResult {
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, async {
+        let resp = client.request(req).await.map_err(|e| describe_client_error(&e))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| parse_retry_after_bytes(v.as_bytes(), SystemTime::now(), MAX_RETRY_AFTER));
+        // Read (a bounded part of) the body so the connection can be reused
+        // and an error response leaves a snippet for the operator.
+        let body = Limited::new(resp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        Ok::<_, String>((status, retry_after, body))
+    })
+    .await;
+    let elapsed = started.elapsed();
+    match result {
+        Err(_) => AttemptResult {
+            class: Class::Retry,
+            status: None,
+            retry_after: None,
+            elapsed,
+            detail: format!("timed out after {} ms", timeout.as_millis()),
+        },
+        Ok(Err(detail)) => AttemptResult { class: Class::Retry, status: None, retry_after: None, elapsed, detail },
+        Ok(Ok((status, retry_after, body))) => {
+            let class = classify(status);
+            let detail = if class == Class::Delivered { String::new() } else { snippet(&body) };
+            AttemptResult { class, status: Some(status.as_u16()), retry_after, elapsed, detail }
+        }
+    }
+}
+
+pub fn classify(status: StatusCode) -> Class {
+    match status.as_u16() {
+        200..=299 => Class::Delivered,
+        408 | 429 | 500..=599 => Class::Retry,
+        _ => Class::Permanent,
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]);
+    text.chars().filter(|c| !c.is_control() || *c == ' ').collect()
+}
+
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    if e.is_connect() { format!("connect failed: {text}") } else { text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_contract_says() {
+        for (s, c) in [
+            (200, Class::Delivered),
+            (204, Class::Delivered),
+            (408, Class::Retry),
+            (429, Class::Retry),
+            (500, Class::Retry),
+            (503, Class::Retry),
+            (400, Class::Permanent),
+            (404, Class::Permanent),
+            (409, Class::Permanent),
+            (301, Class::Permanent),
+        ] {
+            assert_eq!(classify(StatusCode::from_u16(s).expect("status")), c, "{s}");
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Forwarding against a real loopback upstream whose behaviour the test
+//! switches: delivery headers, dead letters, retries with history,
+//! Retry-After, failover and failback, outages, 500 storms, slow upstreams,
+//! pause/resume.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::support::{eventually, Client, Gateway, Mode, Upstream, TOKEN};
+
+/// Fast schedules so the tests take seconds.
+fn fast(c: &mut weir::Config, upstreams: &[&Upstream]) {
+    c.forward.upstreams = upstreams.iter().map(|u| u.url()).collect();
+    c.forward.backoff_base_ms = 20;
+    c.forward.backoff_cap_ms = 200;
+    c.forward.timeout_ms = 2000;
+    c.forward.probe_interval_ms = 1000;
+}
+
+async fn post(c: &Client, gw: &Gateway, tenant: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let r = c.post(&gw.ingest_url(&format!("/ingest/{tenant}/src")), headers, body.to_string()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    r.json()["id"].as_str().expect("id").to_string()
+}
+
+async fn get(c: &Client, gw: &Gateway, id: &str) -> serde_json::Value {
+    c.get(&gw.admin_url(&format!("/v1/triggers/{id}")), Some(TOKEN)).await.json()
+}
+
+async fn status(c: &Client, gw: &Gateway) -> serde_json::Value {
+    c.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json()
+}
+
+async fn wait_state(c: &Client, gw: &Gateway, id: &str, state: &str) -> serde_json::Value {
+    eventually(Duration::from_secs(20), || async {
+        let t = get(c, gw, id).await;
+        (t["state"] == state).then_some(t)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn delivers_with_every_contract_header() {
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
+    let c = Client::new();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let keyed = post(&c, &gw, "acme", &[("content-type", "application/json"), ("idempotency-key", "evt_9"), ("traceparent", tp)], r#"{"a":1}"#).await;
+    let plain = post(&c, &gw, "globex", &[("content-type", "text/plain")], "hello").await;
+    let t = wait_state(&c, &gw, &keyed, "delivered").await;
+    wait_state(&c, &gw, &plain, "delivered").await;
+    let got = up.received();
+    let by_id = |id: &str| got.iter().find(|r| r.header("weir-trigger-id") == id).cloned().expect("received");
+    let k = by_id(&keyed);
+    assert_eq!(k.header("weir-tenant"), "acme");
+    assert_eq!(k.header("weir-source"), "src");
+    assert_eq!(k.header("idempotency-key"), "evt_9", "the sender's key");
+    assert_eq!(k.header("traceparent"), tp);
+    assert_eq!(k.header("content-type"), "application/json");
+    assert_eq!(&k.body[..], br#"{"a":1}"#);
+    let p = by_id(&plain);
+    assert_eq!(p.header("idempotency-key"), plain, "no sender key: the trigger id");
+    assert_eq!(p.header("traceparent"), "");
+    let attempts = t["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["outcome"], "delivered");
+    assert_eq!(attempts[0]["status"], 200);
+    assert_eq!(attempts[0]["upstream"], 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_4xx_is_dead_at_once_with_the_reason() {
+    let up = Upstream::start(Mode::Status(422, None)).await;
+    let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
+    let c = Client::new();
+    let id = post(&c, &gw, "acme", &[], "{}").await;
+    let t = wait_state(&c, &gw, &id, "dead").await;
+    let attempts = t["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "no retry of a permanent refusal");
+    assert_eq!(attempts[0]["status"], 422);
+    assert!(attempts[0]["detail"].as_str().expect("detail").contains("upstream says 422"));
+    assert!(t["note"].as_str().expect("note").contains("422"));
+    assert_eq!(status(&c, &gw).await["dead"], 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_the_history_kept() {
+    let up = Upstream::start(Mode::Ok).await;
+    up.script(&[503, 500, 408]);
+    let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
+    let c = Client::new();
+    let id = post(&c, &gw, "acme", &[("idempotency-key", "same-every-time")], "{}").await;
+    let t = wait_state(&c, &gw, &id, "delivered").await;
+    let statuses: Vec<u64> = t["attempts"].as_array().expect("attempts").iter().map(|a| a["status"].as_u64().expect("status")).collect();
+    assert_eq!(statuses, vec![503, 500, 408, 200]);
+    let keys: BTreeSet<String> = up.received().iter().map(|r| r.header("idempotency-key").to_string()).collect();
+    assert_eq!(keys.len(), 1, "the same idempotency key on every attempt: {keys:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let up = Upstream::start(Mode::Status(503, Some(2))).await;
+    let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
+    let c = Client::new();
+    let id = post(&c, &gw, "acme", &[], "{}").await;
+    up.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
+    up.set_mode(Mode::Ok);
+    wait_state(&c, &gw, &id, "delivered").await;
+    let got = up.received();
+    assert_eq!(got.len(), 2);
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(1950), "second attempt came {gap:?} after a Retry-After: 2");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn max_attempts_makes_a_trigger_dead() {
+    let up = Upstream::start(Mode::Status(500, None)).await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.max_attempts = 3;
+        c.forward.failure_threshold = 100;
+    })
+    .await;
+    let c = Client::new();
+    let id = post(&c, &gw, "acme", &[], "{}").await;
+    let t = wait_state(&c, &gw, &id, "dead").await;
+    assert_eq!(t["attempts"].as_array().expect("attempts").len(), 3);
+    assert!(t["note"].as_str().expect("note").contains("gave up after 3 attempts"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn failover_to_the_secondary_and_back_to_the_primary() {
+    let mut primary = Upstream::start(Mode::Ok).await;
+    let secondary = Upstream::start(Mode::Ok).await;
+    primary.down().await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&primary, &secondary]);
+        c.forward.failure_threshold = 2;
+        c.forward.probe_interval_ms = 200;
+    })
+    .await;
+    let c = Client::new();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(post(&c, &gw, "acme", &[], &format!("{i}")).await);
+    }
+    for id in &ids {
+        let t = wait_state(&c, &gw, id, "delivered").await;
+        let last = t["attempts"].as_array().expect("attempts").last().cloned().expect("attempt");
+        assert_eq!(last["upstream"], 1, "delivered by the secondary while the primary is down");
+    }
+    let s = status(&c, &gw).await;
+    assert_eq!(s["upstreams"][0]["state"], "open", "{s}");
+    assert_eq!(s["upstreams"][1]["state"], "healthy", "{s}");
+
+    primary.up();
+    // Probes find the primary again; then traffic returns to it.
+    let back = eventually(Duration::from_secs(20), || async {
+        let id = post(&c, &gw, "acme", &[], "after").await;
+        let t = wait_state(&c, &gw, &id, "delivered").await;
+        (t["attempts"].as_array().and_then(|a| a.last()).map(|a| a["upstream"].clone()) == Some(0.into())).then_some(id)
+    })
+    .await;
+    assert!(primary.received().iter().any(|r| r.header("weir-trigger-id") == back));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_absorbed_and_probed_then_the_backlog_drains() {
+    const MAX_IN_FLIGHT: u32 = 8;
+    let mut up = Upstream::start(Mode::Ok).await;
+    up.down().await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.max_in_flight = MAX_IN_FLIGHT;
+    })
+    .await;
+    let c = Client::new();
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let (c, url) = (c.clone(), gw.ingest_url("/ingest/acme/load"));
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                let r = c.post(&url, &[], format!("{n}-{i}")).await;
+                assert_eq!(r.status, StatusCode::ACCEPTED, "ingest keeps accepting during the outage");
+                ids.push(r.json()["id"].as_str().expect("id").to_string());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("load"));
+    }
+    assert_eq!(c.get(&gw.ingest_url("/healthz"), None).await.status, StatusCode::OK);
+    assert_eq!(c.get(&gw.ingest_url("/readyz"), None).await.status, StatusCode::OK, "ready never depends on the upstream");
+    // Let the outage last a few probe intervals.
+    eventually(Duration::from_secs(10), || async { (started.elapsed() >= Duration::from_secs(3)).then_some(()) }).await;
+    let s = status(&c, &gw).await;
+    assert_eq!(s["upstreams"][0]["state"], "open", "{s}");
+    assert_eq!(s["backlog"], 200);
+    let attempts = s["upstreams"][0]["attempts"].as_u64().expect("attempts");
+    let outage = started.elapsed().as_secs_f64();
+    // Before the breaker opened: the attempts in flight plus those started
+    // while the first failures came back (fewer than the threshold); after:
+    // one probe per second.
+    const THRESHOLD: u32 = 5;
+    let allowed = f64::from(MAX_IN_FLIGHT + THRESHOLD) + outage.ceil() + 1.0;
+    println!("outage: {outage:.1}s, connection attempts {attempts} (allowed {allowed})");
+    assert!(attempts as f64 <= allowed, "{attempts} attempts in {outage:.1}s");
+
+    up.up();
+    eventually(Duration::from_secs(60), || async { (status(&c, &gw).await["pending"] == 0).then_some(()) }).await;
+    let delivered: BTreeSet<String> = up.received().iter().map(|r| r.header("weir-trigger-id").to_string()).collect();
+    assert!(ids.iter().all(|id| delivered.contains(id)), "the whole backlog drained");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_storm_opens_the_breaker_without_multiplying_traffic() {
+    let up = Upstream::start(Mode::Status(500, None)).await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.max_in_flight = 4;
+        // The default schedule: a failed trigger waits before its retry.
+        c.forward.backoff_base_ms = 500;
+        c.forward.backoff_cap_ms = 300_000;
+    })
+    .await;
+    let c = Client::new();
+    for i in 0..100 {
+        post(&c, &gw, "acme", &[], &format!("{i}")).await;
+    }
+    eventually(Duration::from_secs(10), || async { (status(&c, &gw).await["upstreams"][0]["state"] == "open").then_some(()) }).await;
+    let opened = up.received().len();
+    let probe_window = std::time::Instant::now();
+    eventually(Duration::from_secs(10), || async { (probe_window.elapsed() >= Duration::from_secs(3)).then_some(()) }).await;
+    let got = up.received();
+    let mut per_trigger: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &got[..opened] {
+        *per_trigger.entry(r.header("weir-trigger-id").to_string()).or_default() += 1;
+    }
+    let ratio = opened as f64 / per_trigger.len() as f64;
+    let probes = got.len() - opened;
+    println!("storm: {opened} attempts on {} triggers before open (ratio {ratio:.2}); {probes} probes in 3 s", per_trigger.len());
+    assert!(ratio <= 1.2, "attempts per trigger before the breaker opened: {ratio}");
+    assert!(probes <= 4, "at most one probe per second after: {probes} in 3 s");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
+    let up = Upstream::start(Mode::Slow(Duration::from_secs(3))).await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.max_in_flight = 3;
+        c.forward.timeout_ms = 400;
+        c.forward.failure_threshold = 1000;
+    })
+    .await;
+    let c = Client::new();
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(post(&c, &gw, "acme", &[], &format!("{i}")).await);
+    }
+    let t = eventually(Duration::from_secs(20), || async {
+        let t = get(&c, &gw, &ids[0]).await;
+        (!t["attempts"].as_array().expect("attempts").is_empty()).then_some(t)
+    })
+    .await;
+    let d = t["attempts"][0]["duration_ms"].as_u64().expect("duration");
+    assert!((360..=440).contains(&d), "a 400 ms timeout fired after {d} ms");
+    assert_eq!(t["attempts"][0]["outcome"], "retry");
+    assert!(t["attempts"][0]["detail"].as_str().expect("detail").contains("timed out"));
+    // Let a few rounds of attempts happen, then rebuild the gateway's own
+    // in-flight timeline from the recorded attempts (the upstream keeps
+    // sleeping on requests the gateway has abandoned, so it over-counts).
+    eventually(Duration::from_secs(20), || async {
+        let mut n = 0;
+        for id in &ids {
+            n += get(&c, &gw, id).await["attempts"].as_array().map_or(0, |a| a.len());
+        }
+        (n >= 12).then_some(())
+    })
+    .await;
+    let mut edges = Vec::new();
+    for id in &ids {
+        for a in get(&c, &gw, id).await["attempts"].as_array().expect("attempts") {
+            let end_ms = a["at_ms"].as_u64().expect("at_ms");
+            let start_ms = end_ms - a["duration_ms"].as_u64().expect("duration");
+            // Shrink by 2 ms on each side: millisecond rounding of two records.
+            edges.push((start_ms + 2, 1i32));
+            edges.push((end_ms.saturating_sub(2), -1i32));
+        }
+    }
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert!(peak <= 3, "the gateway had {peak} attempts in flight with max_in_flight = 3");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn pause_holds_a_tenant_and_resume_releases_it() {
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
+    let c = Client::new();
+    let pause = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/acme/pause"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("pause");
+    assert_eq!(pause.status, StatusCode::OK);
+    let held: Vec<String> = futures_ids(&c, &gw, "acme", 5).await;
+    let free: Vec<String> = futures_ids(&c, &gw, "globex", 5).await;
+    for id in &free {
+        wait_state(&c, &gw, id, "delivered").await;
+    }
+    for id in &held {
+        assert_eq!(get(&c, &gw, id).await["state"], "pending", "paused: held, never discarded");
+    }
+    assert!(up.received().iter().all(|r| r.header("weir-tenant") != "acme"));
+    assert_eq!(status(&c, &gw).await["paused_tenants"][0], "acme");
+    let resume = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/acme/resume"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("resume");
+    assert_eq!(resume.status, StatusCode::OK);
+    for id in &held {
+        wait_state(&c, &gw, id, "delivered").await;
+    }
+    let unknown = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/nobody/pause"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("pause");
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    gw.stop().await;
+}
+
+async fn futures_ids(c: &Client, gw: &Gateway, tenant: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(post(c, gw, tenant, &[], &format!("{i}")).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn one_tenants_backlog_does_not_starve_anothers_fresh_trigger() {
+    let up = Upstream::start(Mode::Slow(Duration::from_millis(20))).await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.max_in_flight = 1;
+    })
+    .await;
+    let c = Client::new();
+    let pause = |t: &'static str, on: bool| {
+        let (c, url) = (c.clone(), gw.admin_url(&format!("/v1/tenants/{t}/{}", if on { "pause" } else { "resume" })));
+        async move { c.send(http::Method::POST, &url, &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("pause") }
+    };
+    // Build a backlog for acme while it is paused, then release it together with one globex trigger.
+    pause("acme", true).await;
+    let backlog = futures_ids(&c, &gw, "acme", 100).await;
+    pause("globex", true).await;
+    let fresh = post(&c, &gw, "globex", &[], "fresh").await;
+    pause("acme", false).await;
+    pause("globex", false).await;
+    wait_state(&c, &gw, &fresh, "delivered").await;
+    let pos = up.received().iter().position(|r| r.header("weir-trigger-id") == fresh).expect("fresh delivered");
+    println!("fresh trigger delivered as number {} behind a backlog of {}", pos + 1, backlog.len());
+    assert!(pos < 10, "round robin: the fresh trigger went out early, not after the backlog (position {pos})");
+    gw.stop().await;
+}
