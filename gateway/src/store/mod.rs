@@ -241,7 +241,14 @@ impl Store {
 
     /// Applies a change durably; `Ok(false)` when no such trigger exists.
     pub async fn update(&self, id: TriggerId, change: Change) -> Result<bool, StoreError> {
-        let Some(shard) = self.locate(id).await? else { return Ok(false) };
+        // With one shard there is nothing to look up: the writer answers
+        // `false` itself when the trigger does not exist.
+        let shard = if self.inner.shards.len() == 1 {
+            0
+        } else {
+            let Some(shard) = self.locate(id).await? else { return Ok(false) };
+            shard
+        };
         let (reply, rx) = oneshot::channel();
         self.send(shard, Command::Update { id, change, reply }).await?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
