@@ -211,6 +211,11 @@ pub struct TenantConfig {
     pub on_plugin_error: OnPluginError,
     /// Strings handed to the plugin through the `config` import (secrets live here).
     pub config: BTreeMap<String, String>,
+    /// This tenant's own admin token (sees only its own triggers), given
+    /// inline, as a file to read, or as an environment variable to read.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
 }
 
 impl Default for TenantConfig {
@@ -222,6 +227,9 @@ impl Default for TenantConfig {
             plugin_memory_mb: 32,
             on_plugin_error: OnPluginError::Quarantine,
             config: BTreeMap::new(),
+            token: None,
+            token_file: None,
+            token_env: None,
         }
     }
 }
@@ -399,6 +407,13 @@ impl Config {
                     format!("must be between 1 and {MAX_PLUGIN_MEMORY_MB}; got {}", t.plugin_memory_mb),
                 ));
             }
+            let sources = [t.token.is_some(), t.token_file.is_some(), t.token_env.is_some()];
+            if sources.iter().filter(|s| **s).count() > 1 {
+                return Err(invalid(
+                    &format!("tenants[{i}].token"),
+                    "give at most one of token, token_file and token_env".into(),
+                ));
+            }
             if let Some(path) = &t.plugin {
                 if path.as_os_str().is_empty() {
                     return Err(invalid(&format!("tenants[{i}].plugin"), "is empty; name a .wasm component file or remove the key".into()));
@@ -481,7 +496,13 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     // they are known to the schema too.
     let mut example = Config::default();
     example.admin.token = Some(String::new());
-    example.tenants.push(TenantConfig { plugin: Some(PathBuf::new()), ..TenantConfig::default() });
+    example.tenants.push(TenantConfig {
+        plugin: Some(PathBuf::new()),
+        token: Some(String::new()),
+        token_file: Some(PathBuf::new()),
+        token_env: Some(String::new()),
+        ..TenantConfig::default()
+    });
     let schema = match toml::Value::try_from(example) {
         Ok(toml::Value::Table(t)) => t,
         _ => toml::Table::new(),

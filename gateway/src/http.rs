@@ -56,13 +56,15 @@ pub fn unavailable(code: &str, message: &str, retry_after_secs: u64) -> Resp {
     resp
 }
 
-pub fn method_not_allowed(allow: &'static str, method: &http::Method, path: &str) -> Resp {
+pub fn method_not_allowed(allow: &str, method: &http::Method, path: &str) -> Resp {
     let mut resp = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         &format!("{method} is not allowed on {path}; use {allow}"),
     );
-    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
     resp
 }
 

@@ -5,6 +5,7 @@
 //! with listeners they bound themselves (port 0 in tests).
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod forward;
 pub mod http;
@@ -48,6 +49,8 @@ pub enum RunError {
     Plugin(#[from] plugin::PluginError),
     #[error(transparent)]
     Forward(#[from] forward::ForwardError),
+    #[error(transparent)]
+    Auth(#[from] admin::AuthError),
 }
 
 /// Runs the gateway until `shutdown` fires, then drains: stop accepting,
@@ -58,6 +61,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let store = store::Store::open(&config.store)?;
     let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
+    let repo_for_admin = repo.clone();
     let (forwarder, forward_task) = forward::Forwarder::start(&config, store.clone(), repo, shutdown.clone()).await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
@@ -73,7 +77,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone());
-    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder);
+    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, shutdown.clone())?;
+    admin.resume_jobs().await;
     tracing::info!(
         ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin_addr = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use weir::cli::{self, CliError, FilterFlags, Global};
 use weir::{shutdown, Config, Listeners};
 
 #[derive(Parser)]
@@ -13,6 +14,22 @@ use weir::{shutdown, Config, Listeners};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Args, Clone)]
+struct AdminArgs {
+    /// Admin API base URL [default: the config's admin listener, else http://127.0.0.1:9090]
+    #[arg(long, env = "WEIR_ADMIN_URL", global = true)]
+    admin_url: Option<String>,
+    /// Config file to take the admin listener from (when --admin-url is not given)
+    #[arg(long, short, env = "WEIR_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// File holding the bearer token (otherwise WEIR_ADMIN_TOKEN); never pass tokens as arguments
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Print JSON for scripts instead of tables
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -30,6 +47,114 @@ enum Command {
     CheckConfig {
         /// TOML config file.
         file: PathBuf,
+    },
+    /// Counts, store size, upstream states.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List or show triggers.
+    Triggers {
+        #[command(subcommand)]
+        command: TriggersCommand,
+    },
+    /// Move matching triggers back to pending (delivered again, same id and idempotency key).
+    Replay {
+        #[command(flatten)]
+        filter: FilterFlags,
+        /// Only these trigger ids (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<String>,
+        /// Count what would be replayed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Run the tenant's current plugin again on the raw body (always done for quarantined triggers)
+        #[arg(long)]
+        rerun_plugin: bool,
+        /// Run as a background job even when small
+        #[arg(long)]
+        background: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Hold a tenant's triggers (still accepted and stored, not forwarded).
+    Pause {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Release a paused tenant's triggers.
+    Resume {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Upload, list or roll back a tenant's plugin.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Stream a consistent snapshot of the store to a file.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Rebuild a store from a backup into an empty data directory (offline).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TriggersCommand {
+    List {
+        #[command(flatten)]
+        filter: FilterFlags,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// asc (oldest first) or desc (newest first)
+        #[arg(long, default_value = "desc")]
+        order: String,
+        /// Follow every page
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    Upload {
+        #[arg(long)]
+        tenant: String,
+        file: PathBuf,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    Rollback {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -59,7 +184,80 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        other => match admin_command(other) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
     }
+}
+
+fn global(a: &AdminArgs) -> Result<Global, CliError> {
+    let admin_url = match &a.admin_url {
+        Some(u) => u.clone(),
+        None => match &a.config {
+            Some(path) => {
+                let c = Config::load(Some(path)).map_err(|e| CliError::Usage(e.to_string()))?;
+                format!("http://{}", c.server.admin_listen)
+            }
+            None => "http://127.0.0.1:9090".into(),
+        },
+    };
+    let token = match &a.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read --token-file {}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("WEIR_ADMIN_TOKEN").ok(),
+    };
+    Ok(Global { admin_url, token, json: a.json })
+}
+
+fn admin_command(command: Command) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        match command {
+            Command::Status { admin } => cli::status(&global(&admin)?).await,
+            Command::Triggers { command: TriggersCommand::List { filter, limit, order, all, admin } } => {
+                cli::list(&global(&admin)?, &filter, limit, &order, all).await
+            }
+            Command::Triggers { command: TriggersCommand::Show { id, admin } } => cli::show(&global(&admin)?, &id).await,
+            Command::Replay { filter, ids, dry_run, rerun_plugin, background, admin } => {
+                cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background).await
+            }
+            Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
+            Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,
+            Command::Plugin { command: PluginCommand::Upload { tenant, file, admin } } => {
+                cli::plugin_upload(&global(&admin)?, &tenant, &file).await
+            }
+            Command::Plugin { command: PluginCommand::List { tenant, admin } } => cli::plugin_list(&global(&admin)?, &tenant).await,
+            Command::Plugin { command: PluginCommand::Rollback { tenant, admin } } => cli::plugin_rollback(&global(&admin)?, &tenant).await,
+            Command::Backup { out, admin } => cli::backup(&global(&admin)?, &out).await,
+            Command::Restore { from, data_dir } => {
+                let config = weir::config::StoreConfig { path: data_dir.clone(), ..Default::default() };
+                let summary = weir::admin::restore(&from, &config).await.map_err(|e| match e {
+                    weir::admin::RestoreError::NotEmpty { .. } | weir::admin::RestoreError::NotABackup { .. } => CliError::Usage(e.to_string()),
+                    other => CliError::Failed(other.to_string()),
+                })?;
+                println!(
+                    "restored {} trigger(s) and {} plugin version(s) into {}; start weir with store.path = {:?}",
+                    summary.triggers,
+                    summary.plugin_versions,
+                    data_dir.display(),
+                    data_dir.display()
+                );
+                Ok(())
+            }
+            Command::Serve { .. } | Command::CheckConfig { .. } => Err(CliError::Usage("not an admin command".into())),
+        }
+    })
 }
 
 fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Result<()> {

@@ -72,6 +72,9 @@ pub struct UpstreamStatus {
 enum Control {
     Pause(String, oneshot::Sender<Result<(), ForwardError>>),
     Resume(String, oneshot::Sender<Result<(), ForwardError>>),
+    /// Read the tenant's pending index from the start again (after a replay
+    /// moved older triggers back to pending).
+    Rescan(String, oneshot::Sender<Result<(), ForwardError>>),
 }
 
 /// The handle the rest of the gateway holds.
@@ -136,6 +139,12 @@ impl Forwarder {
         self.control(|tx| Control::Resume(tenant.to_string(), tx)).await
     }
 
+    /// Makes the forwarder read the tenant's pending triggers from the start
+    /// again: replay puts triggers back to pending behind the lane's cursor.
+    pub async fn rescan(&self, tenant: &str) -> Result<(), ForwardError> {
+        self.control(|tx| Control::Rescan(tenant.to_string(), tx)).await
+    }
+
     async fn control(&self, make: impl FnOnce(oneshot::Sender<Result<(), ForwardError>>) -> Control) -> Result<(), ForwardError> {
         let (tx, rx) = oneshot::channel();
         self.shared.control.send(make(tx)).await.map_err(|_| ForwardError::Stopped)?;
@@ -173,7 +182,7 @@ struct Job {
 enum Done {
     Attempted { job: Job, upstream: usize, ticket: Ticket, result: AttemptResult, finished: bool },
     /// The trigger is no longer pending (purged, replayed elsewhere): nothing was sent.
-    Skipped { upstream: usize, ticket: Ticket },
+    Skipped { job: Job, upstream: usize, ticket: Ticket },
 }
 
 struct Scheduler {
@@ -196,6 +205,9 @@ struct Scheduler {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     in_flight: usize,
+    /// Triggers in flight or waiting in `delayed`: a lane re-read must not
+    /// queue them a second time.
+    scheduled: HashSet<TriggerId>,
     delivered_per_sec: VecDeque<(u64, u64)>,
 }
 
@@ -256,6 +268,7 @@ impl Scheduler {
             done_tx,
             done_rx,
             in_flight: 0,
+            scheduled: HashSet::new(),
             delivered_per_sec: VecDeque::new(),
         })
     }
@@ -321,7 +334,10 @@ impl Scheduler {
                     if let Some(last) = ids.last() {
                         lane.cursor = Some(*last);
                     }
-                    lane.buffer.extend(ids.into_iter().map(|id| Job { id, lane: index, retries: 0 }));
+                    let scheduled = &self.scheduled;
+                    lane.buffer.extend(
+                        ids.into_iter().filter(|id| !scheduled.contains(id)).map(|id| Job { id, lane: index, retries: 0 }),
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(tenant = %lane.tenant, error = %e, "cannot read pending triggers; will retry");
@@ -400,6 +416,7 @@ impl Scheduler {
             self.delayed.pop();
             let job = Job { id, lane, retries };
             if self.paused.contains(&*self.lanes[lane].tenant) {
+                self.scheduled.remove(&job.id);
                 self.lanes[lane].buffer.push_back(job);
                 continue;
             }
@@ -419,6 +436,7 @@ impl Scheduler {
     }
 
     fn schedule(&mut self, at: Instant, job: Job) {
+        self.scheduled.insert(job.id);
         self.seq += 1;
         self.delayed.push(Reverse((at, self.seq, job.lane, job.id, job.retries)));
     }
@@ -428,6 +446,7 @@ impl Scheduler {
         up.in_flight += 1;
         up.attempts += 1;
         self.in_flight += 1;
+        self.scheduled.insert(job.id);
         let ctx = AttemptCtx {
             store: self.store.clone(),
             client: self.client.clone(),
@@ -450,12 +469,15 @@ impl Scheduler {
         let now = Instant::now();
         self.in_flight = self.in_flight.saturating_sub(1);
         match done {
-            Done::Skipped { upstream, ticket } => {
+            Done::Skipped { job, upstream, ticket } => {
+                self.scheduled.remove(&job.id);
                 let up = &mut self.upstreams[upstream];
                 up.in_flight = up.in_flight.saturating_sub(1);
                 up.breaker.on_cancelled(ticket);
             }
             Done::Attempted { job, upstream, ticket, result, finished } => {
+                // A retry is re-inserted by `schedule` below.
+                self.scheduled.remove(&job.id);
                 let up = &mut self.upstreams[upstream];
                 up.in_flight = up.in_flight.saturating_sub(1);
                 match result.class {
@@ -502,6 +524,19 @@ impl Scheduler {
         let (tenant, pause, reply) = match c {
             Control::Pause(t, r) => (t, true, r),
             Control::Resume(t, r) => (t, false, r),
+            Control::Rescan(t, r) => {
+                let result = match self.lanes.iter_mut().find(|l| *l.tenant == *t) {
+                    Some(lane) => {
+                        lane.buffer.clear();
+                        lane.cursor = None;
+                        lane.exhausted = false;
+                        Ok(())
+                    }
+                    None => Err(ForwardError::UnknownTenant(t)),
+                };
+                let _ = r.send(result);
+                return;
+            }
         };
         if !self.lanes.iter().any(|l| *l.tenant == *tenant) {
             let _ = reply.send(Err(ForwardError::UnknownTenant(tenant)));
@@ -572,7 +607,7 @@ struct AttemptCtx {
 
 impl AttemptCtx {
     async fn run(self, job: Job, ticket: Ticket) -> Done {
-        let skipped = Done::Skipped { upstream: self.upstream, ticket };
+        let skipped = Done::Skipped { job: job.clone(), upstream: self.upstream, ticket };
         let trigger = match self.store.get(job.id).await {
             Ok(Some(t)) if t.meta.state == State::Pending => t,
             Ok(_) => return skipped,

@@ -193,7 +193,8 @@ fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
     }
 }
 
-fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Vec<u8>> {
+/// Applies an accepted verdict's changes to the record; returns the new body, if any.
+pub(crate) fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Vec<u8>> {
     if !t.remove_headers.is_empty() {
         meta.headers.retain(|(name, _)| !t.remove_headers.contains(name));
     }

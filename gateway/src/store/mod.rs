@@ -11,6 +11,7 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod list;
 mod plugins;
 mod record;
 pub mod retention;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use list::{Filter, Order};
 pub use plugins::{PluginRepo, PluginVersion};
 pub use record::{Attempt, DecodeError, Outcome, State, TriggerMeta, FORMAT_VERSION};
 
@@ -62,7 +64,7 @@ impl StoreError {
     }
 }
 
-pub(crate) fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
+pub fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Io(e.into().to_string())
 }
 
@@ -119,6 +121,9 @@ pub enum Change {
     SetState { state: State, attempt: Option<Attempt>, note: Option<String> },
     /// Remove the trigger and its bodies.
     Delete,
+    /// Replace the record (state, headers, note, ...) and the transformed
+    /// body (`None` removes it); used by replay. The raw body never changes.
+    Replace { meta: Box<TriggerMeta>, transformed: Option<Vec<u8>> },
 }
 
 /// Handle to the store; cheap to clone.
@@ -317,6 +322,27 @@ impl Store {
         .await
     }
 
+    /// One page of triggers matching `filter`, after the cursor `after`, and
+    /// the cursor of the next page (`None` at the end).
+    pub async fn list(
+        &self,
+        filter: Filter,
+        after: Option<TriggerId>,
+        limit: usize,
+        order: Order,
+    ) -> Result<(Vec<(TriggerId, TriggerMeta)>, Option<TriggerId>), StoreError> {
+        const SCAN_CAP: usize = 10_000;
+        let shards = self.inner.shards.clone();
+        blocking(move || {
+            let mut pages = Vec::with_capacity(shards.len());
+            for shard in &shards {
+                pages.push(list::list_shard(&*shard.database()?, &filter, after, limit, order, SCAN_CAP)?);
+            }
+            Ok(list::merge(pages, limit, order))
+        })
+        .await
+    }
+
     /// A tenant's pending ids, oldest first, after `after`; at most `limit`.
     pub async fn pending_of_tenant(&self, tenant: &str, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
         let shards = self.inner.shards.clone();
@@ -331,6 +357,11 @@ impl Store {
             Ok(all)
         })
         .await
+    }
+
+    /// The shard databases, for a snapshot (backup) through read transactions.
+    pub fn databases(&self) -> Result<Vec<Arc<Database>>, StoreError> {
+        self.inner.shards.iter().map(|s| s.database()).collect()
     }
 
     /// The budget in bytes.
@@ -419,6 +450,28 @@ impl Store {
         })
         .await;
     }
+}
+
+/// Calls `f` for every trigger in a read transaction, in id order, with its
+/// raw record bytes and bodies; returns how many. Stops at the first error.
+pub fn for_each_trigger(
+    txn: &redb::ReadTransaction,
+    f: &mut dyn FnMut(TriggerId, &[u8], &[u8], Option<&[u8]>) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    use redb::ReadableTable;
+    let triggers = txn.open_table(tables::TRIGGERS).map_err(io_err)?;
+    let bodies = txn.open_table(tables::BODIES).map_err(io_err)?;
+    let transformed = txn.open_table(tables::TRANSFORMED).map_err(io_err)?;
+    let mut n = 0;
+    for entry in triggers.iter().map_err(io_err)? {
+        let (k, v) = entry.map_err(io_err)?;
+        let id = k.value();
+        let body = bodies.get(id).map_err(io_err)?;
+        let t = transformed.get(id).map_err(io_err)?;
+        f(TriggerId::from_u128(id), v.value(), body.as_ref().map_or(&[][..], |b| b.value()), t.as_ref().map(|t| t.value()))?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Runs redb reads off the async workers: they may touch the disk.

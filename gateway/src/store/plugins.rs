@@ -12,6 +12,11 @@
 //! | `active` | tenant | version |
 //! | `artifacts` | (sha256, engine compatibility hash) | precompiled bytes (Weir-produced only) |
 //! | `paused` | tenant | when forwarding was paused (ms) |
+//! | `audit` | (ms, sequence) | JSON audit entry (append-only) |
+//! | `jobs` | job id | JSON replay job (filter and progress) |
+//!
+//! Besides plugins, this file holds the operator's control state: pauses,
+//! the audit log and replay jobs.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +30,10 @@ const ACTIVE: TableDefinition<&str, u32> = TableDefinition::new("active");
 const ARTIFACTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("artifacts");
 /// Tenants whose forwarding an operator paused (value: when, ms).
 const PAUSED: TableDefinition<&str, u64> = TableDefinition::new("paused");
+/// The append-only audit log: (ms, sequence) → JSON entry.
+const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
+/// Replay jobs: id → JSON state (filter, progress), so a job survives a crash.
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 
 /// One stored version of a tenant's plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +62,8 @@ impl PluginRepo {
             txn.open_table(ACTIVE).map_err(io_err)?;
             txn.open_table(ARTIFACTS).map_err(io_err)?;
             txn.open_table(PAUSED).map_err(io_err)?;
+            txn.open_table(AUDIT).map_err(io_err)?;
+            txn.open_table(JOBS).map_err(io_err)?;
         }
         txn.commit().map_err(io_err)?;
         Ok(PluginRepo { db, path })
@@ -176,6 +187,104 @@ impl PluginRepo {
         let mut out = Vec::new();
         for e in t.iter().map_err(io_err)? {
             out.push(e.map_err(io_err)?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Every stored component (sha256, bytes), for backups.
+    pub fn all_components(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(COMPONENTS).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(io_err)? {
+            let (k, v) = e.map_err(io_err)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every version of every tenant, for backups.
+    pub fn all_versions(&self) -> Result<Vec<(String, PluginVersion)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(VERSIONS).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(io_err)? {
+            let (k, v) = e.map_err(io_err)?;
+            let (tenant, version) = k.value();
+            let (sha256, uploaded_at_ms, source, size) = v.value();
+            out.push((
+                tenant.to_string(),
+                PluginVersion { version, sha256: sha256.to_string(), uploaded_at_ms, source: source.to_string(), size },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Restores one component and the versions that use it (from a backup).
+    pub fn restore_plugin(&self, sha256: &str, component: &[u8], versions: &[(String, PluginVersion)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(io_err)?;
+        {
+            txn.open_table(COMPONENTS).map_err(io_err)?.insert(sha256, component).map_err(io_err)?;
+            let mut t = txn.open_table(VERSIONS).map_err(io_err)?;
+            for (tenant, v) in versions.iter().filter(|(_, v)| v.sha256 == sha256) {
+                t.insert((tenant.as_str(), v.version), (v.sha256.as_str(), v.uploaded_at_ms, v.source.as_str(), v.size))
+                    .map_err(io_err)?;
+            }
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    /// Appends an audit entry durably.
+    pub fn audit(&self, now_ms: u64, entry: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(AUDIT).map_err(io_err)?;
+            let seq = t
+                .range((now_ms, 0)..=(now_ms, u64::MAX))
+                .map_err(io_err)?
+                .next_back()
+                .transpose()
+                .map_err(io_err)?
+                .map_or(0, |(k, _)| k.value().1 + 1);
+            t.insert((now_ms, seq), entry).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    /// Audit entries, newest first, before `before` (ms, seq); at most `limit`.
+    pub fn audit_entries(&self, before: Option<(u64, u64)>, limit: usize) -> Result<Vec<((u64, u64), Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(AUDIT).map_err(io_err)?;
+        let mut out = Vec::new();
+        let range = match before {
+            Some(b) => t.range(..b).map_err(io_err)?,
+            None => t.range::<(u64, u64)>(..).map_err(io_err)?,
+        };
+        for e in range.rev() {
+            let (k, v) = e.map_err(io_err)?;
+            out.push((k.value(), v.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put_job(&self, id: u64, state: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        txn.open_table(JOBS).map_err(io_err)?.insert(id, state).map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+
+    pub fn jobs(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(JOBS).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(io_err)? {
+            let (k, v) = e.map_err(io_err)?;
+            out.push((k.value(), v.value().to_vec()));
         }
         Ok(out)
     }

@@ -342,6 +342,25 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
             deltas.counts[state.code() as usize] += 1;
             deltas.bytes += record.len() as i64 - old.len() as i64;
         }
+        Change::Replace { meta: new_meta, transformed } => {
+            let mut new_meta = *new_meta;
+            // Identity and the raw body are immutable; only the rest is replaced.
+            new_meta.tenant = meta.tenant.clone();
+            new_meta.received_at_ms = meta.received_at_ms;
+            new_meta.body_len = meta.body_len;
+            new_meta.has_transformed = transformed.is_some();
+            let record = new_meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
+            triggers.insert(key, record.as_slice()).map_err(io_err)?;
+            drop(triggers);
+            tables::index_state(txn, &meta.tenant, key, Some(old_state), Some(new_meta.state))?;
+            let mut bodies = txn.open_table(TRANSFORMED).map_err(io_err)?;
+            let old_t = match &transformed {
+                Some(t) => bodies.insert(key, t.as_slice()).map_err(io_err)?.map_or(0, |b| b.value().len()),
+                None => bodies.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len()),
+            };
+            deltas.counts[new_meta.state.code() as usize] += 1;
+            deltas.bytes += record.len() as i64 - old.len() as i64 + transformed.as_ref().map_or(0, |t| t.len()) as i64 - old_t as i64;
+        }
         Change::Delete => {
             triggers.remove(key).map_err(io_err)?;
             drop(triggers);
