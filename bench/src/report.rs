@@ -34,6 +34,7 @@ impl Unit {
             Unit::Micros => format!("{v:.1} µs"),
             Unit::Millis if v < 10.0 => format!("{v:.2} ms"),
             Unit::Millis => format!("{v:.1} ms"),
+            Unit::Seconds if v < 1.0 => format!("{v:.3} s"),
             Unit::Seconds => format!("{v:.2} s"),
             Unit::MiB => format!("{v:.1} MiB"),
             Unit::Percent => format!("{v:.3} %"),

@@ -2,6 +2,7 @@
 //! One test binary (faster to link); `support` starts gateways and talks HTTP.
 
 mod config;
+mod admin;
 mod crash;
 mod forward;
 mod ingest;

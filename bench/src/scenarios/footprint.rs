@@ -32,12 +32,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ctx.runs
         ),
     );
-    idle(ctx, settle, &mut report).await?;
-    many(ctx, &plugins, tenants, settle, &mut report).await?;
+    let idle_rss = idle(ctx, settle, &mut report).await?;
+    many(ctx, &plugins, tenants, settle, idle_rss, &mut report).await?;
     Ok(report)
 }
 
-async fn idle(ctx: &Ctx, settle: Duration, report: &mut Report) -> anyhow::Result<()> {
+/// Idle RSS over the runs; returns its median.
+async fn idle(ctx: &Ctx, settle: Duration, report: &mut Report) -> anyhow::Result<f64> {
     let mut rss = Metric::new("idle weir: RSS", Unit::MiB);
     let mut start = Metric::new("idle weir: start to /healthz", Unit::Seconds);
     for _ in 0..ctx.runs {
@@ -56,10 +57,10 @@ async fn idle(ctx: &Ctx, settle: Duration, report: &mut Report) -> anyhow::Resul
     report.push(rss);
     report.push(start);
     report.push(Metric::with_samples("bare hyper server: RSS (reference)", Unit::MiB, vec![bare_rss]));
-    Ok(())
+    Ok(idle)
 }
 
-async fn many(ctx: &Ctx, plugins: &Plugins, n: usize, settle: Duration, report: &mut Report) -> anyhow::Result<()> {
+async fn many(ctx: &Ctx, plugins: &Plugins, n: usize, settle: Duration, idle: f64, report: &mut Report) -> anyhow::Result<()> {
     let work = ctx.workdir("footprint-many")?;
     let setup = Setup::new((0..n).map(|i| Tenant::with_plugin(&format!("t{i:04}"), &plugins.path("passthrough"))).collect());
     let timeout = Duration::from_secs(3600);
@@ -91,10 +92,10 @@ async fn many(ctx: &Ctx, plugins: &Plugins, n: usize, settle: Duration, report: 
     if n >= 1000 {
         report.goal("RSS with 1,000 plugin tenants ≤ 512 MiB", format!("{worst:.1} MiB"), Some(worst <= 512.0));
     } else {
-        let per = (worst - report.metrics[0].median()) / n as f64;
+        let per = (worst - idle) / n as f64;
         report.goal(
             format!("RSS with 1,000 plugin tenants ≤ 512 MiB (quick: {n} tenants, extrapolated)"),
-            format!("{worst:.1} MiB with {n}; ≈ {:.0} MiB at 1,000 ({per:.2} MiB per tenant)", report.metrics[0].median() + per * 1000.0),
+            format!("{worst:.1} MiB with {n}; ≈ {:.0} MiB at 1,000 ({per:.2} MiB per tenant)", idle + per * 1000.0),
             None,
         );
     }

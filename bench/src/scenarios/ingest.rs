@@ -136,7 +136,6 @@ async fn open_loop(
         bare_m.add(&measure(bare, &ctx.open(rate), "bare (open)", report).await?);
         weir_m.add(&measure(weir, &ctx.open(rate), &format!("{label} (open)"), report).await?);
     }
-    weir_m.ratio_to(&bare_m);
     let p99s = fsync_p99.samples.clone();
     // Throughput in an open loop is the offered rate; keep it to show it was met.
     let mut out = vec![fsync_p50, fsync_p99];
