@@ -25,6 +25,7 @@ pub struct Config {
     pub forward: ForwardConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub plugins: PluginsConfig,
     pub tenants: Vec<TenantConfig>,
 }
@@ -156,6 +157,19 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: "auto".into(), level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Distinct `tenant` label values in metrics; the rest count as `other`.
+    pub max_tenant_labels: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { max_tenant_labels: 100 }
     }
 }
 

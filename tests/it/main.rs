@@ -6,6 +6,7 @@ mod admin;
 mod crash;
 mod forward;
 mod ingest;
+mod metrics;
 mod plugins;
 mod shutdown;
 mod support;

@@ -35,6 +35,7 @@ use routes::{Access, Miss, Name};
 
 pub struct Admin {
     store: Store,
+    metrics: Arc<crate::telemetry::Metrics>,
     plugins: Arc<PluginHost>,
     forwarder: Forwarder,
     repo: Arc<PluginRepo>,
@@ -53,10 +54,12 @@ impl Admin {
         plugins: Arc<PluginHost>,
         forwarder: Forwarder,
         repo: Arc<PluginRepo>,
+        metrics: Arc<crate::telemetry::Metrics>,
         shutdown: Shutdown,
     ) -> Result<Arc<Admin>, AuthError> {
         let admin = Arc::new(Admin {
             store,
+            metrics,
             plugins,
             forwarder,
             jobs: replay::Jobs::default(),
@@ -79,6 +82,11 @@ impl Admin {
         let path = req.uri().path().to_string();
         if let Some(resp) = health(&self.store, self.max_body_bytes, req.method(), &path) {
             return resp;
+        }
+        if path == "/metrics" {
+            // Unauthenticated, like most Prometheus endpoints: the admin
+            // listener is for operators' networks only (docs/observability.md).
+            return self.metrics_page(req.method()).await;
         }
         let (route, params) = match routes::find(req.method().as_str(), &path) {
             Ok(found) => found,
@@ -156,6 +164,34 @@ impl Admin {
             }
             Err(e) => h::unavailable("store_unavailable", &format!("store statistics could not be read: {e}"), 5),
         }
+    }
+
+    async fn metrics_page(&self, method: &http::Method) -> Resp {
+        if method != http::Method::GET {
+            return h::method_not_allowed("GET", method, "/metrics");
+        }
+        let stats = self.store.stats().await.unwrap_or_default();
+        let now = now_ms();
+        let forward = self.forwarder.status();
+        let gauges = crate::telemetry::Gauges {
+            pending_by_tenant: self.store.pending_by_tenant(),
+            by_state: vec![
+                ("pending", stats.pending),
+                ("delivered", stats.delivered),
+                ("dead", stats.dead),
+                ("quarantined", stats.quarantined),
+            ],
+            oldest_pending_age_secs: stats.oldest_pending_ms.map_or(0.0, |ms| now.saturating_sub(ms) as f64 / 1000.0),
+            store_bytes: stats.file_bytes,
+            used_bytes: self.store.used_bytes(),
+            budget_bytes: self.store.budget(),
+            ready: self.store.not_ready_reason(self.max_body_bytes).is_none(),
+            replays_running: self.jobs.running(),
+            upstreams: forward.upstreams.iter().map(|u| (u.url.clone(), u.state)).collect(),
+        };
+        let mut resp = http::Response::new(h::full(self.metrics.render(&gauges)));
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+        resp
     }
 
     async fn pause(&self, scope: &Scope, tenant: &str, pause: bool) -> Resp {

@@ -192,7 +192,10 @@ impl Admin {
                     continue;
                 }
                 match self.replay_one(*id, job.args.rerun_plugin).await? {
-                    Some(State::Pending) => job.replayed += 1,
+                    Some(State::Pending) => {
+                        job.replayed += 1;
+                        self.metrics.replayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Some(_) => job.not_pending += 1,
                     None => {}
                 }

@@ -97,6 +97,7 @@ impl Forwarder {
         config: &Config,
         store: Store,
         repo: Arc<PluginRepo>,
+        metrics: Arc<crate::telemetry::Metrics>,
         shutdown: Shutdown,
     ) -> Result<(Forwarder, tokio::task::JoinHandle<()>), ForwardError> {
         let (control, control_rx) = mpsc::channel(16);
@@ -112,7 +113,7 @@ impl Forwarder {
             .map_err(|e| ForwardError::Config(e.to_string()))??
             .into_iter()
             .collect();
-        let scheduler = Scheduler::new(config, store, repo, shared.clone(), paused)?;
+        let scheduler = Scheduler::new(config, store, repo, metrics, shared.clone(), paused)?;
         let task = tokio::spawn(scheduler.run(control_rx, shutdown));
         Ok((Forwarder { shared }, task))
     }
@@ -187,6 +188,7 @@ enum Done {
 
 struct Scheduler {
     store: Store,
+    metrics: Arc<crate::telemetry::Metrics>,
     repo: Arc<PluginRepo>,
     shared: Arc<Shared>,
     client: HttpClient,
@@ -212,7 +214,14 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(config: &Config, store: Store, repo: Arc<PluginRepo>, shared: Arc<Shared>, paused: HashSet<String>) -> Result<Self, ForwardError> {
+    fn new(
+        config: &Config,
+        store: Store,
+        repo: Arc<PluginRepo>,
+        metrics: Arc<crate::telemetry::Metrics>,
+        shared: Arc<Shared>,
+        paused: HashSet<String>,
+    ) -> Result<Self, ForwardError> {
         let f = &config.forward;
         let breaker_config = BreakerConfig {
             failure_threshold: f.failure_threshold,
@@ -246,6 +255,7 @@ impl Scheduler {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Ok(Scheduler {
             store,
+            metrics,
             repo,
             shared,
             client: deliver::client(timeout, f.max_in_flight as usize),
@@ -480,6 +490,17 @@ impl Scheduler {
                 self.scheduled.remove(&job.id);
                 let up = &mut self.upstreams[upstream];
                 up.in_flight = up.in_flight.saturating_sub(1);
+                let outcome = match (&result.class, finished) {
+                    (Class::Delivered, _) => "delivered",
+                    (_, true) => "dead",
+                    _ => "retry",
+                };
+                self.metrics.forward_attempt(&up.label, outcome);
+                match outcome {
+                    "delivered" => self.metrics.delivered.fetch_add(1, Ordering::Relaxed),
+                    "dead" => self.metrics.dead.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
                 match result.class {
                     Class::Delivered => {
                         up.delivered += 1;

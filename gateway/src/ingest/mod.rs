@@ -25,6 +25,7 @@ pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
 /// Everything a request needs; shared by all connections of the listener.
 pub struct Ingest {
     store: Store,
+    metrics: Arc<crate::telemetry::Metrics>,
     plugins: Arc<PluginHost>,
     forwarder: crate::forward::Forwarder,
     tenants: HashMap<String, TenantConfig>,
@@ -42,9 +43,16 @@ struct Accepted {
 }
 
 impl Ingest {
-    pub fn new(config: &Config, store: Store, plugins: Arc<PluginHost>, forwarder: crate::forward::Forwarder) -> Arc<Ingest> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        plugins: Arc<PluginHost>,
+        forwarder: crate::forward::Forwarder,
+        metrics: Arc<crate::telemetry::Metrics>,
+    ) -> Arc<Ingest> {
         Arc::new(Ingest {
             store,
+            metrics,
             plugins,
             forwarder,
             tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
@@ -67,6 +75,7 @@ impl Ingest {
             return h::method_not_allowed("POST", req.method(), &path);
         }
         let Some(tenant_config) = self.tenants.get(tenant) else {
+            self.metrics.ingest("unknown", "unknown_tenant", std::time::Duration::ZERO);
             return h::error(
                 StatusCode::NOT_FOUND,
                 "unknown_tenant",
@@ -78,14 +87,18 @@ impl Ingest {
         }
         let tenant = tenant_config.id.clone();
         let source = source.to_string();
-        self.ingest(req, tenant, source).await
+        let started = std::time::Instant::now();
+        let resp = self.ingest(req, tenant.clone(), source).await;
+        let outcome = resp.extensions().get::<Outcome>().map_or("error", |o| o.0);
+        self.metrics.ingest(&tenant, outcome, started.elapsed());
+        resp
     }
 
     async fn ingest(&self, req: Request<Incoming>, tenant: String, source: String) -> Resp {
         let received = SystemTime::now();
         let idempotency_key = match idempotency_key(req.headers()) {
             Ok(k) => k,
-            Err(resp) => return resp,
+            Err(resp) => return tag(resp, "bad_request"),
         };
         let headers = headers::stored(req.headers());
         let plugin_input = self.plugins.has_plugin(&tenant).then(|| Input {
@@ -103,7 +116,7 @@ impl Ingest {
             Err(e) => return body_error(e),
         };
         let Ok(body_len) = u32::try_from(body.len()) else {
-            return h::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 4 GiB");
+            return tag(h::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 4 GiB"), "too_large");
         };
         let received_at_ms = received.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut meta = TriggerMeta {
@@ -125,6 +138,12 @@ impl Ingest {
             input.body = body.clone();
             input.received_at_ms = received_at_ms;
             if let Some(ran) = self.plugins.run(input).await {
+                let kind = match &ran.result {
+                    Ok(Decision::Reject { .. }) => Some("reject"),
+                    Ok(_) => None,
+                    Err(f) => Some(f.kind.as_str()),
+                };
+                self.metrics.plugin(&tenant, ran.elapsed, kind);
                 match apply_plugin(&mut meta, ran) {
                     Verdict::Store(t) => transformed = t.map(bytes::Bytes::from),
                     Verdict::Answer(resp) => return resp,
@@ -138,7 +157,12 @@ impl Ingest {
                 if !done.duplicate && done.state == State::Pending {
                     self.forwarder.notify(&tenant);
                 }
-                h::json(
+                let outcome = match (done.duplicate, done.state) {
+                    (true, _) => "duplicate",
+                    (false, State::Quarantined) => "quarantined",
+                    _ => "accepted",
+                };
+                tag(h::json(
                     StatusCode::ACCEPTED,
                     &Accepted {
                         id: Some(done.id.to_string()),
@@ -146,7 +170,7 @@ impl Ingest {
                         quarantined: done.state == State::Quarantined,
                         dropped: false,
                     },
-                )
+                ), outcome)
             }
             Err(e) => store_error(&tenant, e),
         }
@@ -168,11 +192,11 @@ fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
         Ok(Decision::Reject { status, reason }) => {
             tracing::debug!(tenant = %meta.tenant, status, "plugin rejected the trigger");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            Verdict::Answer(h::error(status, "rejected", &reason))
+            Verdict::Answer(tag(h::error(status, "rejected", &reason), "rejected"))
         }
-        Ok(Decision::Drop) => Verdict::Answer(h::json(
-            StatusCode::ACCEPTED,
-            &Accepted { id: None, duplicate: false, quarantined: false, dropped: true },
+        Ok(Decision::Drop) => Verdict::Answer(tag(
+            h::json(StatusCode::ACCEPTED, &Accepted { id: None, duplicate: false, quarantined: false, dropped: true }),
+            "dropped",
         )),
         Err(failure) => {
             tracing::warn!(tenant = %meta.tenant, plugin_version = meta.plugin_version, kind = failure.kind.as_str(),
@@ -183,10 +207,13 @@ fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
                     meta.note = Some(crate::plugin::truncate_note(&failure.to_string()));
                     Verdict::Store(None)
                 }
-                OnPluginError::Reject => Verdict::Answer(h::unavailable(
+                OnPluginError::Reject => Verdict::Answer(tag(
+                    h::unavailable(
+                        "plugin_failed",
+                        &format!("this tenant's plugin failed ({}); nothing was stored; retry later", failure.kind.as_str()),
+                        5,
+                    ),
                     "plugin_failed",
-                    &format!("this tenant's plugin failed ({}); nothing was stored; retry later", failure.kind.as_str()),
-                    5,
                 )),
             }
         }
@@ -210,7 +237,25 @@ pub(crate) fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Ve
     t.body
 }
 
+/// The outcome label of an ingest response, for metrics.
+#[derive(Clone, Copy)]
+struct Outcome(&'static str);
+
+fn tag(mut resp: Resp, outcome: &'static str) -> Resp {
+    resp.extensions_mut().insert(Outcome(outcome));
+    resp
+}
+
 fn body_error(e: BodyError) -> Resp {
+    let outcome = match &e {
+        BodyError::TooLarge { .. } => "too_large",
+        BodyError::Timeout(_) => "timeout",
+        BodyError::Read(_) => "bad_request",
+    };
+    tag(body_error_resp(e), outcome)
+}
+
+fn body_error_resp(e: BodyError) -> Resp {
     match e {
         BodyError::TooLarge { limit } => h::error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -244,6 +289,16 @@ pub fn health(store: &Store, headroom: u64, method: &Method, path: &str) -> Opti
 }
 
 fn store_error(tenant: &str, e: StoreError) -> Resp {
+    let outcome = match &e {
+        StoreError::Full { .. } => "store_full",
+        StoreError::ShuttingDown => "shutting_down",
+        StoreError::Invalid(_) => "bad_request",
+        _ => "store_unavailable",
+    };
+    tag(store_error_resp(tenant, e), outcome)
+}
+
+fn store_error_resp(tenant: &str, e: StoreError) -> Resp {
     match e {
         StoreError::Full { .. } => {
             tracing::warn!(tenant = %tenant, error = %e, "ingest refused: store over budget");

@@ -149,6 +149,7 @@ pub(crate) struct Shard {
     pub(crate) writable: AtomicBool,
     pub(crate) counts: [AtomicU64; 4],
     pub(crate) used_bytes: AtomicU64,
+    pub(crate) tenant_pending: Mutex<std::collections::HashMap<String, u64>>,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -169,6 +170,11 @@ impl Store {
     /// A file that exists but cannot be opened is an error naming the file:
     /// never a silent fresh start.
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        Store::open_with(config, Arc::new(crate::telemetry::Metrics::new(100)))
+    }
+
+    /// Like [`Store::open`], recording commit metrics into `metrics`.
+    pub fn open_with(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
         let dir = config.path.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
             path: dir.clone(),
@@ -186,7 +192,7 @@ impl Store {
         for index in 0..shard_count {
             let path = dir.join(format!("shard-{index:02}.redb"));
             let db = open_database(&path, config.cache_mb)?;
-            let (counts, used) = tables::init(&db).map_err(|e| StoreError::Open {
+            let (counts, used, tenant_pending) = tables::init(&db).map_err(|e| StoreError::Open {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
@@ -197,6 +203,7 @@ impl Store {
                 writable: AtomicBool::new(true),
                 counts: counts.map(AtomicU64::new),
                 used_bytes: AtomicU64::new(used),
+                tenant_pending: Mutex::new(tenant_pending),
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
             }));
@@ -212,7 +219,7 @@ impl Store {
         };
         for shard in &store.inner.shards {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
-            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone());
+            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-store-{}", shard.index))
                 .spawn(move || w.run(rx))
@@ -367,6 +374,19 @@ impl Store {
     /// The budget in bytes.
     pub fn budget(&self) -> u64 {
         self.inner.budget
+    }
+
+    /// Pending triggers per tenant, from counters kept with the data.
+    pub fn pending_by_tenant(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for shard in &self.inner.shards {
+            for (t, n) in shard.tenant_pending.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                if *n > 0 {
+                    *out.entry(t.clone()).or_default() += n;
+                }
+            }
+        }
+        out
     }
 
     /// Triggers stored now, in every state.

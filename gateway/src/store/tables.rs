@@ -41,8 +41,11 @@ pub(crate) fn counter_name(state: State) -> &'static str {
     }
 }
 
-/// Creates missing tables and loads the counters: ([count per state], used bytes).
-pub(crate) fn init(db: &Database) -> Result<([u64; 4], u64), StoreError> {
+/// What `init` loads: counts per state, live bytes, pending per tenant.
+pub(crate) type Loaded = ([u64; 4], u64, std::collections::HashMap<String, u64>);
+
+/// Creates missing tables and loads the counters.
+pub(crate) fn init(db: &Database) -> Result<Loaded, StoreError> {
     let txn = db.begin_write().map_err(io_err)?;
     {
         txn.open_table(TRIGGERS).map_err(io_err)?;
@@ -64,7 +67,15 @@ pub(crate) fn init(db: &Database) -> Result<([u64; 4], u64), StoreError> {
     for st in State::ALL {
         counts[st.code() as usize] = get(counter_name(st))?;
     }
-    Ok((counts, get(USED_BYTES)?))
+    let mut tenant_pending = std::collections::HashMap::new();
+    let end = format!("{}\u{10FFFF}", TENANT_PENDING_PREFIX);
+    for entry in counters.range(TENANT_PENDING_PREFIX..end.as_str()).map_err(io_err)? {
+        let (k, v) = entry.map_err(io_err)?;
+        if let Some(t) = k.value().strip_prefix(TENANT_PENDING_PREFIX) {
+            tenant_pending.insert(t.to_string(), v.value());
+        }
+    }
+    Ok((counts, get(USED_BYTES)?, tenant_pending))
 }
 
 pub(crate) fn read_trigger(db: &Database, id: TriggerId) -> Result<Option<StoredTrigger>, StoreError> {
@@ -162,15 +173,28 @@ pub(crate) fn index_state(
 }
 
 /// Per-batch changes to the counters, written once per transaction.
-#[derive(Default, Debug, Clone, Copy)]
+#[derive(Default, Debug, Clone)]
 pub(crate) struct Deltas {
     pub counts: [i64; 4],
     pub bytes: i64,
+    /// Pending count changes per tenant (for per-tenant backlog metrics).
+    pub tenant_pending: std::collections::HashMap<String, i64>,
 }
+
+/// Counter key of a tenant's pending count.
+pub(crate) const TENANT_PENDING_PREFIX: &str = "pending:";
 
 impl Deltas {
     pub fn is_zero(&self) -> bool {
-        self.bytes == 0 && self.counts.iter().all(|c| *c == 0)
+        self.bytes == 0 && self.counts.iter().all(|c| *c == 0) && self.tenant_pending.values().all(|d| *d == 0)
+    }
+
+    /// A trigger of `tenant` entered (`delta` 1) or left (-1) `state`.
+    pub fn state(&mut self, tenant: &str, state: State, delta: i64) {
+        self.counts[state.code() as usize] += delta;
+        if state == State::Pending {
+            *self.tenant_pending.entry(tenant.to_string()).or_default() += delta;
+        }
     }
 
     pub fn write(&self, txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -188,6 +212,9 @@ impl Deltas {
         };
         for st in State::ALL {
             bump(counter_name(st), self.counts[st.code() as usize])?;
+        }
+        for (tenant, d) in &self.tenant_pending {
+            bump(&format!("{TENANT_PENDING_PREFIX}{tenant}"), *d)?;
         }
         bump(USED_BYTES, self.bytes)
     }

@@ -94,7 +94,10 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         let want: Vec<TriggerId> = model.triggers.iter().filter(|(_, t)| t.0 == s).map(|(id, _)| *id).collect();
         prop_assert_eq!(ids, want);
     }
+    let per_tenant = store.pending_by_tenant();
     for tenant in ["t0", "t1", "t2"] {
+        let want_n = model.triggers.values().filter(|t| t.0 == State::Pending && t.3 == tenant).count() as u64;
+        prop_assert_eq!(per_tenant.get(tenant).copied().unwrap_or(0), want_n);
         let got = r.block_on(store.pending_of_tenant(tenant, None, 10_000)).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let want: Vec<TriggerId> = model
             .triggers

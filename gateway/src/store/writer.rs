@@ -65,6 +65,7 @@ enum Done {
 
 pub(crate) struct Writer {
     shard: Arc<Shard>,
+    metrics: Arc<crate::telemetry::Metrics>,
     budget: Budget,
     config: StoreConfig,
     next_sweep: Instant,
@@ -76,9 +77,9 @@ const SWEEP_MAX: usize = 1000;
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
-    pub(crate) fn new(shard: Arc<Shard>, budget: Budget, config: StoreConfig) -> Writer {
+    pub(crate) fn new(shard: Arc<Shard>, budget: Budget, config: StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Writer {
         let now = Instant::now();
-        Writer { shard, budget, config, next_sweep: now, next_reopen: now }
+        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now }
     }
 
     /// Runs until every sender is dropped and the queue is empty.
@@ -124,6 +125,8 @@ impl Writer {
         let count = batch.len();
         match self.apply(batch) {
             Ok((done, deltas)) => {
+                self.metrics.commit_batch.observe(count as f64);
+                self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                 self.publish(deltas);
                 for d in done {
                     match d {
@@ -260,7 +263,7 @@ impl Writer {
             txn.open_table(TRANSFORMED).map_err(io_err)?.insert(id, tb.as_ref()).map_err(io_err)?;
         }
         tables::index_state(txn, &t.meta.tenant, id, None, Some(t.meta.state))?;
-        deltas.counts[t.meta.state.code() as usize] += 1;
+        deltas.state(&t.meta.tenant, t.meta.state, 1);
         deltas.bytes += cost as i64;
         Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state })
     }
@@ -271,6 +274,13 @@ impl Writer {
             apply_delta(&self.shard.counts[i], *d);
         }
         apply_delta(&self.shard.used_bytes, deltas.bytes);
+        if !deltas.tenant_pending.is_empty() {
+            let mut map = self.shard.tenant_pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (t, d) in deltas.tenant_pending {
+                let v = map.entry(t).or_default();
+                *v = v.saturating_add_signed(d);
+            }
+        }
     }
 
     /// Drops the failed handle and opens the file again (at most once a second).
@@ -301,10 +311,11 @@ impl Writer {
             }
         }
         match open_database(&self.shard.path, self.config.cache_mb).and_then(|db| tables::init(&db).map(|c| (db, c))) {
-            Ok((db, (counts, used))) => {
+            Ok((db, (counts, used, tenant_pending))) => {
                 for (slot, c) in self.shard.counts.iter().zip(counts) {
                     slot.store(c, Ordering::Relaxed);
                 }
+                *self.shard.tenant_pending.lock().unwrap_or_else(|e| e.into_inner()) = tenant_pending;
                 self.shard.used_bytes.store(used, Ordering::Relaxed);
                 *self.shard.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
                 self.shard.writable.store(true, Ordering::Relaxed);
@@ -325,7 +336,7 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
     let Some(old) = triggers.get(key).map_err(io_err)?.map(|v| v.value().to_vec()) else { return Ok(false) };
     let mut meta = TriggerMeta::decode(&old).map_err(|source| StoreError::Corrupt { id, source })?;
     let old_state = meta.state;
-    deltas.counts[old_state.code() as usize] -= 1;
+    deltas.state(&meta.tenant, old_state, -1);
     match change {
         Change::SetState { state, attempt, note } => {
             meta.state = state;
@@ -339,7 +350,7 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
             triggers.insert(key, record.as_slice()).map_err(io_err)?;
             drop(triggers);
             tables::index_state(txn, &meta.tenant, key, Some(old_state), Some(state))?;
-            deltas.counts[state.code() as usize] += 1;
+            deltas.state(&meta.tenant, state, 1);
             deltas.bytes += record.len() as i64 - old.len() as i64;
         }
         Change::Replace { meta: new_meta, transformed } => {
@@ -358,7 +369,7 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
                 Some(t) => bodies.insert(key, t.as_slice()).map_err(io_err)?.map_or(0, |b| b.value().len()),
                 None => bodies.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len()),
             };
-            deltas.counts[new_meta.state.code() as usize] += 1;
+            deltas.state(&meta.tenant, new_meta.state, 1);
             deltas.bytes += record.len() as i64 - old.len() as i64 + transformed.as_ref().map_or(0, |t| t.len()) as i64 - old_t as i64;
         }
         Change::Delete => {

@@ -1,4 +1,8 @@
-//! Logs (and, later, traces and metrics): how Weir makes its state visible.
+//! Logs and metrics: how Weir makes its state visible.
+
+pub mod metrics;
+
+pub use metrics::{Gauges, Metrics};
 
 use std::io::IsTerminal;
 

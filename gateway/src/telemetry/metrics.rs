@@ -1,0 +1,263 @@
+//! Metrics in the Prometheus text format (`GET /metrics` on the admin
+//! listener). Instruments are plain atomics and small maps, updated on the
+//! paths that own the events; gauges are read from their owners at scrape.
+//!
+//! Cardinality is bounded: the `tenant` label takes at most
+//! `telemetry.max_tenant_labels` distinct values (first come), the rest are
+//! counted under `other`; no trigger ids or paths are ever labels.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Latency buckets in seconds: 100 µs to 10 s.
+const LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Commit batch sizes.
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum in millionths, so it stays an integer atomic.
+    sum_micro: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_micro: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micro.fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Counters keyed by a few label values.
+#[derive(Default)]
+struct Family {
+    values: Mutex<BTreeMap<Vec<String>, u64>>,
+}
+
+impl Family {
+    fn inc(&self, labels: Vec<String>) {
+        *self.values.lock().unwrap_or_else(|e| e.into_inner()).entry(labels).or_default() += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, keys: &[&str]) {
+        for (labels, v) in self.values.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "{name}{{{}}} {v}", label_pairs(keys, labels));
+        }
+    }
+}
+
+fn label_pairs(keys: &[&str], values: &[String]) -> String {
+    keys.iter().zip(values).map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect::<Vec<_>>().join(",")
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Every instrument Weir keeps; one per process, shared by `Arc`.
+pub struct Metrics {
+    max_tenants: usize,
+    tenants: Mutex<HashSet<String>>,
+    ingest_requests: Family,
+    pub ingest_seconds: Histogram,
+    plugin_seconds: Mutex<BTreeMap<String, Histogram>>,
+    plugin_failures: Family,
+    pub commit_batch: Histogram,
+    pub commit_seconds: Histogram,
+    forward_attempts: Family,
+    pub delivered: AtomicU64,
+    pub dead: AtomicU64,
+    pub replayed: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(max_tenant_labels: usize) -> Metrics {
+        Metrics {
+            max_tenants: max_tenant_labels,
+            tenants: Mutex::new(HashSet::new()),
+            ingest_requests: Family::default(),
+            ingest_seconds: Histogram::new(LATENCY),
+            plugin_seconds: Mutex::new(BTreeMap::new()),
+            plugin_failures: Family::default(),
+            commit_batch: Histogram::new(BATCH),
+            commit_seconds: Histogram::new(LATENCY),
+            forward_attempts: Family::default(),
+            delivered: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+        }
+    }
+
+    /// The label value for `tenant`: itself while under the cap, else `other`.
+    pub fn tenant_label(&self, tenant: &str) -> String {
+        let mut known = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if known.contains(tenant) {
+            return tenant.to_string();
+        }
+        if known.len() < self.max_tenants {
+            known.insert(tenant.to_string());
+            return tenant.to_string();
+        }
+        "other".into()
+    }
+
+    pub fn ingest(&self, tenant: &str, outcome: &'static str, elapsed: Duration) {
+        self.ingest_requests.inc(vec![self.tenant_label(tenant), outcome.into()]);
+        self.ingest_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn plugin(&self, tenant: &str, elapsed: Duration, failure: Option<&'static str>) {
+        let t = self.tenant_label(tenant);
+        self.plugin_seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(t.clone())
+            .or_insert_with(|| Histogram::new(LATENCY))
+            .observe(elapsed.as_secs_f64());
+        if let Some(kind) = failure {
+            self.plugin_failures.inc(vec![t, kind.into()]);
+        }
+    }
+
+    pub fn forward_attempt(&self, upstream: &str, outcome: &'static str) {
+        self.forward_attempts.inc(vec![upstream.into(), outcome.into()]);
+    }
+
+    /// Renders the counters and histograms; `gauges` appends the values read at scrape.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
+            let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+        };
+        help(&mut out, "weir_ingest_requests_total", "counter", "Ingest requests by tenant and outcome.");
+        self.ingest_requests.render(&mut out, "weir_ingest_requests_total", &["tenant", "outcome"]);
+        help(&mut out, "weir_ingest_duration_seconds", "histogram", "Ingest request latency, body read to answer.");
+        self.ingest_seconds.render(&mut out, "weir_ingest_duration_seconds", "");
+        help(&mut out, "weir_plugin_duration_seconds", "histogram", "Plugin run time per trigger, by tenant.");
+        for (t, h) in self.plugin_seconds.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            h.render(&mut out, "weir_plugin_duration_seconds", &format!("tenant=\"{}\"", escape(t)));
+        }
+        help(&mut out, "weir_plugin_failures_total", "counter", "Plugin failures by tenant and kind (deadline, memory, trap, malformed_output, unavailable, reject).");
+        self.plugin_failures.render(&mut out, "weir_plugin_failures_total", &["tenant", "kind"]);
+        help(&mut out, "weir_commit_batch_size", "histogram", "Triggers per group commit.");
+        self.commit_batch.render(&mut out, "weir_commit_batch_size", "");
+        help(&mut out, "weir_commit_duration_seconds", "histogram", "Group commit time including fsync.");
+        self.commit_seconds.render(&mut out, "weir_commit_duration_seconds", "");
+        help(&mut out, "weir_forward_attempts_total", "counter", "Delivery attempts by upstream and outcome (delivered, retry, dead).");
+        self.forward_attempts.render(&mut out, "weir_forward_attempts_total", &["upstream", "outcome"]);
+        for (name, text, v) in [
+            ("weir_delivered_total", "Triggers delivered.", &self.delivered),
+            ("weir_dead_total", "Triggers that became dead.", &self.dead),
+            ("weir_replayed_total", "Triggers moved back to pending by replay.", &self.replayed),
+        ] {
+            help(&mut out, name, "counter", text);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        help(&mut out, "weir_pending_triggers", "gauge", "Pending triggers by tenant.");
+        let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
+        for (t, n) in &gauges.pending_by_tenant {
+            *by_label.entry(self.tenant_label(t)).or_default() += n;
+        }
+        for (t, n) in by_label {
+            let _ = writeln!(out, "weir_pending_triggers{{tenant=\"{}\"}} {n}", escape(&t));
+        }
+        for (name, kind, text, v) in [
+            ("weir_triggers", "gauge", "Stored triggers by state.", None),
+            ("weir_oldest_pending_age_seconds", "gauge", "Age of the oldest pending trigger (0 when none).", Some(gauges.oldest_pending_age_secs)),
+            ("weir_store_bytes", "gauge", "Size of the store files on disk.", Some(gauges.store_bytes as f64)),
+            ("weir_store_used_bytes", "gauge", "Bytes of live triggers (what the budget counts).", Some(gauges.used_bytes as f64)),
+            ("weir_store_budget_bytes", "gauge", "The store's disk budget (store.max_bytes).", Some(gauges.budget_bytes as f64)),
+            ("weir_ready", "gauge", "1 when /readyz answers 200.", Some(f64::from(u8::from(gauges.ready)))),
+            ("weir_replay_jobs_running", "gauge", "Replay jobs in progress.", Some(gauges.replays_running as f64)),
+        ] {
+            help(&mut out, name, kind, text);
+            match v {
+                Some(v) => {
+                    let _ = writeln!(out, "{name} {v}");
+                }
+                None => {
+                    for (state, n) in &gauges.by_state {
+                        let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
+                    }
+                }
+            }
+        }
+        help(&mut out, "weir_upstream_state", "gauge", "Upstream breaker state: 0 healthy, 1 degraded, 2 open.");
+        for (url, state) in &gauges.upstreams {
+            let v = match *state {
+                "healthy" => 0,
+                "degraded" => 1,
+                _ => 2,
+            };
+            let _ = writeln!(out, "weir_upstream_state{{upstream=\"{}\"}} {v}", escape(url));
+        }
+        out
+    }
+}
+
+/// Values read from their owners at scrape time.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub pending_by_tenant: BTreeMap<String, u64>,
+    pub by_state: Vec<(&'static str, u64)>,
+    pub oldest_pending_age_secs: f64,
+    pub store_bytes: u64,
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
+    pub ready: bool,
+    pub replays_running: usize,
+    pub upstreams: Vec<(String, &'static str)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_labels_are_capped() {
+        let m = Metrics::new(2);
+        assert_eq!(m.tenant_label("a"), "a");
+        assert_eq!(m.tenant_label("b"), "b");
+        assert_eq!(m.tenant_label("c"), "other");
+        assert_eq!(m.tenant_label("a"), "a");
+    }
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::new(&[1.0, 2.0]);
+        h.observe(0.5);
+        h.observe(1.5);
+        h.observe(5.0);
+        let mut s = String::new();
+        h.render(&mut s, "x", "");
+        assert!(s.contains("x_bucket{le=\"1\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"2\"} 2\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 3\n"), "{s}");
+        assert!(s.contains("x_count 3\n"), "{s}");
+    }
+}

@@ -1,0 +1,95 @@
+//! `/metrics` parses as Prometheus text (with a parser, not substrings) and
+//! its counters move as triggers flow.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::StatusCode;
+use weir::config::TenantConfig;
+use weir_test_plugins as wasm;
+
+use crate::support::{eventually, Client, Gateway, Mode, Upstream, TOKEN};
+
+/// Scrapes and parses; returns (metric name, sorted labels) → value.
+async fn scrape(c: &Client, gw: &Gateway) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+    let r = c.get(&gw.admin_url("/metrics"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8(r.body.to_vec()).expect("utf8");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let mut out = BTreeMap::new();
+    for s in scrape.samples {
+        let mut labels: Vec<(String, String)> = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        labels.sort();
+        let v = match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => 0.0,
+        };
+        out.insert((s.metric, labels), v);
+    }
+    out
+}
+
+fn get(m: &BTreeMap<(String, Vec<(String, String)>), f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    want.sort();
+    m.get(&(name.to_string(), want)).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_move_as_triggers_flow_and_labels_stay_bounded() {
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| {
+        c.forward.upstreams = vec![up.url()];
+        c.telemetry.max_tenant_labels = 3;
+        c.tenants.push(TenantConfig { id: "trap".into(), plugin: Some(PathBuf::from(wasm::TRAP)), ..TenantConfig::default() });
+        c.tenants.push(TenantConfig { id: "late".into(), ..TenantConfig::default() });
+    })
+    .await;
+    let c = Client::new();
+    let before = scrape(&c, &gw).await;
+    assert_eq!(get(&before, "weir_delivered_total", &[]), 0.0);
+    assert!(get(&before, "weir_store_budget_bytes", &[]) > 0.0);
+
+    for _ in 0..3 {
+        c.post(&gw.ingest_url("/ingest/acme/m"), &[], "{}").await;
+    }
+    c.post(&gw.ingest_url("/ingest/acme/m"), &[("idempotency-key", "k")], "{}").await;
+    c.post(&gw.ingest_url("/ingest/acme/m"), &[("idempotency-key", "k")], "{}").await;
+    c.post(&gw.ingest_url("/ingest/nobody/m"), &[], "{}").await;
+    c.post(&gw.ingest_url("/ingest/acme/m"), &[], vec![b'x'; 70_000]).await;
+    c.post(&gw.ingest_url("/ingest/trap/m"), &[], "{}").await;
+    c.post(&gw.ingest_url("/ingest/globex/m"), &[], "{}").await;
+    // A fourth tenant label is over the cap of 3: it counts as `other`.
+    c.post(&gw.ingest_url("/ingest/late/m"), &[], "{}").await;
+
+    eventually(Duration::from_secs(20), || async {
+        let s = c.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json();
+        (s["pending"] == 0).then_some(())
+    })
+    .await;
+    let m = scrape(&c, &gw).await;
+    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "acme"), ("outcome", "accepted")]), 4.0);
+    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "acme"), ("outcome", "duplicate")]), 1.0);
+    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "acme"), ("outcome", "too_large")]), 1.0);
+    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "unknown"), ("outcome", "unknown_tenant")]), 1.0);
+    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "trap"), ("outcome", "quarantined")]), 1.0);
+    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "other"), ("outcome", "accepted")]), 2.0, "globex and late are over the cap");
+    assert_eq!(get(&m, "weir_plugin_failures_total", &[("tenant", "trap"), ("kind", "trap")]), 1.0);
+    assert_eq!(get(&m, "weir_delivered_total", &[]), 6.0);
+    assert_eq!(get(&m, "weir_forward_attempts_total", &[("upstream", &up.url()), ("outcome", "delivered")]), 6.0);
+    assert_eq!(get(&m, "weir_triggers", &[("state", "quarantined")]), 1.0);
+    assert_eq!(get(&m, "weir_upstream_state", &[("upstream", &up.url())]), 0.0);
+    assert!(get(&m, "weir_commit_batch_size_count", &[]) >= 1.0);
+    assert!(get(&m, "weir_store_used_bytes", &[]) > 0.0);
+    assert_eq!(get(&m, "weir_ready", &[]), 1.0);
+    // No trigger ids or paths in any label.
+    for ((_, labels), _) in &m {
+        for (k, v) in labels {
+            assert!(!v.starts_with("/") && v.len() != 26, "label {k}={v} looks like a path or an id");
+        }
+    }
+    gw.stop().await;
+}
