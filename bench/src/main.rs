@@ -131,18 +131,22 @@ fn header(ctx: &Ctx) -> serde_json::Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())));
-    let git = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(weir::workspace_root())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(weir::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let dirty = git(&["status", "--porcelain", "--", "gateway"]).map(|s| !s.is_empty());
     let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     serde_json::json!({
         "harness": "weir-bench",
         "unix_time": unix,
-        "git_commit": git,
+        "git_commit": git(&["rev-parse", "--short", "HEAD"]),
+        "gateway_sources_modified": dirty,
         "quick": ctx.quick,
         "runs": ctx.runs,
         "connections": ctx.connections,

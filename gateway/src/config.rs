@@ -165,11 +165,17 @@ impl Default for LogConfig {
 pub struct TelemetryConfig {
     /// Distinct `tenant` label values in metrics; the rest count as `other`.
     pub max_tenant_labels: u32,
+    /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); unset: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// Extra resource attributes, e.g. `{ "weir.pop" = "ams1", "cloud.region" = "eu-west-1" }`.
+    pub resource: BTreeMap<String, String>,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { max_tenant_labels: 100 }
+        TelemetryConfig { max_tenant_labels: 100, otlp_endpoint: None, service_name: "weir".into(), resource: BTreeMap::new() }
     }
 }
 
@@ -386,6 +392,12 @@ impl Config {
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
         }
+        if let Some(url) = &self.telemetry.otlp_endpoint {
+            let uri: http::Uri = url.parse().map_err(|_| invalid("telemetry.otlp_endpoint", format!("{url:?} is not a URL")))?;
+            if uri.scheme_str() != Some("http") {
+                return Err(invalid("telemetry.otlp_endpoint", format!("{url:?} must be http://host:port (OTLP/HTTP)")));
+            }
+        }
         let p = &self.plugins;
         if !(1..=1024).contains(&p.concurrency) {
             return Err(invalid("plugins.concurrency", format!("must be between 1 and 1024; got {}", p.concurrency)));
@@ -510,6 +522,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     // they are known to the schema too.
     let mut example = Config::default();
     example.admin.token = Some(String::new());
+    example.telemetry.otlp_endpoint = Some(String::new());
     example.tenants.push(TenantConfig {
         plugin: Some(PathBuf::new()),
         token: Some(String::new()),

@@ -59,11 +59,12 @@ pub enum RunError {
 /// store writers after their last commit.
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::new(config.telemetry.max_tenant_labels as usize));
+    let tracer = telemetry::Tracer::start(&config.telemetry, shutdown.clone());
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
     let repo_for_admin = repo.clone();
-    let (forwarder, forward_task) = forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), shutdown.clone()).await?;
+    let (forwarder, forward_task) = forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),
@@ -77,8 +78,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone(), metrics.clone());
-    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, metrics, shutdown.clone())?;
+    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone(), metrics.clone(), tracer.clone());
+    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, metrics, tracer, shutdown.clone())?;
     admin.resume_jobs().await;
     tracing::info!(
         ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),

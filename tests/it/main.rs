@@ -9,4 +9,5 @@ mod ingest;
 mod metrics;
 mod plugins;
 mod shutdown;
+mod traces;
 mod support;

@@ -42,7 +42,7 @@ struct Watch {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let n = ctx.triggers.unwrap_or(if ctx.quick { 5_000 } else { 1_000_000 });
     let runs = if ctx.runs_explicit || n < 100_000 { ctx.runs } else { 1 };
-    let cap = Duration::from_secs(if ctx.quick { 20 } else { 300 });
+    let cap = Duration::from_secs(if ctx.quick { 8 } else { 300 });
     let plugins = Plugins::ensure()?;
     let mut report = Report::new(
         "drain",

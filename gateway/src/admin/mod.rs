@@ -36,6 +36,7 @@ use routes::{Access, Miss, Name};
 pub struct Admin {
     store: Store,
     metrics: Arc<crate::telemetry::Metrics>,
+    tracer: crate::telemetry::Tracer,
     plugins: Arc<PluginHost>,
     forwarder: Forwarder,
     repo: Arc<PluginRepo>,
@@ -55,11 +56,13 @@ impl Admin {
         forwarder: Forwarder,
         repo: Arc<PluginRepo>,
         metrics: Arc<crate::telemetry::Metrics>,
+        tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
     ) -> Result<Arc<Admin>, AuthError> {
         let admin = Arc::new(Admin {
             store,
             metrics,
+            tracer,
             plugins,
             forwarder,
             jobs: replay::Jobs::default(),
@@ -188,6 +191,7 @@ impl Admin {
             ready: self.store.not_ready_reason(self.max_body_bytes).is_none(),
             replays_running: self.jobs.running(),
             upstreams: forward.upstreams.iter().map(|u| (u.url.clone(), u.state)).collect(),
+            trace_spans: self.tracer.counts(),
         };
         let mut resp = http::Response::new(h::full(self.metrics.render(&gauges)));
         resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));

@@ -98,6 +98,7 @@ impl Forwarder {
         store: Store,
         repo: Arc<PluginRepo>,
         metrics: Arc<crate::telemetry::Metrics>,
+        tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
     ) -> Result<(Forwarder, tokio::task::JoinHandle<()>), ForwardError> {
         let (control, control_rx) = mpsc::channel(16);
@@ -113,7 +114,7 @@ impl Forwarder {
             .map_err(|e| ForwardError::Config(e.to_string()))??
             .into_iter()
             .collect();
-        let scheduler = Scheduler::new(config, store, repo, metrics, shared.clone(), paused)?;
+        let scheduler = Scheduler::new(config, store, repo, metrics, tracer, shared.clone(), paused)?;
         let task = tokio::spawn(scheduler.run(control_rx, shutdown));
         Ok((Forwarder { shared }, task))
     }
@@ -189,6 +190,7 @@ enum Done {
 struct Scheduler {
     store: Store,
     metrics: Arc<crate::telemetry::Metrics>,
+    tracer: crate::telemetry::Tracer,
     repo: Arc<PluginRepo>,
     shared: Arc<Shared>,
     client: HttpClient,
@@ -219,6 +221,7 @@ impl Scheduler {
         store: Store,
         repo: Arc<PluginRepo>,
         metrics: Arc<crate::telemetry::Metrics>,
+        tracer: crate::telemetry::Tracer,
         shared: Arc<Shared>,
         paused: HashSet<String>,
     ) -> Result<Self, ForwardError> {
@@ -256,6 +259,7 @@ impl Scheduler {
         Ok(Scheduler {
             store,
             metrics,
+            tracer,
             repo,
             shared,
             client: deliver::client(timeout, f.max_in_flight as usize),
@@ -459,6 +463,7 @@ impl Scheduler {
         self.scheduled.insert(job.id);
         let ctx = AttemptCtx {
             store: self.store.clone(),
+            tracer: self.tracer.clone(),
             client: self.client.clone(),
             url: up.url.clone(),
             upstream,
@@ -618,6 +623,7 @@ impl Scheduler {
 /// Everything one attempt task needs.
 struct AttemptCtx {
     store: Store,
+    tracer: crate::telemetry::Tracer,
     client: HttpClient,
     url: Uri,
     upstream: usize,
@@ -638,8 +644,25 @@ impl AttemptCtx {
             }
         };
         let tenant = trigger.meta.tenant.clone();
+        // Each attempt is a span of the trigger's trace (stored at ingest);
+        // the upstream gets a traceparent naming this attempt.
+        let parent = trigger
+            .meta
+            .headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n == "traceparent")
+            .and_then(|(_, v)| crate::telemetry::SpanContext::from_traceparent(v));
+        let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
         let result = match deliver::request(&self.url, &trigger) {
-            Ok(req) => deliver::attempt(&self.client, req, self.timeout).await,
+            Ok(mut req) => {
+                if let Some(s) = &span {
+                    if let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent()) {
+                        req.headers_mut().insert("traceparent", v);
+                    }
+                }
+                deliver::attempt(&self.client, req, self.timeout).await
+            }
             Err(e) => AttemptResult { class: Class::Permanent, status: None, retry_after: None, elapsed: Duration::ZERO, detail: format!("cannot build request: {e}") },
         };
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -675,6 +698,20 @@ impl AttemptCtx {
             // idempotency key (at-least-once), never lost.
             tracing::warn!(trigger_id = %job.id, tenant = %tenant, error = %e, "cannot record the attempt; the trigger stays pending");
         }
+        if let Some(s) = span.as_mut() {
+            s.attr("url.full", self.url.to_string());
+            s.attr("weir.trigger_id", job.id.to_string());
+            s.attr("weir.tenant", tenant.clone());
+            s.attr("weir.attempt", u64::from(attempts));
+            s.attr("weir.outcome", outcome.as_str());
+            if let Some(status) = result.status {
+                s.attr("http.response.status_code", u64::from(status));
+            }
+            if result.class != Class::Delivered {
+                s.error(result.detail.clone());
+            }
+        }
+        self.tracer.end(span);
         match state {
             State::Dead => tracing::warn!(trigger_id = %job.id, tenant = %tenant, status = ?result.status, "trigger is dead: {}", result.detail),
             State::Delivered => tracing::debug!(trigger_id = %job.id, tenant = %tenant, "trigger delivered"),

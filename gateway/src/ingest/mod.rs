@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::config::{validate_label, Config, OnPluginError, TenantConfig};
 use crate::http::{self as h, BodyError, Resp};
 use crate::plugin::{Decision, Input, PluginHost, Ran, Transform};
+use crate::telemetry::{Kind, SpanContext};
 use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
 
 pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
@@ -25,6 +26,7 @@ pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
 /// Everything a request needs; shared by all connections of the listener.
 pub struct Ingest {
     store: Store,
+    tracer: crate::telemetry::Tracer,
     metrics: Arc<crate::telemetry::Metrics>,
     plugins: Arc<PluginHost>,
     forwarder: crate::forward::Forwarder,
@@ -49,9 +51,11 @@ impl Ingest {
         plugins: Arc<PluginHost>,
         forwarder: crate::forward::Forwarder,
         metrics: Arc<crate::telemetry::Metrics>,
+        tracer: crate::telemetry::Tracer,
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
             store,
+            tracer,
             metrics,
             plugins,
             forwarder,
@@ -88,19 +92,44 @@ impl Ingest {
         let tenant = tenant_config.id.clone();
         let source = source.to_string();
         let started = std::time::Instant::now();
-        let resp = self.ingest(req, tenant.clone(), source).await;
+        // Continue the sender's trace when it sent one.
+        let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(SpanContext::from_traceparent);
+        let mut span = self.tracer.span("ingest", Kind::Server, parent.as_ref());
+        let ctx = span.as_ref().map(|s| s.ctx);
+        let resp = self.ingest(req, tenant.clone(), source.clone(), ctx).await;
         let outcome = resp.extensions().get::<Outcome>().map_or("error", |o| o.0);
         self.metrics.ingest(&tenant, outcome, started.elapsed());
+        if let Some(s) = span.as_mut() {
+            s.attr("http.request.method", "POST");
+            s.attr("url.path", path.clone());
+            s.attr("http.response.status_code", u64::from(resp.status().as_u16()));
+            s.attr("weir.tenant", tenant.clone());
+            s.attr("weir.source", source);
+            s.attr("weir.outcome", outcome);
+            if let Some(id) = resp.extensions().get::<TriggerIdTag>() {
+                s.attr("weir.trigger_id", id.0.clone());
+            }
+            if resp.status().is_server_error() {
+                s.error(outcome);
+            }
+        }
+        self.tracer.end(span);
         resp
     }
 
-    async fn ingest(&self, req: Request<Incoming>, tenant: String, source: String) -> Resp {
+    async fn ingest(&self, req: Request<Incoming>, tenant: String, source: String, trace: Option<SpanContext>) -> Resp {
         let received = SystemTime::now();
         let idempotency_key = match idempotency_key(req.headers()) {
             Ok(k) => k,
             Err(resp) => return tag(resp, "bad_request"),
         };
-        let headers = headers::stored(req.headers());
+        let mut headers = headers::stored(req.headers());
+        if let Some(ctx) = &trace {
+            // The stored context is this ingest span, so forward attempts
+            // hours later join the same trace.
+            headers.retain(|(n, _)| n != "traceparent");
+            headers.push(("traceparent".into(), ctx.traceparent()));
+        }
         let plugin_input = self.plugins.has_plugin(&tenant).then(|| Input {
             tenant: tenant.clone(),
             source: source.clone(),
@@ -137,7 +166,16 @@ impl Ingest {
         if let Some(mut input) = plugin_input {
             input.body = body.clone();
             input.received_at_ms = received_at_ms;
-            if let Some(ran) = self.plugins.run(input).await {
+            let mut pspan = self.tracer.span("plugin", Kind::Internal, trace.as_ref());
+            let ran = self.plugins.run(input).await;
+            if let (Some(s), Some(r)) = (pspan.as_mut(), ran.as_ref()) {
+                s.attr("weir.plugin.version", u64::from(r.version.unwrap_or(0)));
+                if let Err(f) = &r.result {
+                    s.error(f.to_string());
+                }
+            }
+            self.tracer.end(pspan);
+            if let Some(ran) = ran {
                 let kind = match &ran.result {
                     Ok(Decision::Reject { .. }) => Some("reject"),
                     Ok(_) => None,
@@ -151,7 +189,16 @@ impl Ingest {
             }
         }
         let trigger = NewTrigger { id: self.store.next_id(received), meta, body, transformed };
-        match self.store.insert(trigger).await {
+        let mut cspan = self.tracer.span("store.commit", Kind::Internal, trace.as_ref());
+        let inserted = self.store.insert(trigger).await;
+        if let Some(s) = cspan.as_mut() {
+            match &inserted {
+                Ok(done) => s.attr("weir.commit.batch_size", u64::from(done.batch)),
+                Err(e) => s.error(e.to_string()),
+            }
+        }
+        self.tracer.end(cspan);
+        match inserted {
             Ok(done) => {
                 tracing::debug!(trigger_id = %done.id, tenant = %tenant, duplicate = done.duplicate, "trigger accepted");
                 if !done.duplicate && done.state == State::Pending {
@@ -162,7 +209,7 @@ impl Ingest {
                     (false, State::Quarantined) => "quarantined",
                     _ => "accepted",
                 };
-                tag(h::json(
+                let resp = tag(h::json(
                     StatusCode::ACCEPTED,
                     &Accepted {
                         id: Some(done.id.to_string()),
@@ -170,7 +217,10 @@ impl Ingest {
                         quarantined: done.state == State::Quarantined,
                         dropped: false,
                     },
-                ), outcome)
+                ), outcome);
+                let mut resp = resp;
+                resp.extensions_mut().insert(TriggerIdTag(done.id.to_string()));
+                resp
             }
             Err(e) => store_error(&tenant, e),
         }
@@ -236,6 +286,10 @@ pub(crate) fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Ve
     meta.has_transformed = t.body.is_some();
     t.body
 }
+
+/// The id of the stored trigger, for the ingest span.
+#[derive(Clone)]
+struct TriggerIdTag(String);
 
 /// The outcome label of an ingest response, for metrics.
 #[derive(Clone, Copy)]

@@ -85,6 +85,8 @@ pub struct Inserted {
     /// The idempotency key was seen before: nothing new was stored.
     pub duplicate: bool,
     pub state: State,
+    /// How many commands shared this trigger's group commit.
+    pub batch: u32,
 }
 
 /// A trigger read back with its bodies.

@@ -130,7 +130,7 @@ impl Writer {
                 self.publish(deltas);
                 for d in done {
                     match d {
-                        Done::Insert(reply, r) => drop(reply.send(r)),
+                        Done::Insert(reply, r) => drop(reply.send(r.map(|i| Inserted { batch: count as u32, ..i }))),
                         Done::Update(reply, r) => drop(reply.send(r)),
                     }
                 }
@@ -231,7 +231,7 @@ impl Writer {
                 if first_ms + self.config.idempotency_window_secs * 1000 > now_ms {
                     drop(idem);
                     let state = existing_state(txn, old_id)?.unwrap_or(t.meta.state);
-                    return Ok(Inserted { id: TriggerId::from_u128(old_id), duplicate: true, state });
+                    return Ok(Inserted { id: TriggerId::from_u128(old_id), duplicate: true, state, batch: 0 });
                 }
                 expired = Some((first_ms, old_id));
             }
@@ -265,7 +265,7 @@ impl Writer {
         tables::index_state(txn, &t.meta.tenant, id, None, Some(t.meta.state))?;
         deltas.state(&t.meta.tenant, t.meta.state, 1);
         deltas.bytes += cost as i64;
-        Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state })
+        Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state, batch: 0 })
     }
 
     /// Makes a committed batch visible to stats and the budget.

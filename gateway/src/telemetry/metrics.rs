@@ -207,6 +207,10 @@ impl Metrics {
                 }
             }
         }
+        help(&mut out, "weir_trace_spans_exported_total", "counter", "Trace spans accepted by the OTLP collector.");
+        let _ = writeln!(out, "weir_trace_spans_exported_total {}", gauges.trace_spans.0);
+        help(&mut out, "weir_trace_spans_dropped_total", "counter", "Trace spans dropped: export queue full or collector unreachable.");
+        let _ = writeln!(out, "weir_trace_spans_dropped_total {}", gauges.trace_spans.1);
         help(&mut out, "weir_upstream_state", "gauge", "Upstream breaker state: 0 healthy, 1 degraded, 2 open.");
         for (url, state) in &gauges.upstreams {
             let v = match *state {
@@ -232,6 +236,8 @@ pub struct Gauges {
     pub ready: bool,
     pub replays_running: usize,
     pub upstreams: Vec<(String, &'static str)>,
+    /// (exported, dropped) trace spans.
+    pub trace_spans: (u64, u64),
 }
 
 #[cfg(test)]

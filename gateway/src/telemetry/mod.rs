@@ -1,8 +1,10 @@
 //! Logs and metrics: how Weir makes its state visible.
 
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::{Gauges, Metrics};
+pub use trace::{Kind, Span, SpanContext, Tracer};
 
 use std::io::IsTerminal;
 

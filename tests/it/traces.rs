@@ -1,0 +1,153 @@
+//! One trace per trigger: a real OTLP/HTTP receiver decodes the protobuf the
+//! gateway exports and checks the spans' parent-child links, the continued
+//! incoming trace, and the traceparent the upstream receives.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use weir::config::TenantConfig;
+use weir_test_plugins as wasm;
+
+use crate::support::{eventually, Client, Gateway, Mode, Upstream};
+
+/// A loopback OTLP/HTTP receiver keeping every span (and counting requests).
+struct Receiver {
+    addr: std::net::SocketAddr,
+    spans: Arc<Mutex<Vec<Span>>>,
+    requests: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let requests: Arc<Mutex<usize>> = Arc::default();
+        let (s, r) = (spans.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (s, r) = (s.clone(), r.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (s, r) = (s.clone(), r.clone());
+                        async move {
+                            *r.lock().expect("lock") += 1;
+                            assert_eq!(req.uri().path(), "/v1/traces");
+                            assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let decoded = ExportTraceServiceRequest::decode(body).expect("valid OTLP protobuf");
+                            for rs in decoded.resource_spans {
+                                let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
+                                assert!(attrs.iter().any(|a| a.key == "service.name"), "service.name resource attribute");
+                                for ss in rs.scope_spans {
+                                    s.lock().expect("lock").extend(ss.spans);
+                                }
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Receiver { addr, spans, requests }
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().expect("lock").clone()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn attr(s: &Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    s.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref()).and_then(|v| match &v.value {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        Some(Value::IntValue(i)) => Some(i.to_string()),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
+    let otlp = Receiver::start().await;
+    let up = Upstream::start(Mode::Ok).await;
+    up.script(&[503]); // one failed attempt, then delivery: two forward spans
+    let gw = Gateway::start_with("", |c| {
+        c.forward.upstreams = vec![up.url()];
+        c.forward.backoff_base_ms = 20;
+        c.telemetry.otlp_endpoint = Some(format!("http://{}", otlp.addr));
+        c.telemetry.resource.insert("weir.pop".into(), "test-pop".into());
+        c.tenants.push(TenantConfig { id: "traced".into(), plugin: Some(PathBuf::from(wasm::PASSTHROUGH)), ..TenantConfig::default() });
+    })
+    .await;
+    let c = Client::new();
+    let incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let incoming_span = "00f067aa0ba902b7";
+    let tp = format!("00-{incoming_trace}-{incoming_span}-01");
+    let r = c.post(&gw.ingest_url("/ingest/traced/github"), &[("traceparent", &tp)], "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    up.wait_until(Duration::from_secs(20), |got| got.len() >= 2).await;
+
+    let spans = eventually(Duration::from_secs(20), || async {
+        let spans = otlp.spans();
+        (spans.iter().filter(|s| s.name == "forward").count() >= 2 && spans.iter().any(|s| s.name == "ingest")).then_some(spans)
+    })
+    .await;
+    let find = |name: &str| spans.iter().find(|s| s.name == name).cloned().unwrap_or_else(|| panic!("no {name} span in {spans:?}"));
+    let ingest = find("ingest");
+    let plugin = find("plugin");
+    let commit = find("store.commit");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == incoming_trace), "every span continues the sender's trace");
+    assert_eq!(hex(&ingest.parent_span_id), incoming_span, "ingest is a child of the sender's span");
+    assert_eq!(plugin.parent_span_id, ingest.span_id);
+    assert_eq!(commit.parent_span_id, ingest.span_id);
+    assert!(attr(&commit, "weir.commit.batch_size").is_some());
+    assert_eq!(attr(&ingest, "weir.trigger_id").as_deref(), Some(id.as_str()));
+    assert_eq!(attr(&ingest, "http.response.status_code").as_deref(), Some("202"));
+    let forwards: Vec<&Span> = spans.iter().filter(|s| s.name == "forward").collect();
+    for f in &forwards {
+        assert_eq!(f.parent_span_id, ingest.span_id, "forward attempts join the trigger's trace");
+        assert_eq!(attr(f, "weir.trigger_id").as_deref(), Some(id.as_str()));
+    }
+    // The upstream got a traceparent of this trace, naming the attempt's span.
+    let got = up.received();
+    for (i, g) in got.iter().enumerate() {
+        let sent = g.header("traceparent");
+        assert!(sent.starts_with(&format!("00-{incoming_trace}-")), "attempt {i}: {sent}");
+        let span_id = &sent[36..52];
+        assert!(forwards.iter().any(|f| hex(&f.span_id) == span_id), "attempt {i}'s traceparent names a forward span");
+    }
+    let m = c.get(&gw.admin_url("/metrics"), None).await;
+    assert!(String::from_utf8_lossy(&m.body).contains("weir_trace_spans_exported_total"));
+
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn with_telemetry_off_nothing_connects_and_traceparent_passes_through() {
+    let otlp = Receiver::start().await;
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| c.forward.upstreams = vec![up.url()]).await;
+    let c = Client::new();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for _ in 0..5 {
+        c.post(&gw.ingest_url("/ingest/acme/x"), &[("traceparent", tp)], "{}").await;
+    }
+    up.wait_until(Duration::from_secs(20), |got| got.len() >= 5).await;
+    assert!(up.received().iter().all(|g| g.header("traceparent") == tp), "the sender's traceparent, unchanged");
+    let dir = gw.stop().await;
+    drop(dir);
+    assert_eq!(*otlp.requests.lock().expect("lock"), 0, "no export without an endpoint");
+}
