@@ -268,11 +268,14 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
     runtime.block_on(async {
         let listeners = Listeners::bind(&config).await?;
         let (trigger, shutdown) = shutdown::channel();
+        // Both signal streams exist before the first signal is handled, so a
+        // second signal sent right after the first is never missed.
+        let mut signals = Signals::new();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.next().await;
             tracing::info!("shutdown requested: draining (send the signal again to exit at once)");
             trigger.trigger();
-            wait_for_signal().await;
+            signals.next().await;
             tracing::warn!("second signal: exiting without draining");
             std::process::exit(130);
         });
@@ -281,21 +284,30 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
     })
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+/// SIGTERM and SIGINT (Ctrl-C), registered once.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+    }
+
+    async fn next(&mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            // Without signal handlers, Ctrl-C is still caught portably.
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                // Without signal handlers, Ctrl-C is still caught portably.
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -263,7 +263,7 @@ async fn a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
     let gw = Gateway::start_with("", |c| {
         fast(c, &[&up]);
         c.forward.max_in_flight = 3;
-        c.forward.timeout_ms = 400;
+        c.forward.timeout_ms = 1000;
         c.forward.failure_threshold = 1000;
     })
     .await;
@@ -278,7 +278,7 @@ async fn a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
     })
     .await;
     let d = t["attempts"][0]["duration_ms"].as_u64().expect("duration");
-    assert!((360..=440).contains(&d), "a 400 ms timeout fired after {d} ms");
+    assert!((900..=1100).contains(&d), "a 1000 ms timeout fired after {d} ms (within 10 %)");
     assert_eq!(t["attempts"][0]["outcome"], "retry");
     assert!(t["attempts"][0]["detail"].as_str().expect("detail").contains("timed out"));
     // Let a few rounds of attempts happen, then rebuild the gateway's own
@@ -289,7 +289,7 @@ async fn a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
         for id in &ids {
             n += get(&c, &gw, id).await["attempts"].as_array().map_or(0, |a| a.len());
         }
-        (n >= 12).then_some(())
+        (n >= 9).then_some(())
     })
     .await;
     let mut edges = Vec::new();

@@ -144,32 +144,50 @@ pub(crate) fn pending_of_tenant(
     Ok(out)
 }
 
-/// Keeps `by_state` and `pending_by_tenant` in step with a trigger's state.
-pub(crate) fn index_state(
-    txn: &WriteTransaction,
-    tenant: &str,
-    id: u128,
-    old: Option<State>,
-    new: Option<State>,
-) -> Result<(), StoreError> {
-    let mut by_state = txn.open_table(BY_STATE).map_err(io_err)?;
-    if let Some(old) = old {
-        by_state.remove((old.code(), id)).map_err(io_err)?;
+/// Every table a write batch touches, opened once per transaction (opening
+/// a table costs a lookup in redb's table tree: per trigger it adds up).
+pub(crate) struct Tables<'t> {
+    pub triggers: redb::Table<'t, u128, &'static [u8]>,
+    pub bodies: redb::Table<'t, u128, &'static [u8]>,
+    pub transformed: redb::Table<'t, u128, &'static [u8]>,
+    pub by_state: redb::Table<'t, (u8, u128), ()>,
+    pub pending: redb::Table<'t, (&'static str, u128), ()>,
+    pub idempotency: redb::Table<'t, (&'static str, &'static str), (u128, u64)>,
+    pub idem_expiry: redb::Table<'t, (u64, u128), (&'static str, &'static str)>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            triggers: txn.open_table(TRIGGERS).map_err(io_err)?,
+            bodies: txn.open_table(BODIES).map_err(io_err)?,
+            transformed: txn.open_table(TRANSFORMED).map_err(io_err)?,
+            by_state: txn.open_table(BY_STATE).map_err(io_err)?,
+            pending: txn.open_table(PENDING_BY_TENANT).map_err(io_err)?,
+            idempotency: txn.open_table(IDEMPOTENCY).map_err(io_err)?,
+            idem_expiry: txn.open_table(IDEM_EXPIRY).map_err(io_err)?,
+        })
     }
-    if let Some(new) = new {
-        by_state.insert((new.code(), id), ()).map_err(io_err)?;
-    }
-    let was = old == Some(State::Pending);
-    let is = new == Some(State::Pending);
-    if was != is {
-        let mut pending = txn.open_table(PENDING_BY_TENANT).map_err(io_err)?;
-        if is {
-            pending.insert((tenant, id), ()).map_err(io_err)?;
-        } else {
-            pending.remove((tenant, id)).map_err(io_err)?;
+
+    /// Keeps `by_state` and `pending_by_tenant` in step with a trigger's state.
+    pub fn index_state(&mut self, tenant: &str, id: u128, old: Option<State>, new: Option<State>) -> Result<(), StoreError> {
+        if let Some(old) = old {
+            self.by_state.remove((old.code(), id)).map_err(io_err)?;
         }
+        if let Some(new) = new {
+            self.by_state.insert((new.code(), id), ()).map_err(io_err)?;
+        }
+        let was = old == Some(State::Pending);
+        let is = new == Some(State::Pending);
+        if was != is {
+            if is {
+                self.pending.insert((tenant, id), ()).map_err(io_err)?;
+            } else {
+                self.pending.remove((tenant, id)).map_err(io_err)?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Per-batch changes to the counters, written once per transaction.

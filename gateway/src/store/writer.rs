@@ -12,11 +12,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Durability, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{State, TriggerMeta};
-use super::tables::{self, Deltas, BODIES, IDEMPOTENCY, IDEM_EXPIRY, PER_TRIGGER_OVERHEAD, TRANSFORMED, TRIGGERS};
+use super::tables::{self, Deltas, Tables, PER_TRIGGER_OVERHEAD};
 use super::{io_err, open_database, Change, Inserted, NewTrigger, Shard, StoreError};
 use crate::config::StoreConfig;
 use crate::id::TriggerId;
@@ -171,11 +171,15 @@ impl Writer {
         }
         let mut deltas = Deltas::default();
         let now_ms = now_ms();
+        let mut tables = match Tables::open(&txn) {
+            Ok(t) => t,
+            Err(e) => return Err((placeholders(batch), e)),
+        };
         let mut iter = batch.into_iter();
         while let Some(cmd) = iter.next() {
             let result = match cmd {
                 Command::Insert { trigger, reply } => {
-                    let r = self.insert(&txn, trigger, now_ms, &mut deltas);
+                    let r = self.insert(&mut tables, trigger, now_ms, &mut deltas);
                     match r {
                         Err(e) if !is_logical(&e) => {
                             done.push(Done::Insert(reply, Err(StoreError::Io(String::new()))));
@@ -188,7 +192,7 @@ impl Writer {
                     }
                 }
                 Command::Update { id, change, reply } => {
-                    let r = update(&txn, id, change, &mut deltas);
+                    let r = update(&mut tables, id, change, &mut deltas);
                     match r {
                         Err(e) if !is_logical(&e) => {
                             done.push(Done::Update(reply, Err(StoreError::Io(String::new()))));
@@ -208,10 +212,11 @@ impl Writer {
         }
         if Instant::now() >= self.next_sweep {
             self.next_sweep = Instant::now() + SWEEP_EVERY;
-            if let Err(e) = sweep_idempotency(&txn, now_ms.saturating_sub(self.config.idempotency_window_secs * 1000)) {
+            if let Err(e) = sweep_idempotency(&mut tables, now_ms.saturating_sub(self.config.idempotency_window_secs * 1000)) {
                 return Err((done, e));
             }
         }
+        drop(tables);
         if let Err(e) = deltas.write(&txn) {
             return Err((done, e));
         }
@@ -221,16 +226,14 @@ impl Writer {
         }
     }
 
-    fn insert(&self, txn: &WriteTransaction, t: NewTrigger, now_ms: u64, deltas: &mut Deltas) -> Result<Inserted, StoreError> {
+    fn insert(&self, tables: &mut Tables<'_>, t: NewTrigger, now_ms: u64, deltas: &mut Deltas) -> Result<Inserted, StoreError> {
         let id = t.id.as_u128();
         let mut expired: Option<(u64, u128)> = None;
         if let Some(key) = &t.meta.idempotency_key {
-            let idem = txn.open_table(IDEMPOTENCY).map_err(io_err)?;
-            let seen = idem.get((t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
+            let seen = tables.idempotency.get((t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
             if let Some((old_id, first_ms)) = seen {
                 if first_ms + self.config.idempotency_window_secs * 1000 > now_ms {
-                    drop(idem);
-                    let state = existing_state(txn, old_id)?.unwrap_or(t.meta.state);
+                    let state = existing_state(tables, old_id)?.unwrap_or(t.meta.state);
                     return Ok(Inserted { id: TriggerId::from_u128(old_id), duplicate: true, state, batch: 0 });
                 }
                 expired = Some((first_ms, old_id));
@@ -247,22 +250,18 @@ impl Writer {
             return Err(StoreError::Full { used, budget: self.budget.limit });
         }
         if let Some(key) = &t.meta.idempotency_key {
-            let mut expiry = txn.open_table(IDEM_EXPIRY).map_err(io_err)?;
             if let Some(old) = expired {
-                expiry.remove(old).map_err(io_err)?;
+                tables.idem_expiry.remove(old).map_err(io_err)?;
             }
-            expiry.insert((now_ms, id), (t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?;
-            txn.open_table(IDEMPOTENCY)
-                .map_err(io_err)?
-                .insert((t.meta.tenant.as_str(), key.as_str()), (id, now_ms))
-                .map_err(io_err)?;
+            tables.idem_expiry.insert((now_ms, id), (t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?;
+            tables.idempotency.insert((t.meta.tenant.as_str(), key.as_str()), (id, now_ms)).map_err(io_err)?;
         }
-        txn.open_table(TRIGGERS).map_err(io_err)?.insert(id, record.as_slice()).map_err(io_err)?;
-        txn.open_table(BODIES).map_err(io_err)?.insert(id, t.body.as_ref()).map_err(io_err)?;
+        tables.triggers.insert(id, record.as_slice()).map_err(io_err)?;
+        tables.bodies.insert(id, t.body.as_ref()).map_err(io_err)?;
         if let Some(tb) = &t.transformed {
-            txn.open_table(TRANSFORMED).map_err(io_err)?.insert(id, tb.as_ref()).map_err(io_err)?;
+            tables.transformed.insert(id, tb.as_ref()).map_err(io_err)?;
         }
-        tables::index_state(txn, &t.meta.tenant, id, None, Some(t.meta.state))?;
+        tables.index_state(&t.meta.tenant, id, None, Some(t.meta.state))?;
         deltas.state(&t.meta.tenant, t.meta.state, 1);
         deltas.bytes += cost as i64;
         Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state, batch: 0 })
@@ -330,10 +329,9 @@ impl Writer {
     }
 }
 
-fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut Deltas) -> Result<bool, StoreError> {
+fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut Deltas) -> Result<bool, StoreError> {
     let key = id.as_u128();
-    let mut triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
-    let Some(old) = triggers.get(key).map_err(io_err)?.map(|v| v.value().to_vec()) else { return Ok(false) };
+    let Some(old) = tables.triggers.get(key).map_err(io_err)?.map(|v| v.value().to_vec()) else { return Ok(false) };
     let mut meta = TriggerMeta::decode(&old).map_err(|source| StoreError::Corrupt { id, source })?;
     let old_state = meta.state;
     deltas.state(&meta.tenant, old_state, -1);
@@ -347,9 +345,8 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
                 meta.note = note;
             }
             let record = meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
-            triggers.insert(key, record.as_slice()).map_err(io_err)?;
-            drop(triggers);
-            tables::index_state(txn, &meta.tenant, key, Some(old_state), Some(state))?;
+            tables.triggers.insert(key, record.as_slice()).map_err(io_err)?;
+            tables.index_state(&meta.tenant, key, Some(old_state), Some(state))?;
             deltas.state(&meta.tenant, state, 1);
             deltas.bytes += record.len() as i64 - old.len() as i64;
         }
@@ -361,51 +358,44 @@ fn update(txn: &WriteTransaction, id: TriggerId, change: Change, deltas: &mut De
             new_meta.body_len = meta.body_len;
             new_meta.has_transformed = transformed.is_some();
             let record = new_meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
-            triggers.insert(key, record.as_slice()).map_err(io_err)?;
-            drop(triggers);
-            tables::index_state(txn, &meta.tenant, key, Some(old_state), Some(new_meta.state))?;
-            let mut bodies = txn.open_table(TRANSFORMED).map_err(io_err)?;
+            tables.triggers.insert(key, record.as_slice()).map_err(io_err)?;
+            tables.index_state(&meta.tenant, key, Some(old_state), Some(new_meta.state))?;
             let old_t = match &transformed {
-                Some(t) => bodies.insert(key, t.as_slice()).map_err(io_err)?.map_or(0, |b| b.value().len()),
-                None => bodies.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len()),
+                Some(t) => tables.transformed.insert(key, t.as_slice()).map_err(io_err)?.map_or(0, |b| b.value().len()),
+                None => tables.transformed.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len()),
             };
             deltas.state(&meta.tenant, new_meta.state, 1);
             deltas.bytes += record.len() as i64 - old.len() as i64 + transformed.as_ref().map_or(0, |t| t.len()) as i64 - old_t as i64;
         }
         Change::Delete => {
-            triggers.remove(key).map_err(io_err)?;
-            drop(triggers);
-            tables::index_state(txn, &meta.tenant, key, Some(old_state), None)?;
-            let body = txn.open_table(BODIES).map_err(io_err)?.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
-            let transformed =
-                txn.open_table(TRANSFORMED).map_err(io_err)?.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
+            tables.triggers.remove(key).map_err(io_err)?;
+            tables.index_state(&meta.tenant, key, Some(old_state), None)?;
+            let body = tables.bodies.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
+            let transformed = tables.transformed.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
             deltas.bytes -= (old.len() + body + transformed) as i64 + PER_TRIGGER_OVERHEAD as i64;
         }
     }
     Ok(true)
 }
 
-fn existing_state(txn: &WriteTransaction, id: u128) -> Result<Option<State>, StoreError> {
-    let triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
-    let raw = triggers.get(id).map_err(io_err)?;
+fn existing_state(tables: &Tables<'_>, id: u128) -> Result<Option<State>, StoreError> {
+    let raw = tables.triggers.get(id).map_err(io_err)?;
     Ok(raw.and_then(|r| TriggerMeta::decode(r.value()).ok()).map(|m| m.state))
 }
 
 /// Forgets idempotency keys first seen before `cutoff_ms`, a bounded number per batch.
-fn sweep_idempotency(txn: &WriteTransaction, cutoff_ms: u64) -> Result<(), StoreError> {
-    let mut expiry = txn.open_table(IDEM_EXPIRY).map_err(io_err)?;
-    let mut idem = txn.open_table(IDEMPOTENCY).map_err(io_err)?;
+fn sweep_idempotency(tables: &mut Tables<'_>, cutoff_ms: u64) -> Result<(), StoreError> {
     let mut old = Vec::new();
-    for entry in expiry.range((0, 0)..(cutoff_ms, 0)).map_err(io_err)?.take(SWEEP_MAX) {
+    for entry in tables.idem_expiry.range((0, 0)..(cutoff_ms, 0)).map_err(io_err)?.take(SWEEP_MAX) {
         let (k, v) = entry.map_err(io_err)?;
         let (tenant, key) = v.value();
         old.push((k.value(), tenant.to_string(), key.to_string()));
     }
     for ((first_ms, id), tenant, key) in old {
-        expiry.remove((first_ms, id)).map_err(io_err)?;
-        let current = idem.get((tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
+        tables.idem_expiry.remove((first_ms, id)).map_err(io_err)?;
+        let current = tables.idempotency.get((tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
         if current == Some((id, first_ms)) {
-            idem.remove((tenant.as_str(), key.as_str())).map_err(io_err)?;
+            tables.idempotency.remove((tenant.as_str(), key.as_str())).map_err(io_err)?;
         }
     }
     Ok(())
