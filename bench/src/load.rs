@@ -17,8 +17,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,15 +41,33 @@ pub struct Target {
 
 impl Target {
     /// A POST of `body` to `path` with extra headers.
-    pub fn post(addr: SocketAddr, path: &str, body: Bytes, extra: &[(&str, String)]) -> anyhow::Result<Target> {
+    pub fn post(
+        addr: SocketAddr,
+        path: &str,
+        body: Bytes,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Target> {
         let mut headers = client::base_headers(addr);
-        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         for (name, value) in extra {
-            let value = value.parse().with_context(|| format!("header value for {name}"))?;
-            let name: http::HeaderName = name.parse().with_context(|| format!("header name {name}"))?;
+            let value = value
+                .parse()
+                .with_context(|| format!("header value for {name}"))?;
+            let name: http::HeaderName = name
+                .parse()
+                .with_context(|| format!("header name {name}"))?;
             headers.insert(name, value);
         }
-        Ok(Target { addr, path: path.to_string(), headers, body, expect: StatusCode::ACCEPTED })
+        Ok(Target {
+            addr,
+            path: path.to_string(),
+            headers,
+            body,
+            expect: StatusCode::ACCEPTED,
+        })
     }
 }
 
@@ -76,11 +94,21 @@ pub struct Plan {
 
 impl Plan {
     pub fn closed(connections: usize, warmup: Duration, duration: Duration) -> Plan {
-        Plan { pace: Pace::Closed, connections, warmup, duration: Some(duration), max_ok: None, stop: None }
+        Plan {
+            pace: Pace::Closed,
+            connections,
+            warmup,
+            duration: Some(duration),
+            max_ok: None,
+            stop: None,
+        }
     }
 
     pub fn open(rate: f64, connections: usize, warmup: Duration, duration: Duration) -> Plan {
-        Plan { pace: Pace::Open(rate), ..Plan::closed(connections, warmup, duration) }
+        Plan {
+            pace: Pace::Open(rate),
+            ..Plan::closed(connections, warmup, duration)
+        }
     }
 }
 
@@ -124,7 +152,11 @@ impl Outcome {
         if self.other.is_empty() && self.errors == 0 {
             return None;
         }
-        let mut parts: Vec<String> = self.other.iter().map(|(s, n)| format!("{n}× {s}")).collect();
+        let mut parts: Vec<String> = self
+            .other
+            .iter()
+            .map(|(s, n)| format!("{n}× {s}"))
+            .collect();
         if self.errors > 0 {
             parts.push(format!("{} connection errors", self.errors));
         }
@@ -187,7 +219,13 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
         .enumerate()
         .map(|(k, conn)| tokio::spawn(user(run.clone(), k, conn, start)))
         .collect();
-    let mut out = Outcome { ok: 0, other: BTreeMap::new(), errors: 0, elapsed: Duration::ZERO, hist: new_hist() };
+    let mut out = Outcome {
+        ok: 0,
+        other: BTreeMap::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        hist: new_hist(),
+    };
     let mut last = measure_from;
     for t in tasks {
         let tally = t.await.context("a load connection task failed")?;
@@ -208,12 +246,21 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
 
 /// One virtual user: one connection, sending per the plan's pace.
 async fn user(run: Arc<Run>, k: usize, mut conn: Conn, start: Instant) -> Tally {
-    let mut tally = Tally { ok: 0, other: BTreeMap::new(), errors: 0, hist: new_hist(), last: None };
+    let mut tally = Tally {
+        ok: 0,
+        other: BTreeMap::new(),
+        errors: 0,
+        hist: new_hist(),
+        last: None,
+    };
     let (interval, mut next) = match run.plan.pace {
         Pace::Closed => (Duration::ZERO, start),
         Pace::Open(rate) => {
             let rate = rate.max(0.001);
-            (Duration::from_secs_f64(run.plan.connections as f64 / rate), start + Duration::from_secs_f64(k as f64 / rate))
+            (
+                Duration::from_secs_f64(run.plan.connections as f64 / rate),
+                start + Duration::from_secs_f64(k as f64 / rate),
+            )
         }
     };
     let open = matches!(run.plan.pace, Pace::Open(_));
@@ -231,7 +278,14 @@ async fn user(run: Arc<Run>, k: usize, mut conn: Conn, start: Instant) -> Tally 
         }
         // Charged from the schedule only when this connection held the request back.
         let began = if open && prev_done > next { next } else { now };
-        let result = conn.send(Method::POST, &run.target.path, &run.target.headers, run.target.body.clone()).await;
+        let result = conn
+            .send(
+                Method::POST,
+                &run.target.path,
+                &run.target.headers,
+                run.target.body.clone(),
+            )
+            .await;
         let done = Instant::now();
         prev_done = done;
         next += interval;
@@ -266,7 +320,9 @@ fn record(run: &Run, tally: &mut Tally, status: StatusCode, began: Instant, done
     } else {
         *tally.other.entry(status.as_u16()).or_default() += 1;
     }
-    tally.hist.saturating_record((done - began).as_micros().max(1) as u64);
+    tally
+        .hist
+        .saturating_record((done - began).as_micros().max(1) as u64);
     tally.last = Some(done);
 }
 

@@ -224,7 +224,8 @@ pub struct TenantConfig {
     pub id: String,
     /// Path to the tenant's plugin component (`.wasm`), if any.
     pub plugin: Option<PathBuf>,
-    /// Wall-clock budget of one plugin call, instantiation included.
+    /// Time budget of one plugin call, instantiation included: CPU time of the
+    /// call, with a wall-clock cap of four times the budget.
     pub plugin_timeout_ms: u64,
     /// Linear memory a plugin instance may grow to.
     pub plugin_memory_mb: u64,

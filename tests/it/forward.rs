@@ -258,7 +258,7 @@ async fn a_500_storm_opens_the_breaker_without_multiplying_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
+async fn timing_a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
     let up = Upstream::start(Mode::Slow(Duration::from_secs(3))).await;
     let gw = Gateway::start_with("", |c| {
         fast(c, &[&up]);

@@ -166,7 +166,7 @@ async fn reject_answers_the_plugin_status_and_drop_stores_nothing() {
 
 /// Each hostile plugin: quarantined within 1.2 x the deadline, process up.
 #[tokio::test]
-async fn hostile_plugins_are_contained_and_their_triggers_quarantined() {
+async fn timing_hostile_plugins_are_contained_and_their_triggers_quarantined() {
     const DEADLINE_MS: u64 = 500;
     let hostile = [
         ("spin", wasm::SPIN_FOREVER, "deadline"),

@@ -1,8 +1,10 @@
 //! Retry delay policy: capped exponential backoff with full jitter.
 //!
-//! "Full jitter" (a uniform draw from zero up to the exponential ceiling)
-//! spreads retries from many deliveries that failed together across the whole
-//! interval, so a recovering upstream is not hit by synchronized waves.
+//! Full jitter between the base and the exponential ceiling (a uniform draw
+//! in `[base, min(cap, base * 2^(attempt+1))]`) spreads retries from many
+//! deliveries that failed together across the whole interval, so a
+//! recovering upstream is not hit by synchronized waves; the floor at the
+//! base keeps a retry from landing before the breaker has seen the failures.
 //! The policy is pure: the caller passes the attempt number and the RNG, which
 //! keeps it deterministic under test.
 
@@ -70,10 +72,14 @@ impl Backoff {
     /// The delay before retry number `attempt` (0 = the first retry):
     /// uniform in `[0, ceiling(attempt)]`, both ends included.
     pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(attempt);
+        // Full jitter *above the base*: uniform in [base, ceiling(attempt + 1)].
+        // A retry never comes sooner than the base, so the failures that open
+        // a breaker arrive before any retry can add to them.
+        let floor = self.base.as_nanos();
+        let ceiling = self.ceiling(attempt.saturating_add(1)).as_nanos().max(floor);
         // Draw in whole nanoseconds so the result is exact and can never
         // exceed the ceiling (a float draw could round past it).
-        let nanos = rng.random_range(0..=ceiling.as_nanos());
+        let nanos = rng.random_range(floor..=ceiling);
         duration_from_nanos(nanos)
     }
 }
@@ -143,10 +149,11 @@ mod tests {
         let b = Backoff::new(ms(50), Duration::from_secs(30)).expect("valid");
         let mut rng = StdRng::seed_from_u64(7);
         for attempt in 0..200u32 {
-            let ceiling = b.ceiling(attempt);
+            let ceiling = b.ceiling(attempt.saturating_add(1));
             for _ in 0..50 {
                 let d = b.delay(attempt, &mut rng);
                 assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+                assert!(d >= b.base(), "attempt {attempt}: {d:?} below the base");
                 assert!(d <= b.cap());
             }
         }
@@ -181,19 +188,20 @@ mod tests {
     fn distribution_is_not_degenerate() {
         let b = Backoff::new(ms(100), Duration::from_secs(10)).expect("valid");
         let mut rng = StdRng::seed_from_u64(42);
-        let attempt = 5; // ceiling 3.2 s
-        let ceiling = b.ceiling(attempt).as_secs_f64();
+        let attempt = 4; // draws in [0.1 s, 3.2 s]
+        let floor = b.base().as_secs_f64();
+        let ceiling = b.ceiling(attempt + 1).as_secs_f64();
         let n = 4000;
         let mut buckets = [0usize; 4];
         let mut sum = 0.0;
         for _ in 0..n {
             let d = b.delay(attempt, &mut rng).as_secs_f64();
             sum += d;
-            // Quarter of the ceiling each; clamp the inclusive top end.
-            let idx = ((d / ceiling) * 4.0) as usize;
+            // Quarter of the range each; clamp the inclusive top end.
+            let idx = (((d - floor) / (ceiling - floor)) * 4.0) as usize;
             buckets[idx.min(3)] += 1;
         }
-        // A uniform draw puts ~25% in each quarter and averages ceiling/2.
+        // A uniform draw puts ~25% in each quarter and averages the midpoint.
         for (i, count) in buckets.iter().enumerate() {
             assert!(
                 (800..=1200).contains(count),
@@ -201,7 +209,7 @@ mod tests {
             );
         }
         let mean = sum / f64::from(n);
-        assert!((mean - ceiling / 2.0).abs() < ceiling * 0.05, "mean {mean}");
+        assert!((mean - (floor + ceiling) / 2.0).abs() < ceiling * 0.05, "mean {mean}");
     }
 
     #[test]

@@ -94,6 +94,21 @@ pub(super) struct Job {
     pub max_output_bytes: usize,
 }
 
+/// Wall-clock cap on a call, as a multiple of its CPU budget.
+const WALL_FACTOR: u32 = 4;
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own; the clock id is a
+    // constant the kernel always supports on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Plugin stderr kept for the failure detail (panic messages land there).
 const STDERR_CAP: usize = 2048;
 
@@ -135,10 +150,19 @@ impl Job {
         );
         store.limiter(|s| &mut s.limits);
         // Set before instantiation: start functions count against the deadline too.
+        // The budget is the CPU time this thread spends on the call, so a busy
+        // machine does not quarantine a well-behaved plugin; a wall-clock cap
+        // of WALL_FACTOR x the budget bounds how long a slot can be held.
         let timeout = self.timeout;
+        let cpu_start = thread_cpu_time();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if started.elapsed() >= timeout { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) })
+            let cpu = thread_cpu_time().saturating_sub(cpu_start);
+            Ok(if cpu >= timeout || started.elapsed() >= timeout * WALL_FACTOR {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
         });
         let trigger = Trigger {
             tenant: input.tenant,
@@ -157,7 +181,7 @@ impl Job {
             .and_then(|instance| instance.call_handle(&mut store, &trigger));
         match outcome {
             Ok(verdict) => check(verdict, self.max_output_bytes),
-            Err(e) => Err(classify(&e, started.elapsed() >= timeout, &stderr, timeout)),
+            Err(e) => Err(classify(&e, started.elapsed() >= timeout * WALL_FACTOR, &stderr, timeout)),
         }
     }
 }
@@ -168,7 +192,10 @@ fn classify(e: &wasmtime::Error, past_deadline: bool, stderr: &MemoryOutputPipe,
     let out = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let with_stderr = |d: String| if out.is_empty() { d } else { format!("{d}; plugin stderr: {out}") };
     if trap == Some(Trap::Interrupt) || (past_deadline && trap.is_none()) {
-        return Failure { kind: FailureKind::Deadline, detail: format!("did not finish within {} ms", timeout.as_millis()) };
+        return Failure {
+            kind: FailureKind::Deadline,
+            detail: format!("did not finish within its {} ms budget (CPU time; wall-clock cap {}x)", timeout.as_millis(), WALL_FACTOR),
+        };
     }
     // A failed memory.grow with trap_on_grow_failure is not a `Trap` value.
     if text.contains("growing memory") || text.contains("memory limit") || text.contains("memory allocation") {
