@@ -138,11 +138,19 @@ impl Default for ForwardConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Operator bearer token for the admin API (or `WEIR_ADMIN_TOKEN`).
     pub token: Option<String>,
+    /// Pace of `GET /v1/backup`, so a backup does not starve ingest of CPU and disk.
+    pub backup_max_mb_per_sec: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { token: None, backup_max_mb_per_sec: 40 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -384,6 +392,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&f.retry_budget_ratio) || f.retry_budget_ratio.is_nan() {
             return Err(invalid("forward.retry_budget_ratio", format!("must be between 0 and 1; got {}", f.retry_budget_ratio)));
+        }
+        if self.admin.backup_max_mb_per_sec == 0 {
+            return Err(invalid("admin.backup_max_mb_per_sec", "must be at least 1".into()));
         }
         if let Some(token) = &self.admin.token {
             if token.trim().is_empty() {

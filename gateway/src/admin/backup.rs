@@ -49,11 +49,21 @@ impl Admin {
         let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(4);
         let (store, repo, shutdown) = (self.store.clone(), self.repo.clone(), self.shutdown.clone());
         let handle = tokio::runtime::Handle::current();
+        let rate = self.backup_bytes_per_sec.max(1);
         tokio::task::spawn_blocking(move || {
             let mut out = Writer { buf: BytesMut::with_capacity(CHUNK), sent: 0 };
+            let started = std::time::Instant::now();
+            let mut paced = 0u64;
             let result = write_snapshot(&store, &repo, &mut out, &mut |chunk| {
                 if shutdown.is_triggered() {
                     return Err(StoreError::ShuttingDown);
+                }
+                // Pace the stream (admin.backup_max_mb_per_sec): a backup must
+                // not take the CPU and disk that ingest needs.
+                paced += chunk.len() as u64;
+                let due = std::time::Duration::from_secs_f64(paced as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait.min(std::time::Duration::from_millis(100)));
                 }
                 handle.block_on(tx.send_data(chunk)).map_err(|_| StoreError::Io("the client went away".into()))
             });

@@ -46,6 +46,7 @@ pub struct Admin {
     tenants: Vec<String>,
     max_component_bytes: u64,
     max_body_bytes: u64,
+    backup_bytes_per_sec: u64,
 }
 
 impl Admin {
@@ -72,6 +73,7 @@ impl Admin {
             tenants: config.tenants.iter().map(|t| t.id.clone()).collect(),
             max_component_bytes: config.plugins.max_component_bytes,
             max_body_bytes: config.server.max_body_bytes,
+            backup_bytes_per_sec: config.admin.backup_max_mb_per_sec * 1024 * 1024,
         });
         Ok(admin)
     }
