@@ -179,11 +179,19 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// Extra resource attributes, e.g. `{ "weir.pop" = "ams1", "cloud.region" = "eu-west-1" }`.
     pub resource: BTreeMap<String, String>,
+    /// How often metrics are pushed over OTLP (when `otlp_endpoint` is set).
+    pub otlp_metrics_interval_secs: u64,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { max_tenant_labels: 100, otlp_endpoint: None, service_name: "weir".into(), resource: BTreeMap::new() }
+        TelemetryConfig {
+            max_tenant_labels: 100,
+            otlp_endpoint: None,
+            service_name: "weir".into(),
+            resource: BTreeMap::new(),
+            otlp_metrics_interval_secs: 10,
+        }
     }
 }
 

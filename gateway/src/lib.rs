@@ -81,6 +81,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone(), metrics.clone(), tracer.clone());
     let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, metrics, tracer, shutdown.clone())?;
     admin.resume_jobs().await;
+    if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+        let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
+        admin.start_metrics_export(endpoint.clone(), telemetry::trace::resource(&config.telemetry), every);
+    }
     tracing::info!(
         ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin_addr = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -22,6 +22,8 @@ struct Receiver {
     addr: std::net::SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
     requests: Arc<Mutex<usize>>,
+    /// Metric name → sum of its number data points, from the latest export.
+    metrics: Arc<Mutex<std::collections::BTreeMap<String, f64>>>,
 }
 
 impl Receiver {
@@ -30,18 +32,40 @@ impl Receiver {
         let addr = listener.local_addr().expect("addr");
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
         let requests: Arc<Mutex<usize>> = Arc::default();
-        let (s, r) = (spans.clone(), requests.clone());
+        let metrics: Arc<Mutex<std::collections::BTreeMap<String, f64>>> = Arc::default();
+        let (s, r, m) = (spans.clone(), requests.clone(), metrics.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (s, r) = (s.clone(), r.clone());
+                let (s, r, m) = (s.clone(), r.clone(), m.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (s, r) = (s.clone(), r.clone());
+                        let (s, r, m) = (s.clone(), r.clone(), m.clone());
                         async move {
                             *r.lock().expect("lock") += 1;
-                            assert_eq!(req.uri().path(), "/v1/traces");
                             assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                            let path = req.uri().path().to_string();
                             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            if path == "/v1/metrics" {
+                                use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+                                use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+                                let decoded = ExportMetricsServiceRequest::decode(body).expect("valid OTLP metrics protobuf");
+                                let mut latest = m.lock().expect("lock");
+                                for rm in decoded.resource_metrics {
+                                    for sm in rm.scope_metrics {
+                                        for metric in sm.metrics {
+                                            let points = match metric.data {
+                                                Some(Data::Sum(s)) => s.data_points,
+                                                Some(Data::Gauge(g)) => g.data_points,
+                                                _ => continue,
+                                            };
+                                            let total = points.iter().filter_map(|p| match p.value { Some(Value::AsDouble(v)) => Some(v), Some(Value::AsInt(i)) => Some(i as f64), None => None }).sum();
+                                            latest.insert(metric.name, total);
+                                        }
+                                    }
+                                }
+                                return Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())));
+                            }
+                            assert_eq!(path, "/v1/traces");
                             let decoded = ExportTraceServiceRequest::decode(body).expect("valid OTLP protobuf");
                             for rs in decoded.resource_spans {
                                 let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
@@ -57,7 +81,7 @@ impl Receiver {
                 });
             }
         });
-        Receiver { addr, spans, requests }
+        Receiver { addr, spans, requests, metrics }
     }
 
     fn spans(&self) -> Vec<Span> {
@@ -88,6 +112,7 @@ async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
         c.forward.backoff_base_ms = 20;
         c.telemetry.otlp_endpoint = Some(format!("http://{}", otlp.addr));
         c.telemetry.resource.insert("weir.pop".into(), "test-pop".into());
+        c.telemetry.otlp_metrics_interval_secs = 1;
         c.tenants.push(TenantConfig { id: "traced".into(), plugin: Some(PathBuf::from(wasm::PASSTHROUGH)), ..TenantConfig::default() });
     })
     .await;
@@ -131,6 +156,14 @@ async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
     }
     let m = c.get(&gw.admin_url("/metrics"), None).await;
     assert!(String::from_utf8_lossy(&m.body).contains("weir_trace_spans_exported_total"));
+    // The same instruments arrive over OTLP.
+    let pushed = eventually(Duration::from_secs(20), || async {
+        let m = otlp.metrics.lock().expect("lock").clone();
+        (m.get("weir_delivered_total").copied().unwrap_or(0.0) >= 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(pushed.get("weir_ingest_requests_total").copied(), Some(1.0));
+    assert!(pushed.contains_key("weir_store_budget_bytes"));
 
     gw.stop().await;
 }

@@ -171,14 +171,12 @@ impl Admin {
         }
     }
 
-    async fn metrics_page(&self, method: &http::Method) -> Resp {
-        if method != http::Method::GET {
-            return h::method_not_allowed("GET", method, "/metrics");
-        }
+    /// The values read from their owners at scrape (or OTLP export) time.
+    async fn gauges(&self) -> crate::telemetry::Gauges {
         let stats = self.store.stats().await.unwrap_or_default();
         let now = now_ms();
         let forward = self.forwarder.status();
-        let gauges = crate::telemetry::Gauges {
+        crate::telemetry::Gauges {
             pending_by_tenant: self.store.pending_by_tenant(),
             by_state: vec![
                 ("pending", stats.pending),
@@ -194,7 +192,52 @@ impl Admin {
             replays_running: self.jobs.running(),
             upstreams: forward.upstreams.iter().map(|u| (u.url.clone(), u.state)).collect(),
             trace_spans: self.tracer.counts(),
-        };
+        }
+    }
+
+    /// Pushes the metrics to the OTLP collector every `every` until shutdown.
+    pub fn start_metrics_export(self: &Arc<Self>, endpoint: String, resource: opentelemetry_proto::tonic::resource::v1::Resource, every: std::time::Duration) {
+        let admin = self.clone();
+        tokio::spawn(async move {
+            use prost::Message;
+            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+            let url = format!("{}/v1/metrics", endpoint.trim_end_matches('/'));
+            let start = crate::telemetry::trace::now_ns();
+            let mut shutdown = admin.shutdown.clone();
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let gauges = admin.gauges().await;
+                let metrics = admin.metrics.to_otlp(&gauges, start, crate::telemetry::trace::now_ns());
+                let body = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+                    resource_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
+                        resource: Some(resource.clone()),
+                        scope_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ScopeMetrics { metrics, ..Default::default() }],
+                        ..Default::default()
+                    }],
+                }
+                .encode_to_vec();
+                let req = http::Request::post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)));
+                if let Ok(req) = req {
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), client.request(req)).await {
+                        Ok(Ok(r)) if r.status().is_success() => {}
+                        other => tracing::debug!(ok = matches!(other, Ok(Ok(_))), "metrics export failed; next interval retries with fresh values"),
+                    }
+                }
+            }
+        });
+    }
+
+    async fn metrics_page(&self, method: &http::Method) -> Resp {
+        if method != http::Method::GET {
+            return h::method_not_allowed("GET", method, "/metrics");
+        }
+        let gauges = self.gauges().await;
         let mut resp = http::Response::new(h::full(self.metrics.render(&gauges)));
         resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
         resp

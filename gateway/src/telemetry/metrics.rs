@@ -224,6 +224,137 @@ impl Metrics {
     }
 }
 
+/// OTLP export of the same instruments (cumulative temporality).
+pub mod otlp {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, AggregationTemporality, Gauge, Histogram as OHistogram, HistogramDataPoint, Metric, NumberDataPoint, Sum,
+    };
+
+    use super::*;
+
+    fn attrs(keys: &[&str], values: &[String]) -> Vec<KeyValue> {
+        keys.iter()
+            .zip(values)
+            .map(|(k, v)| KeyValue { key: (*k).into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.clone())) }), ..Default::default() })
+            .collect()
+    }
+
+    fn point(attributes: Vec<KeyValue>, v: f64, start: u64, now: u64) -> NumberDataPoint {
+        NumberDataPoint { attributes, start_time_unix_nano: start, time_unix_nano: now, value: Some(number_data_point::Value::AsDouble(v)), ..Default::default() }
+    }
+
+    fn sum(name: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
+        Metric {
+            name: name.into(),
+            description: description.into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn gauge(name: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
+        Metric { name: name.into(), description: description.into(), data: Some(metric::Data::Gauge(Gauge { data_points: points })), ..Default::default() }
+    }
+
+    fn histogram(name: &str, h: &Histogram, attributes: Vec<KeyValue>, start: u64, now: u64) -> HistogramDataPoint {
+        let mut counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let count = h.count.load(Ordering::Relaxed);
+        counts.push(count.saturating_sub(counts.iter().sum()));
+        let _ = name;
+        HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            count,
+            sum: Some(h.sum_micro.load(Ordering::Relaxed) as f64 / 1e6),
+            bucket_counts: counts,
+            explicit_bounds: h.bounds.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn hist_metric(name: &str, description: &str, points: Vec<HistogramDataPoint>) -> Metric {
+        Metric {
+            name: name.into(),
+            description: description.into(),
+            data: Some(metric::Data::Histogram(OHistogram {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn family(f: &Family, keys: &[&str], start: u64, now: u64) -> Vec<NumberDataPoint> {
+        f.values.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(l, v)| point(attrs(keys, l), *v as f64, start, now)).collect()
+    }
+
+    impl Metrics {
+        /// The instruments as OTLP metrics; `start` is when counting began.
+        pub fn to_otlp(&self, g: &Gauges, start: u64, now: u64) -> Vec<Metric> {
+            let mut out = vec![
+                sum("weir_ingest_requests_total", "Ingest requests by tenant and outcome.", family(&self.ingest_requests, &["tenant", "outcome"], start, now)),
+                hist_metric("weir_ingest_duration_seconds", "Ingest request latency.", vec![histogram("", &self.ingest_seconds, vec![], start, now)]),
+                hist_metric(
+                    "weir_plugin_duration_seconds",
+                    "Plugin run time per trigger, by tenant.",
+                    self.plugin_seconds
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .map(|(t, h)| histogram("", h, attrs(&["tenant"], std::slice::from_ref(t)), start, now))
+                        .collect(),
+                ),
+                sum("weir_plugin_failures_total", "Plugin failures by tenant and kind.", family(&self.plugin_failures, &["tenant", "kind"], start, now)),
+                hist_metric("weir_commit_batch_size", "Triggers per group commit.", vec![histogram("", &self.commit_batch, vec![], start, now)]),
+                hist_metric("weir_commit_duration_seconds", "Group commit time including fsync.", vec![histogram("", &self.commit_seconds, vec![], start, now)]),
+                sum("weir_forward_attempts_total", "Delivery attempts by upstream and outcome.", family(&self.forward_attempts, &["upstream", "outcome"], start, now)),
+                sum("weir_delivered_total", "Triggers delivered.", vec![point(vec![], self.delivered.load(Ordering::Relaxed) as f64, start, now)]),
+                sum("weir_dead_total", "Triggers that became dead.", vec![point(vec![], self.dead.load(Ordering::Relaxed) as f64, start, now)]),
+                sum("weir_replayed_total", "Triggers replayed.", vec![point(vec![], self.replayed.load(Ordering::Relaxed) as f64, start, now)]),
+            ];
+            let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
+            for (t, n) in &g.pending_by_tenant {
+                *by_label.entry(self.tenant_label(t)).or_default() += n;
+            }
+            out.push(gauge(
+                "weir_pending_triggers",
+                "Pending triggers by tenant.",
+                by_label.into_iter().map(|(t, n)| point(attrs(&["tenant"], &[t]), n as f64, start, now)).collect(),
+            ));
+            out.push(gauge(
+                "weir_triggers",
+                "Stored triggers by state.",
+                g.by_state.iter().map(|(s, n)| point(attrs(&["state"], &[s.to_string()]), *n as f64, start, now)).collect(),
+            ));
+            for (name, v) in [
+                ("weir_oldest_pending_age_seconds", g.oldest_pending_age_secs),
+                ("weir_store_bytes", g.store_bytes as f64),
+                ("weir_store_used_bytes", g.used_bytes as f64),
+                ("weir_store_budget_bytes", g.budget_bytes as f64),
+                ("weir_ready", f64::from(u8::from(g.ready))),
+                ("weir_replay_jobs_running", g.replays_running as f64),
+            ] {
+                out.push(gauge(name, "", vec![point(vec![], v, start, now)]));
+            }
+            out.push(gauge(
+                "weir_upstream_state",
+                "0 healthy, 1 degraded, 2 open.",
+                g.upstreams
+                    .iter()
+                    .map(|(u, s)| point(attrs(&["upstream"], &[u.clone()]), match *s { "healthy" => 0.0, "degraded" => 1.0, _ => 2.0 }, start, now))
+                    .collect(),
+            ));
+            out
+        }
+    }
+}
+
 /// Values read from their owners at scrape time.
 #[derive(Debug, Default)]
 pub struct Gauges {

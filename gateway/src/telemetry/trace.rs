@@ -169,11 +169,7 @@ impl Tracer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let exported = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
-        let mut attributes = vec![kv("service.name", &config.service_name)];
-        for (k, v) in &config.resource {
-            attributes.push(kv(k, v));
-        }
-        let resource = Resource { attributes, ..Default::default() };
+        let resource = resource(config);
         tokio::spawn(export_loop(endpoint, resource, rx, exported.clone(), dropped.clone(), shutdown));
         Tracer { inner: Some(Arc::new(Inner { tx, dropped, exported })) }
     }
@@ -224,11 +220,20 @@ impl Tracer {
     }
 }
 
+/// The OTLP resource: `service.name` and `[telemetry.resource]`.
+pub fn resource(config: &TelemetryConfig) -> Resource {
+    let mut attributes = vec![kv("service.name", &config.service_name)];
+    for (k, v) in &config.resource {
+        attributes.push(kv(k, v));
+    }
+    Resource { attributes, ..Default::default() }
+}
+
 fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue { key: k.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }), ..Default::default() }
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
