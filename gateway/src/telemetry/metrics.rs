@@ -213,12 +213,7 @@ impl Metrics {
         let _ = writeln!(out, "weir_trace_spans_dropped_total {}", gauges.trace_spans.1);
         help(&mut out, "weir_upstream_state", "gauge", "Upstream breaker state: 0 healthy, 1 degraded, 2 open.");
         for (url, state) in &gauges.upstreams {
-            let v = match *state {
-                "healthy" => 0,
-                "degraded" => 1,
-                _ => 2,
-            };
-            let _ = writeln!(out, "weir_upstream_state{{upstream=\"{}\"}} {v}", escape(url));
+            let _ = writeln!(out, "weir_upstream_state{{upstream=\"{}\"}} {}", escape(url), upstream_state_value(state));
         }
         out
     }
@@ -347,11 +342,20 @@ pub mod otlp {
                 "0 healthy, 1 degraded, 2 open.",
                 g.upstreams
                     .iter()
-                    .map(|(u, s)| point(attrs(&["upstream"], &[u.clone()]), match *s { "healthy" => 0.0, "degraded" => 1.0, _ => 2.0 }, start, now))
+                    .map(|(u, s)| point(attrs(&["upstream"], &[u.clone()]), upstream_state_value(s), start, now))
                     .collect(),
             ));
             out
         }
+    }
+}
+
+/// `weir_upstream_state`: 0 healthy, 1 degraded, 2 open.
+fn upstream_state_value(state: &str) -> f64 {
+    match state {
+        "healthy" => 0.0,
+        "degraded" => 1.0,
+        _ => 2.0,
     }
 }
 
