@@ -12,6 +12,7 @@
 
 mod client;
 mod load;
+mod machine;
 mod report;
 mod scenarios;
 mod servers;
@@ -179,6 +180,7 @@ fn header(ctx: &Ctx) -> serde_json::Value {
         "warmup_secs": ctx.warmup.as_secs_f64(),
         "duration_secs": ctx.duration.as_secs_f64(),
         "weir": ctx.weir.as_ref().map(|p| p.display().to_string()),
+        "weir_built_unix_time": ctx.weir.as_ref().and_then(|p| std::fs::metadata(p).ok()?.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
         "harness_profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

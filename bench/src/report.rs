@@ -151,6 +151,8 @@ pub struct Report {
     pub goals: Vec<Goal>,
     pub notes: Vec<String>,
     pub elapsed_secs: f64,
+    /// Share of the machine's CPU other processes used meanwhile (see `machine`).
+    pub foreign_cpu_percent: Option<f64>,
 }
 
 impl Report {
@@ -252,6 +254,7 @@ impl Report {
             "scenario": self.scenario,
             "setup": self.setup,
             "elapsed_secs": self.elapsed_secs,
+            "foreign_cpu_percent": self.foreign_cpu_percent,
             "metrics": self.metrics.iter().map(Metric::to_json).collect::<Vec<_>>(),
             "goals": self.goals,
             "notes": self.notes,

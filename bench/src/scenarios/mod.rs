@@ -18,6 +18,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::load::{self, Outcome, Pace, Plan, Target};
+use crate::machine::CpuMark;
 use crate::report::{Metric, Report, Unit};
 use crate::weir::workspace_root;
 
@@ -121,6 +122,7 @@ pub fn need_weir(list: &[Scenario]) -> bool {
 /// Runs one scenario and times it.
 pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let cpu = CpuMark::now();
     let mut report = match s {
         Scenario::Ingest => ingest::run(ctx, ingest::Flavor::Passthrough).await,
         Scenario::IngestHmac => ingest::run(ctx, ingest::Flavor::Hmac).await,
@@ -133,6 +135,12 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
     }
     .with_context(|| format!("scenario {}", s.name()))?;
     report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.foreign_cpu_percent = cpu.zip(CpuMark::now()).map(|(a, b)| a.foreign_percent(&b));
+    if let Some(p) = report.foreign_cpu_percent.filter(|p| *p > 5.0) {
+        report.note(format!(
+            "other processes used {p:.0} % of the machine's CPU during this scenario: its figures are perturbed (ratios less so)"
+        ));
+    }
     Ok(report)
 }
 

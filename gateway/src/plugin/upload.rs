@@ -93,10 +93,23 @@ impl PluginHost {
         check_header(&bytes, self.limits.max_component_bytes)?;
         let sha256 = sha256_hex(&bytes);
         let bytes = Arc::new(bytes);
-        let artifact = self.compile((*bytes).clone()).await?;
-        // SAFETY: `artifact` was just produced by this engine.
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
-            .map_err(|e| UploadError::Compile(e.to_string()))?;
+        // The same component (another tenant, or a re-upload) compiles once:
+        // reuse Weir's own artifact for this content and engine when there is one.
+        let (repo, sha, compat) = (self.repo.clone(), sha256.clone(), self.compat);
+        let cached = blocking(move || repo.artifact(&sha, compat)).await?;
+        // SAFETY: artifacts in plugins.redb are produced by this engine's
+        // precompile_component and stored where tenants cannot write.
+        let reused = cached.and_then(|a| unsafe { Component::deserialize(&self.engine, &a) }.ok().map(|c| (a, c)));
+        let (artifact, component) = match reused {
+            Some(pair) => pair,
+            None => {
+                let artifact = self.compile((*bytes).clone()).await?;
+                // SAFETY: `artifact` was just produced by this engine.
+                let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+                    .map_err(|e| UploadError::Compile(e.to_string()))?;
+                (artifact, component)
+            }
+        };
         // Link before storing: a component for the wrong world is never stored.
         let probe = self.link(component, 0, &sha256)?;
         let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
