@@ -9,6 +9,10 @@ rustup target add wasm32-wasip2
 # attempt timeout); they run afterwards, one at a time, so the rest of the
 # suite running in parallel on 2 cores cannot stretch what they measure.
 cargo test --workspace --locked -- --skip timing_
+# The benchmark harness in quick mode against the debug binary the tests
+# built: only to keep every scenario working (its figures mean nothing here).
+cargo run --locked -q -p weir-bench -- all --quick --weir target/debug/weir --json target/weir-bench/ci-quick.json > target/weir-bench-quick.txt
+echo "weir-bench quick mode: every scenario ran (report in target/weir-bench-quick.txt)"
 cargo test --locked -p weir-gateway --test it timing_ -- --test-threads=1
 # Plugin SDK: its pure helpers (HMAC, signature parsing) run on the host.
 cargo test --locked --manifest-path plugins/Cargo.toml -p weir-plugin-sdk
