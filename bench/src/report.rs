@@ -188,9 +188,13 @@ impl Report {
     /// The readable table.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let foreign = self
+            .foreign_cpu_percent
+            .map(|p| format!(", other processes used {p:.0} % of the CPU meanwhile"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "\n== {} ({:.0} s) ==",
+            "\n== {} ({:.0} s{foreign}) ==",
             self.scenario, self.elapsed_secs
         );
         let _ = writeln!(out, "{}", self.setup);
