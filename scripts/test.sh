@@ -11,8 +11,11 @@ rustup target add wasm32-wasip2
 cargo test --workspace --locked -- --skip timing_
 # The benchmark harness in quick mode against the debug binary the tests
 # built: only to keep every scenario working (its figures mean nothing here).
-cargo run --locked -q -p weir-bench -- all --quick --weir target/debug/weir --json target/weir-bench/ci-quick.json > target/weir-bench-quick.txt
-echo "weir-bench quick mode: every scenario ran (report in target/weir-bench-quick.txt)"
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir/weir-bench"
+cargo run --locked -q -p weir-bench -- all --quick --weir "$target_dir/debug/weir" \
+  --json "$target_dir/weir-bench/ci-quick.json" > "$target_dir/weir-bench/ci-quick.txt"
+echo "weir-bench quick mode: every scenario ran (report in $target_dir/weir-bench/ci-quick.txt)"
 cargo test --locked -p weir-gateway --test it timing_ -- --test-threads=1
 # Plugin SDK: its pure helpers (HMAC, signature parsing) run on the host.
 cargo test --locked --manifest-path plugins/Cargo.toml -p weir-plugin-sdk
