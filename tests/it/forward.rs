@@ -219,7 +219,7 @@ async fn an_outage_is_absorbed_and_probed_then_the_backlog_drains() {
     assert!(attempts as f64 <= allowed, "{attempts} attempts in {outage:.1}s");
 
     up.up();
-    eventually(Duration::from_secs(60), || async { (status(&c, &gw).await["pending"] == 0).then_some(()) }).await;
+    eventually(Duration::from_secs(120), || async { (status(&c, &gw).await["pending"] == 0).then_some(()) }).await;
     let delivered: BTreeSet<String> = up.received().iter().map(|r| r.header("weir-trigger-id").to_string()).collect();
     assert!(ids.iter().all(|id| delivered.contains(id)), "the whole backlog drained");
     gw.stop().await;

@@ -370,6 +370,14 @@ impl Scheduler {
         // Once the budget refuses a retry, only first attempts go out this round.
         let mut retries_allowed = true;
         while let Some((job, from_lane)) = self.next_job(now, retries_allowed) {
+            // Ask the budget before the breaker, so a refused retry never uses
+            // up the one probe an open breaker allows per interval.
+            if job.retries > 0 && self.budget.available(now) == 0 {
+                self.schedule(now + BUDGET_WAIT, job);
+                wake = Some(now + BUDGET_WAIT);
+                retries_allowed = false;
+                continue;
+            }
             match self.admit(now) {
                 Ok((upstream, ticket)) => {
                     if job.retries > 0 && !self.budget.try_withdraw_retry(now) {
