@@ -3,7 +3,8 @@
 //!
 //! The 2-core machine is shared (builds, test suites); a scenario measured
 //! while something else burned CPU says so in its notes instead of passing
-//! off a perturbed figure as Weir's.
+//! off a perturbed figure as Weir's. Kernel threads doing writeback for weir
+//! (ext4, block layer) count as "other", so a few percent is normal.
 
 /// CPU counters at one moment, in clock ticks.
 #[derive(Debug, Clone, Copy)]

@@ -136,7 +136,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
     .with_context(|| format!("scenario {}", s.name()))?;
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.foreign_cpu_percent = cpu.zip(CpuMark::now()).map(|(a, b)| a.foreign_percent(&b));
-    if let Some(p) = report.foreign_cpu_percent.filter(|p| *p > 5.0) {
+    if let Some(p) = report.foreign_cpu_percent.filter(|p| *p > 15.0) {
         report.note(format!(
             "other processes used {p:.0} % of the machine's CPU during this scenario: its figures are perturbed (ratios less so)"
         ));
