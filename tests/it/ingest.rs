@@ -282,3 +282,19 @@ async fn status_reports_counts_sizes_and_oldest_pending_age() {
     assert!(s["oldest_pending_age_ms"].as_u64().is_some());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_slower_than_the_request_timeout_gets_408_and_nothing_is_stored() {
+    let gw = Gateway::start_with("", |c| c.server.request_timeout_ms = 300).await;
+    let mut s = tokio::net::TcpStream::connect(gw.ingest).await.expect("connect");
+    // Half a body, then silence: the server answers once its timeout passes.
+    s.write_all(b"POST /ingest/acme/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhello").await.expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.expect("read");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    let status = Client::new().get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json();
+    assert_eq!(status["pending"], 0);
+    gw.stop().await;
+}

@@ -93,7 +93,11 @@ impl Ingest {
         let source = source.to_string();
         let started = std::time::Instant::now();
         // Continue the sender's trace when it sent one.
-        let parent = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(SpanContext::from_traceparent);
+        let parent = if self.tracer.is_on() {
+            req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(SpanContext::from_traceparent)
+        } else {
+            None
+        };
         let mut span = self.tracer.span("ingest", Kind::Server, parent.as_ref());
         let ctx = span.as_ref().map(|s| s.ctx);
         let resp = self.ingest(req, tenant.clone(), source.clone(), ctx).await;
