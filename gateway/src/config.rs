@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "WEIR_";
 
 /// `WEIR_*` variables that belong to the CLI, not to the config file.
-const CLI_ENV_VARS: &[&str] = &["WEIR_ADMIN_URL", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
+const CLI_ENV_VARS: &[&str] = &["WEIR_ADMIN_URL", "WEIR_ADMIN_CA_FILE", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -43,6 +43,41 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Requests slower than this to send their headers and body get 408.
     pub request_timeout_ms: u64,
+    /// HTTPS on the ingest listener (absent: plain HTTP).
+    pub tls: Option<TlsConfig>,
+    /// HTTPS on the admin listener (absent: plain HTTP).
+    pub admin_tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]` / `[server.admin_tls]`: a certificate for one listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Oldest TLS version accepted: "1.2" or "1.3".
+    pub min_version: String,
+    /// A client that has not completed its handshake by then is closed.
+    pub handshake_timeout_ms: u64,
+    /// How often the files are checked for a new certificate; 0: only on SIGHUP.
+    pub watch_interval_ms: u64,
+    /// `weir_tls_certificate_expiring` turns 1 this many days before expiry.
+    pub expiry_warn_days: u32,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            min_version: "1.2".into(),
+            handshake_timeout_ms: 10_000,
+            watch_interval_ms: 5_000,
+            expiry_warn_days: 14,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -53,6 +88,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             request_timeout_ms: 30_000,
+            tls: None,
+            admin_tls: None,
         }
     }
 }
@@ -118,6 +155,12 @@ pub struct ForwardConfig {
     pub retry_budget_ratio: f64,
     /// ...plus this many per second.
     pub retry_budget_min_per_sec: u32,
+    /// Extra CA certificates (PEM) trusted for https upstreams, besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) presented to upstreams that ask (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for ForwardConfig {
@@ -134,6 +177,9 @@ impl Default for ForwardConfig {
             probe_interval_ms: 1000,
             retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 1,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -340,6 +386,17 @@ impl Config {
         if self.server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1".into()));
         }
+        for (prefix, tls) in [("server.tls", &self.server.tls), ("server.admin_tls", &self.server.admin_tls)] {
+            if let Some(tls) = tls {
+                validate_tls(prefix, tls)?;
+            }
+        }
+        if self.forward.client_cert.is_some() != self.forward.client_key.is_some() {
+            return Err(invalid(
+                if self.forward.client_cert.is_some() { "forward.client_key" } else { "forward.client_cert" },
+                "forward.client_cert and forward.client_key go together; set both for mutual TLS, or neither".into(),
+            ));
+        }
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must name a directory, e.g. \"weir-data\"".into()));
         }
@@ -494,6 +551,23 @@ pub fn validate_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_tls(prefix: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid { key: format!("{prefix}.{key}"), message };
+    if tls.cert.as_os_str().is_empty() {
+        return Err(invalid("cert", "must name the PEM certificate chain file, e.g. \"/etc/weir/tls/cert.pem\"".into()));
+    }
+    if tls.key.as_os_str().is_empty() {
+        return Err(invalid("key", "must name the PEM private key file, e.g. \"/etc/weir/tls/key.pem\"".into()));
+    }
+    if crate::tls::versions(&tls.min_version).is_none() {
+        return Err(invalid("min_version", format!("must be \"1.2\" or \"1.3\" (older versions are not offered); got {:?}", tls.min_version)));
+    }
+    if !(1..=300_000).contains(&tls.handshake_timeout_ms) {
+        return Err(invalid("handshake_timeout_ms", format!("must be between 1 and 300000; got {}", tls.handshake_timeout_ms)));
+    }
+    Ok(())
+}
+
 fn validate_upstream(url: &str) -> Result<(), String> {
     let uri: http::Uri = url
         .parse()
@@ -543,6 +617,11 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     let mut example = Config::default();
     example.admin.token = Some(String::new());
     example.telemetry.otlp_endpoint = Some(String::new());
+    example.server.tls = Some(TlsConfig::default());
+    example.server.admin_tls = Some(TlsConfig::default());
+    example.forward.ca_file = Some(PathBuf::new());
+    example.forward.client_cert = Some(PathBuf::new());
+    example.forward.client_key = Some(PathBuf::new());
     example.tenants.push(TenantConfig {
         plugin: Some(PathBuf::new()),
         token: Some(String::new()),

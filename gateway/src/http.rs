@@ -5,20 +5,22 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
+use crate::tls::ServerTls;
 
 pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
 pub type Resp = Response<ResponseBody>;
@@ -100,14 +102,29 @@ pub async fn read_body(req: Request<Incoming>, limit: u64, timeout: Duration) ->
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until shutdown, then stops accepting and
-/// gives in-flight requests up to `grace` to finish.
-pub async fn serve<F, Fut>(listener: TcpListener, name: &'static str, handler: F, mut shutdown: Shutdown, grace: Duration)
-where
+/// Serves HTTP/1.1 and HTTP/2 (over TLS when `tls` is set, chosen by ALPN;
+/// in the clear by the HTTP/2 preface) on `listener` until shutdown, then
+/// stops accepting and gives in-flight requests up to `grace` to finish.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    name: &'static str,
+    tls: Option<Arc<ServerTls>>,
+    handler: F,
+    mut shutdown: Shutdown,
+    grace: Duration,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -127,13 +144,23 @@ where
                     let fut = handler(req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
+                // The watcher is taken before the handshake, so shutdown waits
+                // for (and then closes) a connection still in its handshake.
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let result = match tls {
+                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
+                            Err(e) => {
+                                tracing::debug!(listener = name, %peer, error = %e, "TLS connection refused");
+                                return;
+                            }
+                        },
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -167,6 +194,18 @@ pub fn rfc3339(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
+/// Howard Hinnant's days_from_civil: days from 1970-01-01 to a proleptic
+/// Gregorian date (the inverse of the arithmetic in [`rfc3339`]).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +215,8 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_488_591_123), "2026-11-24T02:49:51.123Z");
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(rfc3339(days_from_civil(2026, 11, 24) as u64 * 86_400_000), "2026-11-24T00:00:00.000Z");
     }
 }

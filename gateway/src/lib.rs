@@ -15,6 +15,7 @@ pub mod plugin;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub enum RunError {
     Forward(#[from] forward::ForwardError),
     #[error(transparent)]
     Auth(#[from] admin::AuthError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Runs the gateway until `shutdown` fires, then drains: stop accepting,
@@ -60,6 +63,15 @@ pub enum RunError {
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::new(config.telemetry.max_tenant_labels as usize));
     let tracer = telemetry::Tracer::start(&config.telemetry, shutdown.clone());
+    // Certificates first: a bad one stops startup before anything is opened.
+    let listener_tls = |name, prefix, tls: &Option<config::TlsConfig>| -> Result<Option<std::sync::Arc<tls::ServerTls>>, RunError> {
+        let Some(tls) = tls else { return Ok(None) };
+        let server = tls::ServerTls::load(name, prefix, tls, metrics.clone())?;
+        server.spawn_watcher(shutdown.clone());
+        Ok(Some(server))
+    };
+    let ingest_tls = listener_tls("ingest", "server.tls", &config.server.tls)?;
+    let admin_tls = listener_tls("admin", "server.admin_tls", &config.server.admin_tls)?;
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
@@ -86,13 +98,15 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         admin.start_metrics_export(endpoint.clone(), telemetry::trace::resource(&config.telemetry), every);
     }
     tracing::info!(
+        ingest_scheme = if ingest_tls.is_some() { "https" } else { "http" },
+        admin_scheme = if admin_tls.is_some() { "https" } else { "http" },
         ingest_addr = %listeners.ingest.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin_addr = %listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         store = %store.dir().display(),
         "weir listening"
     );
-    let ingest_task = http::serve(listeners.ingest, "ingest", move |req| ingest.clone().handle(req), shutdown.clone(), grace);
-    let admin_task = http::serve(listeners.admin, "admin", move |req| admin.clone().handle(req), shutdown.clone(), grace);
+    let ingest_task = http::serve(listeners.ingest, "ingest", ingest_tls, move |req| ingest.clone().handle(req), shutdown.clone(), grace);
+    let admin_task = http::serve(listeners.admin, "admin", admin_tls, move |req| admin.clone().handle(req), shutdown.clone(), grace);
     tokio::join!(ingest_task, admin_task);
     // Listeners are drained; let in-flight deliveries record, then stop writing.
     let _ = tokio::join!(forward_task, retention);

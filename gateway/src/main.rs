@@ -30,6 +30,9 @@ struct AdminArgs {
     /// Print JSON for scripts instead of tables
     #[arg(long, global = true)]
     json: bool,
+    /// Extra CA certificates (PEM) to trust for an https:// admin URL, besides the system's
+    #[arg(long, env = "WEIR_ADMIN_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -161,7 +164,11 @@ enum PluginCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => match Config::load(Some(&file)) {
+        Command::CheckConfig { file } => match Config::load(Some(&file)).map_err(|e| e.to_string()).and_then(|c| {
+            // The certificate files too: a config that names unusable ones would not start.
+            weir::tls::check(&c).map_err(|e| e.to_string())?;
+            Ok(c)
+        }) {
             Ok(c) => {
                 println!(
                     "{}: valid ({} tenant(s), {} upstream(s), store in {})",
@@ -200,7 +207,8 @@ fn global(a: &AdminArgs) -> Result<Global, CliError> {
         None => match &a.config {
             Some(path) => {
                 let c = Config::load(Some(path)).map_err(|e| CliError::Usage(e.to_string()))?;
-                format!("http://{}", c.server.admin_listen)
+                let scheme = if c.server.admin_tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", c.server.admin_listen)
             }
             None => "http://127.0.0.1:9090".into(),
         },
@@ -214,7 +222,7 @@ fn global(a: &AdminArgs) -> Result<Global, CliError> {
         ),
         None => std::env::var("WEIR_ADMIN_TOKEN").ok(),
     };
-    Ok(Global { admin_url, token, json: a.json })
+    Ok(Global { admin_url, token, json: a.json, ca_file: a.ca_file.clone() })
 }
 
 fn admin_command(command: Command) -> Result<(), CliError> {
@@ -271,6 +279,7 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
         // Both signal streams exist before the first signal is handled, so a
         // second signal sent right after the first is never missed.
         let mut signals = Signals::new();
+        hangup_is_not_fatal();
         tokio::spawn(async move {
             signals.next().await;
             tracing::info!("shutdown requested: draining (send the signal again to exit at once)");
@@ -282,6 +291,23 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
         weir::run(config, listeners, shutdown).await?;
         Ok(())
     })
+}
+
+/// SIGHUP's default action ends the process. TLS listeners reload their
+/// certificates on it (each has its own stream); this one keeps a gateway
+/// without TLS alive and says what a hangup does.
+fn hangup_is_not_fatal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: TLS certificates are reloaded; other configuration changes need a restart");
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; it would stop the process"),
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), registered once.

@@ -11,3 +11,5 @@ mod plugins;
 mod shutdown;
 mod traces;
 mod support;
+mod pki;
+mod tls;

@@ -12,7 +12,7 @@ use weir_test_plugins as wasm;
 use crate::support::{eventually, Client, Gateway, Mode, Upstream, TOKEN};
 
 /// Scrapes and parses; returns (metric name, sorted labels) → value.
-async fn scrape(c: &Client, gw: &Gateway) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+pub(crate) async fn scrape(c: &Client, gw: &Gateway) -> BTreeMap<(String, Vec<(String, String)>), f64> {
     let r = c.get(&gw.admin_url("/metrics"), None).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.body.to_vec()).expect("utf8");
@@ -32,7 +32,7 @@ async fn scrape(c: &Client, gw: &Gateway) -> BTreeMap<(String, Vec<(String, Stri
     out
 }
 
-fn get(m: &BTreeMap<(String, Vec<(String, String)>), f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn get(m: &BTreeMap<(String, Vec<(String, String)>), f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     want.sort();
     m.get(&(name.to_string(), want)).copied().unwrap_or(0.0)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -49,6 +50,10 @@ id = "globex"
 pub struct Gateway {
     pub ingest: SocketAddr,
     pub admin: SocketAddr,
+    /// A client that trusts the gateway's certificates (when it has any).
+    pub client: Client,
+    ingest_scheme: &'static str,
+    admin_scheme: &'static str,
     /// Keeps the store directory alive as long as the gateway.
     _dir: tempfile::TempDir,
     trigger: Option<weir::ShutdownTrigger>,
@@ -67,27 +72,44 @@ impl Gateway {
 
     /// Starts on an existing store directory (a restart).
     pub async fn start_in(dir: tempfile::TempDir, extra: &str, tweak: impl FnOnce(&mut weir::Config)) -> Gateway {
+        Gateway::start_with_client(dir, extra, tweak, Client::new()).await
+    }
+
+    /// Starts with `client` for the readiness check and the tests (one that
+    /// trusts the test CA when the listeners speak TLS).
+    pub async fn start_with_client(dir: tempfile::TempDir, extra: &str, tweak: impl FnOnce(&mut weir::Config), client: Client) -> Gateway {
         let mut config = weir::Config::from_toml(&config_toml(dir.path(), extra)).expect("test config is valid");
         tweak(&mut config);
         let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let (ingest_addr, admin_addr) = (ingest.local_addr().expect("addr"), admin.local_addr().expect("addr"));
         let (trigger, shutdown) = weir::shutdown::channel();
+        let ingest_scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        let admin_scheme = if config.server.admin_tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(weir::run(config, weir::Listeners { ingest, admin }, shutdown));
-        let gw = Gateway { ingest: ingest_addr, admin: admin_addr, _dir: dir, trigger: Some(trigger), task: Some(task) };
+        let gw = Gateway {
+            ingest: ingest_addr,
+            admin: admin_addr,
+            client,
+            ingest_scheme,
+            admin_scheme,
+            _dir: dir,
+            trigger: Some(trigger),
+            task: Some(task),
+        };
         // Plugins compile before the listeners serve; one answered request
         // (it waits in the accept backlog until then) means the gateway is up.
-        let up = Client::new().get(&gw.ingest_url("/healthz"), None).await;
+        let up = gw.client.get(&gw.ingest_url("/healthz"), None).await;
         assert_eq!(up.status, StatusCode::OK);
         gw
     }
 
     pub fn ingest_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.ingest)
+        format!("{}://{}{path}", self.ingest_scheme, self.ingest)
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.admin)
+        format!("{}://{}{path}", self.admin_scheme, self.admin)
     }
 
     /// Requests shutdown, waits for `run` to return, and hands back the
@@ -120,7 +142,7 @@ impl Reply {
 
 #[derive(Clone)]
 pub struct Client {
-    inner: HyperClient<HttpConnector, Full<Bytes>>,
+    inner: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for Client {
@@ -131,7 +153,13 @@ impl Default for Client {
 
 impl Client {
     pub fn new() -> Client {
-        Client { inner: HyperClient::builder(TokioExecutor::new()).build_http() }
+        Client::with_tls(crate::pki::client_config(None, None))
+    }
+
+    /// A client for https:// URLs with this rustls configuration (its ALPN is set here).
+    pub fn with_tls(tls: rustls::ClientConfig) -> Client {
+        let connector = weir::tls::upstream::connector(tls, HttpConnector::new());
+        Client { inner: HyperClient::builder(TokioExecutor::new()).build(connector) }
     }
 
     pub async fn send(&self, method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Reply, String> {
@@ -285,6 +313,7 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub at: std::time::Instant,
+    pub version: http::Version,
     pub headers: http::HeaderMap,
     pub body: Bytes,
 }
@@ -310,10 +339,21 @@ pub struct Upstream {
     pub addr: SocketAddr,
     state: Arc<UpstreamState>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Set: serves HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Upstream {
     pub async fn start(mode: Mode) -> Upstream {
+        Upstream::start_with(mode, None).await
+    }
+
+    /// An HTTPS upstream.
+    pub async fn start_tls(mode: Mode, tls: rustls::ServerConfig) -> Upstream {
+        Upstream::start_with(mode, Some(Arc::new(tls))).await
+    }
+
+    async fn start_with(mode: Mode, tls: Option<Arc<rustls::ServerConfig>>) -> Upstream {
         let state = Arc::new(UpstreamState::default());
         *state.mode.lock().expect("mode") = Some(mode);
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -321,29 +361,41 @@ impl Upstream {
         socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = socket.local_addr().expect("addr");
         let listener = socket.listen(1024).expect("listen");
-        let mut up = Upstream { addr, state, server: None };
+        let mut up = Upstream { addr, state, server: None, tls };
         up.serve(listener);
         up
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/triggers", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/triggers", self.addr)
     }
 
     fn serve(&mut self, listener: TcpListener) {
         let state = self.state.clone();
+        let tls = self.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         self.server = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let state = state.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(answer(&state, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                        Some(tls) => {
+                            // A refused handshake (wrong CA, no client certificate) just ends the connection.
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
             // Dropping `conns` aborts every open connection with the server.
@@ -405,6 +457,7 @@ impl Drop for Upstream {
 
 async fn answer(state: &UpstreamState, req: Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
     let headers = req.headers().clone();
+    let version = req.version();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let scripted = state.script.lock().expect("script").pop_front();
     let mode = state.mode.lock().expect("mode").clone().unwrap_or(Mode::Ok);
@@ -417,7 +470,7 @@ async fn answer(state: &UpstreamState, req: Request<hyper::body::Incoming>) -> h
             (200, None)
         }
     };
-    state.received.lock().expect("received").push(Received { at: std::time::Instant::now(), headers, body });
+    state.received.lock().expect("received").push(Received { at: std::time::Instant::now(), version, headers, body });
     state.changed.notify_waiters();
     let mut resp = http::Response::new(Full::new(Bytes::from(format!("upstream says {status}"))));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

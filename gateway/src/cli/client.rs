@@ -5,6 +5,7 @@ use std::path::Path;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -43,16 +44,19 @@ impl CliError {
 pub struct AdminClient {
     base: String,
     token: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl AdminClient {
     pub fn new(g: &Global) -> Result<AdminClient, CliError> {
         let base = g.admin_url.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(CliError::Usage(format!("--admin-url {base:?} must start with http://")));
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(CliError::Usage(format!("--admin-url {base:?} must start with http:// or https://")));
         }
-        Ok(AdminClient { base, token: g.token.clone(), http: Client::builder(TokioExecutor::new()).build_http() })
+        let tls = crate::tls::upstream::client_tls(g.ca_file.as_deref().map(|p| ("--ca-file", p)), None, "cli")
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let connector = crate::tls::upstream::connector(tls, HttpConnector::new());
+        Ok(AdminClient { base, token: g.token.clone(), http: Client::builder(TokioExecutor::new()).build(connector) })
     }
 
     async fn send(&self, method: Method, path: &str, content_type: &str, body: Bytes) -> Result<hyper::Response<hyper::body::Incoming>, CliError> {
@@ -62,7 +66,10 @@ impl AdminClient {
             req = req.header("authorization", format!("Bearer {t}"));
         }
         let req = req.body(Full::new(body)).map_err(|e| CliError::Usage(format!("bad request for {url}: {e}")))?;
-        self.http.request(req).await.map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: e.to_string() })
+        self.http.request(req).await.map_err(|e| CliError::Unreachable {
+            url: self.base.clone(),
+            reason: crate::tls::upstream::describe(&e).unwrap_or_else(|| e.to_string()),
+        })
     }
 
     async fn json(&self, method: Method, path: &str, content_type: &str, body: Bytes) -> Result<Value, CliError> {

@@ -23,6 +23,8 @@ pub struct Global {
     pub admin_url: String,
     pub token: Option<String>,
     pub json: bool,
+    /// Extra CA certificates (PEM) trusted for an https admin URL.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Filters for list and replay, as flags.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -13,17 +14,20 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::retry_after::parse_retry_after_bytes;
 use crate::store::StoredTrigger;
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// One pooled client for every upstream: `http://` in the clear, `https://`
+/// over rustls, HTTP/2 when the upstream offers it in ALPN.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Longest `Retry-After` honoured; a hostile upstream cannot park us for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of an error response is kept on the trigger.
 const SNIPPET_BYTES: usize = 256;
 
-pub fn client(timeout: Duration, max_idle_per_host: usize) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(timeout));
-    connector.set_nodelay(true);
+pub fn client(tls: rustls::ClientConfig, timeout: Duration, max_idle_per_host: usize) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(timeout));
+    http.set_nodelay(true);
+    let connector = crate::tls::upstream::connector(tls, http);
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
@@ -129,14 +133,10 @@ fn snippet(body: &[u8]) -> String {
 }
 
 fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error as _;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    if let Some(tls) = crate::tls::upstream::describe(e) {
+        return tls;
     }
+    let text = crate::tls::upstream::chain_text(e);
     if e.is_connect() { format!("connect failed: {text}") } else { text }
 }
 

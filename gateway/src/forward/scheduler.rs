@@ -262,7 +262,11 @@ impl Scheduler {
             tracer,
             repo,
             shared,
-            client: deliver::client(timeout, f.max_in_flight as usize),
+            client: deliver::client(
+                crate::tls::upstream::client_config(f).map_err(|e| ForwardError::Config(e.to_string()))?,
+                timeout,
+                f.max_in_flight as usize,
+            ),
             timeout,
             max_attempts: f.max_attempts,
             max_age_ms: f.max_age_secs.saturating_mul(1000),

@@ -93,6 +93,10 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     pub dead: AtomicU64,
     pub replayed: AtomicU64,
+    tls_handshake_failures: Family,
+    tls_reloads: Family,
+    /// Per listener: the certificate's notAfter (Unix seconds) and the warning window in days.
+    tls_certificates: Mutex<BTreeMap<String, (Option<i64>, u32)>>,
 }
 
 impl Metrics {
@@ -110,6 +114,9 @@ impl Metrics {
             delivered: AtomicU64::new(0),
             dead: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
+            tls_handshake_failures: Family::default(),
+            tls_reloads: Family::default(),
+            tls_certificates: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -146,6 +153,34 @@ impl Metrics {
 
     pub fn forward_attempt(&self, upstream: &str, outcome: &'static str) {
         self.forward_attempts.inc(vec![upstream.into(), outcome.into()]);
+    }
+
+    pub fn tls_handshake_failure(&self, listener: &str, reason: &'static str) {
+        self.tls_handshake_failures.inc(vec![listener.into(), reason.into()]);
+    }
+
+    pub fn tls_reload(&self, listener: &str, result: &'static str) {
+        self.tls_reloads.inc(vec![listener.into(), result.into()]);
+    }
+
+    /// Records the certificate a listener now serves.
+    pub fn tls_certificate(&self, listener: &str, not_after: Option<i64>, warn_days: u32) {
+        self.tls_certificates.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), (not_after, warn_days));
+    }
+
+    /// Per listener: (notAfter in Unix seconds, 1.0 when it expires within the warning window).
+    fn tls_expiry(&self) -> Vec<(String, f64, f64)> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        self.tls_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(l, (not_after, warn_days))| {
+                let na = (*not_after)?;
+                let expiring = na - now <= i64::from(*warn_days) * 86_400;
+                Some((l.clone(), na as f64, f64::from(u8::from(expiring))))
+            })
+            .collect()
     }
 
     /// Renders the counters and histograms; `gauges` appends the values read at scrape.
@@ -211,6 +246,19 @@ impl Metrics {
         let _ = writeln!(out, "weir_trace_spans_exported_total {}", gauges.trace_spans.0);
         help(&mut out, "weir_trace_spans_dropped_total", "counter", "Trace spans dropped: export queue full or collector unreachable.");
         let _ = writeln!(out, "weir_trace_spans_dropped_total {}", gauges.trace_spans.1);
+        help(&mut out, "weir_tls_handshake_failures_total", "counter", "TLS connections that never reached HTTP, by listener and reason (timeout, plain_http, not_tls, closed, error).");
+        self.tls_handshake_failures.render(&mut out, "weir_tls_handshake_failures_total", &["listener", "reason"]);
+        help(&mut out, "weir_tls_reloads_total", "counter", "Certificate reloads by listener and result (ok, error).");
+        self.tls_reloads.render(&mut out, "weir_tls_reloads_total", &["listener", "result"]);
+        let expiry = self.tls_expiry();
+        help(&mut out, "weir_tls_certificate_not_after_seconds", "gauge", "When the certificate a listener serves expires (Unix seconds).");
+        for (l, na, _) in &expiry {
+            let _ = writeln!(out, "weir_tls_certificate_not_after_seconds{{listener=\"{}\"}} {na}", escape(l));
+        }
+        help(&mut out, "weir_tls_certificate_expiring", "gauge", "1 when the certificate a listener serves expires within expiry_warn_days.");
+        for (l, _, soon) in &expiry {
+            let _ = writeln!(out, "weir_tls_certificate_expiring{{listener=\"{}\"}} {soon}", escape(l));
+        }
         help(&mut out, "weir_upstream_state", "gauge", "Upstream breaker state: 0 healthy, 1 degraded, 2 open.");
         for (url, state) in &gauges.upstreams {
             let _ = writeln!(out, "weir_upstream_state{{upstream=\"{}\"}} {}", escape(url), upstream_state_value(state));
@@ -337,6 +385,23 @@ pub mod otlp {
             ] {
                 out.push(gauge(name, "", vec![point(vec![], v, start, now)]));
             }
+            out.push(sum(
+                "weir_tls_handshake_failures_total",
+                "TLS connections that never reached HTTP, by listener and reason.",
+                family(&self.tls_handshake_failures, &["listener", "reason"], start, now),
+            ));
+            out.push(sum("weir_tls_reloads_total", "Certificate reloads by listener and result.", family(&self.tls_reloads, &["listener", "result"], start, now)));
+            let expiry = self.tls_expiry();
+            out.push(gauge(
+                "weir_tls_certificate_not_after_seconds",
+                "When the certificate a listener serves expires (Unix seconds).",
+                expiry.iter().map(|(l, na, _)| point(attrs(&["listener"], std::slice::from_ref(l)), *na, start, now)).collect(),
+            ));
+            out.push(gauge(
+                "weir_tls_certificate_expiring",
+                "1 when the certificate a listener serves expires within expiry_warn_days.",
+                expiry.iter().map(|(l, _, soon)| point(attrs(&["listener"], std::slice::from_ref(l)), *soon, start, now)).collect(),
+            ));
             out.push(gauge(
                 "weir_upstream_state",
                 "0 healthy, 1 degraded, 2 open.",

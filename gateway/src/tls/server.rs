@@ -1,0 +1,262 @@
+//! TLS on a listener: the handshake (with a deadline and a clear answer to
+//! plain HTTP), and the certificate, reloaded on SIGHUP and when its files
+//! change without dropping established connections.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::{certificates, private_key, provider, read, versions, TlsError};
+use crate::config::TlsConfig;
+use crate::shutdown::Shutdown;
+use crate::telemetry::Metrics;
+
+/// The first byte of a TLS record carrying a handshake message.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The certificate rustls hands to each new handshake; swapped by a reload.
+#[derive(Debug)]
+struct Resolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Why a connection never reached HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("no TLS handshake within {0:?}")]
+    Timeout(Duration),
+    #[error("plain HTTP sent to a TLS listener; answered 400")]
+    PlainHttp,
+    #[error("not a TLS client hello")]
+    NotTls,
+    #[error("closed before the handshake")]
+    Closed,
+    #[error("handshake failed: {0}")]
+    Failed(std::io::Error),
+}
+
+impl HandshakeError {
+    /// The `reason` label of `weir_tls_handshake_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::Timeout(_) => "timeout",
+            HandshakeError::PlainHttp => "plain_http",
+            HandshakeError::NotTls => "not_tls",
+            HandshakeError::Closed => "closed",
+            HandshakeError::Failed(_) => "error",
+        }
+    }
+}
+
+/// A loaded certificate and key.
+pub(super) struct Loaded {
+    key: Arc<CertifiedKey>,
+    not_after: Option<i64>,
+}
+
+/// Reads and checks the certificate chain and key `tls` names.
+pub(super) fn load_key(prefix: &str, tls: &TlsConfig) -> Result<Loaded, TlsError> {
+    let (cert_key, key_key) = (format!("{prefix}.cert"), format!("{prefix}.key"));
+    let cert_pem = read(&cert_key, &tls.cert)?;
+    let key_pem = read(&key_key, &tls.key)?;
+    let chain = certificates(&cert_key, &tls.cert, &cert_pem)?;
+    let not_after = super::der::not_after(&chain[0]);
+    let key = private_key(&key_key, &tls.key, &key_pem)?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| TlsError::Invalid {
+        key: key_key.clone(),
+        reason: format!("{} does not go with the certificate in {}: {e}", tls.key.display(), tls.cert.display()),
+    })?;
+    Ok(Loaded { key: Arc::new(certified), not_after })
+}
+
+/// TLS for one listener.
+pub struct ServerTls {
+    listener: &'static str,
+    prefix: &'static str,
+    config: TlsConfig,
+    resolver: Arc<Resolver>,
+    acceptor: TlsAcceptor,
+    metrics: Arc<Metrics>,
+    /// The files last looked at, good or bad: a broken file is reported
+    /// once, not on every poll, and retried when it changes again.
+    seen: Mutex<[u8; 32]>,
+}
+
+impl ServerTls {
+    /// Loads the certificate; an error here stops startup.
+    pub fn load(listener: &'static str, prefix: &'static str, config: &TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<ServerTls>, TlsError> {
+        let seen = fingerprint(config);
+        let loaded = load_key(prefix, config)?;
+        let versions = versions(&config.min_version).ok_or_else(|| TlsError::Invalid {
+            key: format!("{prefix}.min_version"),
+            reason: format!("must be \"1.2\" or \"1.3\"; got {:?}", config.min_version),
+        })?;
+        let resolver = Arc::new(Resolver { current: RwLock::new(loaded.key.clone()) });
+        let mut server = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .map_err(|e| TlsError::Invalid { key: format!("{prefix}.min_version"), reason: e.to_string() })?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        metrics.tls_certificate(listener, loaded.not_after, config.expiry_warn_days);
+        Ok(Arc::new(ServerTls {
+            listener,
+            prefix,
+            config: config.clone(),
+            resolver,
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            metrics,
+            seen: Mutex::new(seen),
+        }))
+    }
+
+    /// Re-reads the files. Swaps the certificate for new connections when
+    /// they changed and are good; keeps the old one (and says why) when not.
+    /// `forced` (SIGHUP) retries even files already found broken.
+    pub fn reload(&self, forced: bool) -> Result<bool, TlsError> {
+        let now = fingerprint(&self.config);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if *seen == now && !forced {
+                return Ok(false);
+            }
+            *seen = now;
+        }
+        match load_key(self.prefix, &self.config) {
+            Ok(loaded) => {
+                *self.resolver.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
+                self.metrics.tls_certificate(self.listener, loaded.not_after, self.config.expiry_warn_days);
+                self.metrics.tls_reload(self.listener, "ok");
+                tracing::info!(listener = self.listener, cert = %self.config.cert.display(), "TLS certificate reloaded");
+                Ok(true)
+            }
+            Err(e) => {
+                self.metrics.tls_reload(self.listener, "error");
+                tracing::error!(listener = self.listener, error = %e, "TLS certificate reload failed; still serving the previous certificate");
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls the files every `watch_interval_ms` (0: never) and reloads on
+    /// SIGHUP, until shutdown.
+    pub fn spawn_watcher(self: &Arc<Self>, mut shutdown: Shutdown) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let tls = self.clone();
+        let every = Duration::from_millis(self.config.watch_interval_ms);
+        let mut tick = (!every.is_zero()).then(|| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+        let mut hangup = signal(SignalKind::hangup()).ok();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = next_tick(&mut tick) => {
+                        let _ = tls.reload(false);
+                    }
+                    _ = next_signal(&mut hangup) => {
+                        tracing::info!(listener = tls.listener, "SIGHUP: reloading the TLS certificate");
+                        let _ = tls.reload(true);
+                    }
+                    _ = shutdown.wait() => break,
+                }
+            }
+        });
+    }
+
+    /// Completes the TLS handshake within the deadline. A client that sent
+    /// plain HTTP gets a 400 saying to use https:// before the close.
+    pub async fn accept(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
+        let deadline = Duration::from_millis(self.config.handshake_timeout_ms);
+        let result = match tokio::time::timeout(deadline, self.handshake(stream)).await {
+            Err(_) => Err(HandshakeError::Timeout(deadline)),
+            Ok(r) => r,
+        };
+        match &result {
+            // Counted before the answer went out.
+            Err(HandshakeError::PlainHttp) | Ok(_) => {}
+            Err(e) => self.metrics.tls_handshake_failure(self.listener, e.reason()),
+        }
+        result
+    }
+
+    async fn handshake(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
+        let mut first = [0u8; 1];
+        let n = stream.peek(&mut first).await.map_err(HandshakeError::Failed)?;
+        if n == 0 {
+            return Err(HandshakeError::Closed);
+        }
+        if first[0] != TLS_HANDSHAKE_RECORD {
+            if first[0].is_ascii_uppercase() {
+                self.metrics.tls_handshake_failure(self.listener, HandshakeError::PlainHttp.reason());
+                refuse_plain_http(stream).await;
+                return Err(HandshakeError::PlainHttp);
+            }
+            return Err(HandshakeError::NotTls);
+        }
+        self.acceptor.accept(stream).await.map_err(HandshakeError::Failed)
+    }
+}
+
+/// Answers a plain-HTTP request on a TLS port with a 400 that says what to
+/// do, the way nginx's 497 does, rather than a bare reset.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = stream.read(&mut buf).await;
+    let body = r#"{"error":"tls_required","message":"this port speaks HTTPS only; send the request again with an https:// URL"}"#;
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+    let _ = stream.shutdown().await;
+    // Read what the client still sends until it closes: closing with unread
+    // data would reset the connection and could destroy the answer in flight.
+    // The handshake deadline bounds this.
+    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+/// What the two files hold now (or why they cannot be read): a change in
+/// either means a reload is due.
+fn fingerprint(tls: &TlsConfig) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for path in [&tls.cert, &tls.key] {
+        match std::fs::read(path) {
+            Ok(bytes) => h.update(&bytes),
+            Err(e) => h.update(e.to_string().as_bytes()),
+        }
+        h.update([0xff]);
+    }
+    h.finalize().into()
+}
+
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_signal(s: &mut Option<tokio::signal::unix::Signal>) {
+    let delivered = match s {
+        Some(s) => s.recv().await.is_some(),
+        None => false,
+    };
+    if !delivered {
+        std::future::pending::<()>().await;
+    }
+}

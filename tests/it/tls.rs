@@ -1,0 +1,402 @@
+//! TLS end to end, with certificates made in the test: HTTPS ingest over
+//! HTTP/1.1 and HTTP/2, plain HTTP refused with a clear answer, handshake
+//! deadlines, certificate reload (file change and SIGHUP), the expiry metric,
+//! the admin API and CLI over HTTPS, and delivery to HTTPS upstreams (a test
+//! CA, a wrong CA reported in status, mutual TLS).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::metrics::{get as metric, scrape};
+use crate::pki::{self, Ca, Leaf};
+use crate::support::{config_toml, eventually, Client, Gateway, Mode, Upstream, WeirProcess, TOKEN};
+
+/// `[server.tls]` for `leaf` written into `dir`, plus `extra` keys.
+fn server_tls(dir: &Path, leaf: &Leaf, extra: &str) -> String {
+    let (cert, key) = leaf.write(dir, "ingest");
+    format!("\n[server.tls]\ncert = {:?}\nkey = {:?}\n{extra}\n", cert.display().to_string(), key.display().to_string())
+}
+
+/// Starts a gateway with HTTPS ingest and a client trusting `ca`.
+async fn tls_gateway(ca: &Ca, leaf: &Leaf, tls_extra: &str, tweak: impl FnOnce(&mut weir::Config)) -> (Gateway, tempfile::TempDir) {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let extra = server_tls(certs.path(), leaf, tls_extra);
+    let client = Client::with_tls(pki::client_config(Some(ca), None));
+    let gw = Gateway::start_with_client(tempfile::tempdir().expect("tempdir"), &extra, tweak, client).await;
+    (gw, certs)
+}
+
+/// One raw TLS connection offering `alpn`, HTTP on top: the certificate the
+/// server presented and a sender for requests on this same connection.
+async fn connect(addr: std::net::SocketAddr, ca: &Ca, alpn: &[&[u8]]) -> (CertificateDer<'static>, Sender) {
+    let mut config = pki::client_config(Some(ca), None);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("handshake");
+    let (_, conn) = stream.get_ref();
+    let cert = conn.peer_certificates().expect("peer certificate")[0].clone();
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    let sender = if h2 {
+        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.expect("h2 handshake");
+        tokio::spawn(c);
+        Sender::H2(s)
+    } else {
+        let (s, c) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
+        tokio::spawn(c);
+        Sender::H1(s)
+    };
+    (cert, sender)
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    /// POSTs a trigger to acme; returns the status, the HTTP version and the body.
+    async fn ingest(&mut self, addr: std::net::SocketAddr, body: &str) -> (StatusCode, Version, serde_json::Value) {
+        let req = Request::post(format!("https://{addr}/ingest/acme/tls"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("request");
+        let resp = match self {
+            Sender::H1(s) => {
+                let mut req = req;
+                *req.uri_mut() = "/ingest/acme/tls".parse().expect("uri");
+                req.headers_mut().insert("host", addr.to_string().parse().expect("host"));
+                s.send_request(req).await
+            }
+            Sender::H2(s) => s.send_request(req).await,
+        }
+        .expect("response");
+        let (status, version) = (resp.status(), resp.version());
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, version, serde_json::from_slice(&body).expect("json body"))
+    }
+}
+
+async fn stored_body(gw: &Gateway, id: &str) -> String {
+    let t = gw.client.get(&gw.admin_url(&format!("/v1/triggers/{id}")), Some(TOKEN)).await.json();
+    t["body"]["data"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn https_ingest_speaks_http1_and_http2_and_answers_plain_http_clearly() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("ingest", 365);
+    let (gw, _certs) = tls_gateway(&ca, &leaf, "", |_| {}).await;
+
+    // HTTP/1.1 and HTTP/2, chosen by ALPN; both stored.
+    for (alpn, version) in [(&[b"http/1.1".as_slice()][..], Version::HTTP_11), (&[b"h2".as_slice()][..], Version::HTTP_2)] {
+        let (_, mut sender) = connect(gw.ingest, &ca, alpn).await;
+        let body = format!(r#"{{"over":"{version:?}"}}"#);
+        let (status, got, reply) = sender.ingest(gw.ingest, &body).await;
+        assert_eq!((status, got), (StatusCode::ACCEPTED, version), "{reply}");
+        let id = reply["id"].as_str().expect("id");
+        assert_eq!(stored_body(&gw, id).await, body);
+    }
+
+    // A client that does not trust the CA refuses the gateway's certificate.
+    let untrusting = Client::with_tls(pki::client_config(None, None));
+    let err = untrusting.send(http::Method::GET, &gw.ingest_url("/healthz"), &[], Bytes::new()).await.expect_err("untrusted");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+
+    // Plain HTTP to the TLS port: a 400 that says to use https://, then a close.
+    let mut tcp = TcpStream::connect(gw.ingest).await.expect("connect");
+    tcp.write_all(b"POST /ingest/acme/plain HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.expect("read until close");
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(answer.contains(r#""error":"tls_required""#) && answer.contains("https://"), "{answer}");
+
+    // The listener is unharmed, and the refusal was counted.
+    let r = gw.client.get(&gw.ingest_url("/healthz"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_handshake_failures_total", &[("listener", "ingest"), ("reason", "plain_http")]), 1.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tls_1_3_minimum_refuses_a_tls_1_2_client() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("ingest", 365);
+    let (gw, _certs) = tls_gateway(&ca, &leaf, "min_version = \"1.3\"", |_| {}).await;
+    let tls12_only = rustls::ClientConfig::builder_with_provider(weir::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("versions")
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
+    let err = Client::with_tls(tls12_only).send(http::Method::GET, &gw.ingest_url("/healthz"), &[], Bytes::new()).await.expect_err("refused");
+    assert!(err.contains("ProtocolVersion") || err.contains("protocol version"), "{err}");
+    // TLS 1.3 clients are served.
+    assert_eq!(gw.client.get(&gw.ingest_url("/healthz"), None).await.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn silent_and_half_open_clients_are_closed_at_the_handshake_deadline() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("ingest", 365);
+    let (gw, _certs) = tls_gateway(&ca, &leaf, "handshake_timeout_ms = 200", |_| {}).await;
+    // One sends nothing; one starts a TLS record and stops.
+    for opening in [&b""[..], &[0x16, 0x03, 0x01, 0x00, 0xc8][..]] {
+        let mut tcp = TcpStream::connect(gw.ingest).await.expect("connect");
+        tcp.write_all(opening).await.expect("write");
+        let mut buf = [0u8; 64];
+        // The gateway closes: EOF (or a reset). The outer bound only keeps a
+        // broken gateway from hanging the test.
+        let read = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut buf)).await.expect("the gateway closed the connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_handshake_failures_total", &[("listener", "ingest"), ("reason", "timeout")]), 2.0);
+    assert_eq!(gw.client.get(&gw.ingest_url("/healthz"), None).await.status, StatusCode::OK);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_certificate_is_served_to_new_connections_and_a_broken_one_is_ignored() {
+    let ca = Ca::new("weir test CA");
+    let first = ca.server("first", 365);
+    let (gw, certs) = tls_gateway(&ca, &first, "watch_interval_ms = 50\nexpiry_warn_days = 14", |_| {}).await;
+
+    let (seen, mut old_conn) = connect(gw.ingest, &ca, &[b"http/1.1"]).await;
+    assert_eq!(seen, first.der);
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_certificate_not_after_seconds", &[("listener", "ingest")]), first.not_after() as f64);
+    assert_eq!(metric(&m, "weir_tls_certificate_expiring", &[("listener", "ingest")]), 0.0);
+
+    // Rotate to a certificate that expires in 3 days (inside the 14-day warning).
+    let second = ca.server("second", 3);
+    second.write(certs.path(), "ingest");
+    eventually(Duration::from_secs(30), || async {
+        let (cert, _) = connect(gw.ingest, &ca, &[b"http/1.1"]).await;
+        (cert == second.der).then_some(())
+    })
+    .await;
+    // The connection opened before the rotation still works.
+    let (status, _, _) = old_conn.ingest(gw.ingest, r#"{"still":"here"}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_certificate_not_after_seconds", &[("listener", "ingest")]), second.not_after() as f64);
+    assert_eq!(metric(&m, "weir_tls_certificate_expiring", &[("listener", "ingest")]), 1.0);
+    let ok_reloads = metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "ok")]);
+    assert!(ok_reloads >= 1.0);
+
+    // A broken certificate file: the reload fails, is counted once, and the
+    // previous certificate stays in service.
+    pki::write(certs.path(), "ingest.crt", "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+    eventually(Duration::from_secs(30), || async {
+        let m = scrape(&gw.client, &gw).await;
+        (metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "error")]) == 1.0).then_some(())
+    })
+    .await;
+    let (cert, mut sender) = connect(gw.ingest, &ca, &[b"h2"]).await;
+    assert_eq!(cert, second.der);
+    assert_eq!(sender.ingest(gw.ingest, "{}").await.0, StatusCode::ACCEPTED);
+    // Reported once, not on every poll: another change of the other file is needed to retry.
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "error")]), 1.0);
+    assert_eq!(metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "ok")]), ok_reloads);
+    gw.stop().await;
+}
+
+#[test]
+fn sighup_reloads_the_certificate_of_the_real_binary() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let ca = Ca::new("weir test CA");
+    let first = ca.server("first", 365);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No file watching: only the signal can make it reload.
+    let extra = server_tls(dir.path(), &first, "watch_interval_ms = 0");
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
+    let weir = WeirProcess::start(&config);
+
+    let (seen, _) = rt.block_on(connect(weir.ingest, &ca, &[b"http/1.1"]));
+    assert_eq!(seen, first.der);
+    let second = ca.server("second", 365);
+    second.write(dir.path(), "ingest");
+    weir.signal(libc::SIGHUP);
+    weir.wait_for_log("TLS certificate reloaded", Duration::from_secs(30));
+    let (seen, mut sender) = rt.block_on(connect(weir.ingest, &ca, &[b"http/1.1"]));
+    assert_eq!(seen, second.der);
+    assert_eq!(rt.block_on(sender.ingest(weir.ingest, "{}")).0, StatusCode::ACCEPTED);
+}
+
+#[test]
+fn sighup_does_not_stop_a_gateway_without_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("config");
+    let mut weir = WeirProcess::start(&config);
+    weir.signal(libc::SIGHUP);
+    weir.wait_for_log("SIGHUP", Duration::from_secs(30));
+    assert!(weir.child.try_wait().expect("wait").is_none(), "weir exited on SIGHUP");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let r = rt.block_on(Client::new().get(&format!("http://{}/healthz", weir.ingest), None));
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_and_cli_over_https() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("admin", 365);
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = leaf.write(certs.path(), "admin");
+    let extra = format!("\n[server.admin_tls]\ncert = {:?}\nkey = {:?}\n", cert.display().to_string(), key.display().to_string());
+    let client = Client::with_tls(pki::client_config(Some(&ca), None));
+    let gw = Gateway::start_with_client(tempfile::tempdir().expect("tempdir"), &extra, |_| {}, client).await;
+    assert!(gw.admin_url("/").starts_with("https://"));
+    let status = gw.client.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await;
+    assert_eq!(status.status, StatusCode::OK);
+
+    let ca_file = ca.write(certs.path(), "ca.pem");
+    let cli = |ca: Option<&Path>| {
+        let mut cmd = std::process::Command::new(crate::support::weir_bin());
+        cmd.args(["status", "--admin-url", &gw.admin_url("")]).env("WEIR_ADMIN_TOKEN", TOKEN);
+        if let Some(ca) = ca {
+            cmd.arg("--ca-file").arg(ca);
+        }
+        cmd.output().expect("run weir status")
+    };
+    let out = tokio::task::block_in_place(|| cli(Some(&ca_file)));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::block_in_place(|| cli(None));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("certificate verify failed: unknown issuer"), "{stderr}");
+    gw.stop().await;
+}
+
+/// A gateway forwarding to `up`, trusting `ca_file` and presenting `identity`.
+async fn forwarding_gateway(up: &Upstream, ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) -> Gateway {
+    Gateway::start_with("", |c| {
+        c.forward.upstreams = vec![up.url()];
+        c.forward.backoff_base_ms = 20;
+        c.forward.backoff_cap_ms = 200;
+        c.forward.timeout_ms = 5000;
+        c.forward.ca_file = ca_file.map(Path::to_path_buf);
+        c.forward.client_cert = identity.map(|(c, _)| c.to_path_buf());
+        c.forward.client_key = identity.map(|(_, k)| k.to_path_buf());
+    })
+    .await
+}
+
+async fn ingest(gw: &Gateway, body: &str) -> String {
+    let r = gw.client.post(&gw.ingest_url("/ingest/acme/src"), &[("content-type", "application/json")], body.to_string()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    r.json()["id"].as_str().expect("id").to_string()
+}
+
+/// Waits until the upstream's `last_error` in `/v1/status` contains `needle`.
+async fn upstream_error(gw: &Gateway, needle: &str) -> String {
+    eventually(Duration::from_secs(30), || async {
+        let s = gw.client.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json();
+        let e = s["upstreams"][0]["last_error"].as_str().unwrap_or_default().to_string();
+        e.contains(needle).then_some(e)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn delivers_to_an_https_upstream_over_http2_with_a_test_ca() {
+    let ca = Ca::new("upstream CA");
+    let up = Upstream::start_tls(Mode::Ok, ca.server("upstream", 365).server_config(None)).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let gw = forwarding_gateway(&up, Some(&ca.write(files.path(), "ca.pem")), None).await;
+    let id = ingest(&gw, r#"{"secure":true}"#).await;
+    up.wait_until(Duration::from_secs(30), |r| r.len() == 1).await;
+    let got = &up.received()[0];
+    assert_eq!(got.header("weir-trigger-id"), id);
+    assert_eq!(got.body, r#"{"secure":true}"#);
+    assert_eq!(got.version, Version::HTTP_2, "ALPN offered h2 and the upstream took it");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_ca_is_reported_in_status_and_loses_nothing() {
+    let ca = Ca::new("upstream CA");
+    let other = Ca::new("some other CA");
+    let mut up = Upstream::start_tls(Mode::Ok, ca.server("upstream", 365).server_config(None)).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let gw = forwarding_gateway(&up, Some(&other.write(files.path(), "ca.pem")), None).await;
+    let id = ingest(&gw, "{}").await;
+    let error = upstream_error(&gw, "certificate verify failed").await;
+    assert!(error.contains("unknown issuer") && error.contains("forward.ca_file"), "{error}");
+    assert!(up.received().is_empty());
+    let t = gw.client.get(&gw.admin_url(&format!("/v1/triggers/{id}")), Some(TOKEN)).await.json();
+    assert_eq!(t["state"], "pending", "{t}");
+    let m = scrape(&gw.client, &gw).await;
+    assert!(metric(&m, "weir_forward_attempts_total", &[("upstream", &up.url()), ("outcome", "retry")]) >= 1.0);
+    up.down().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn mutual_tls_is_presented_to_an_upstream_that_requires_it() {
+    let ca = Ca::new("upstream CA");
+    let clients = Ca::new("client CA");
+    let up = Upstream::start_tls(Mode::Ok, ca.server("upstream", 365).server_config(Some(&clients))).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let ca_file = ca.write(files.path(), "ca.pem");
+
+    // Without a client certificate the upstream refuses the handshake: a
+    // TLS error in status, nothing delivered.
+    let gw = forwarding_gateway(&up, Some(&ca_file), None).await;
+    ingest(&gw, "{}").await;
+    let error = upstream_error(&gw, "TLS handshake failed").await;
+    assert!(error.contains("CertificateRequired") && error.contains("forward.client_cert"), "{error}");
+    gw.stop().await;
+    assert!(up.received().is_empty());
+
+    // With one issued by the CA the upstream trusts, it is delivered.
+    let (cert, key) = clients.client("weir-edge").write(files.path(), "client");
+    let gw = forwarding_gateway(&up, Some(&ca_file), Some((&cert, &key))).await;
+    let id = ingest(&gw, r#"{"mtls":1}"#).await;
+    up.wait_until(Duration::from_secs(30), |r| r.iter().any(|x| x.header("weir-trigger-id") == id)).await;
+    gw.stop().await;
+}
+
+#[test]
+fn unusable_certificate_files_are_named_by_check_config() {
+    let ca = Ca::new("weir test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaf = ca.server("ingest", 365);
+    let (cert, _) = leaf.write(dir.path(), "ingest");
+    let (_, other_key) = ca.server("other", 365).write(dir.path(), "other");
+    let check = |tls: &str| {
+        let config = dir.path().join("weir.toml");
+        std::fs::write(&config, config_toml(&dir.path().join("data"), tls)).expect("config");
+        let out = std::process::Command::new(crate::support::weir_bin()).arg("check-config").arg(&config).output().expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let missing = dir.path().join("missing.key");
+    let (code, err) = check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\n", cert.display().to_string(), missing.display().to_string()));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("server.tls.key") && err.contains("missing.key"), "{err}");
+    let (code, err) = check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\n", cert.display().to_string(), other_key.display().to_string()));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does not go with the certificate"), "{err}");
+    let (code, err) = check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\nmin_version = \"1.1\"\n", cert.display().to_string(), other_key.display().to_string()));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("server.tls.min_version"), "{err}");
+    let (code, err) = check(&format!("[forward]\nca_file = {:?}\n", missing.display().to_string()));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("forward.ca_file"), "{err}");
+}
