@@ -744,11 +744,12 @@ mod tests {
     /// Every TOML example in the docs must be a valid config.
     #[test]
     fn the_documented_examples_are_valid() {
-        let doc = include_str!("../../docs/configuration.md");
-        let blocks: Vec<&str> = doc.split("```toml").skip(1).filter_map(|b| b.split("```").next()).collect();
-        assert!(!blocks.is_empty());
-        for b in blocks {
-            Config::from_toml(b).unwrap_or_else(|e| panic!("docs/configuration.md example is invalid: {e}\n{b}"));
+        for (name, doc) in [("configuration.md", include_str!("../../docs/configuration.md")), ("tls.md", include_str!("../../docs/tls.md"))] {
+            let blocks: Vec<&str> = doc.split("```toml").skip(1).filter_map(|b| b.split("```").next()).collect();
+            assert!(!blocks.is_empty());
+            for b in blocks {
+                Config::from_toml(b).unwrap_or_else(|e| panic!("docs/{name} example is invalid: {e}\n{b}"));
+            }
         }
     }
 

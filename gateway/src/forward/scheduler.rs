@@ -163,6 +163,8 @@ struct Upstream {
     delivered: u64,
     failures: u64,
     last_error: Option<String>,
+    /// The last attempt failed (a failure after a success is logged again).
+    failing: bool,
 }
 
 /// One tenant's queue of pending triggers.
@@ -244,6 +246,7 @@ impl Scheduler {
                 delivered: 0,
                 failures: 0,
                 last_error: None,
+                failing: false,
             });
         }
         let now = Instant::now();
@@ -521,6 +524,7 @@ impl Scheduler {
                 match result.class {
                     Class::Delivered => {
                         up.delivered += 1;
+                        up.failing = false;
                         up.breaker.on_success(now, ticket);
                         self.count_delivery();
                     }
@@ -528,10 +532,17 @@ impl Scheduler {
                     Class::Permanent => up.breaker.on_success(now, ticket),
                     Class::Retry => {
                         up.failures += 1;
-                        up.last_error = Some(match result.status {
+                        let error = match result.status {
                             Some(s) => format!("HTTP {s}: {}", result.detail),
                             None => result.detail.clone(),
-                        });
+                        };
+                        // Logged when the failure changes, not on every attempt:
+                        // an outage is one line per upstream, not a storm.
+                        if !up.failing || up.last_error.as_deref() != Some(error.as_str()) {
+                            tracing::warn!(upstream = %up.label, error = %error, "upstream attempt failed; will retry");
+                        }
+                        up.last_error = Some(error);
+                        up.failing = true;
                         up.breaker.on_failure(now, ticket);
                         if let Some(ra) = result.retry_after {
                             up.breaker.hold_until(now + ra);
