@@ -471,8 +471,8 @@ impl Config {
         }
         if let Some(url) = &self.telemetry.otlp_endpoint {
             let uri: http::Uri = url.parse().map_err(|_| invalid("telemetry.otlp_endpoint", format!("{url:?} is not a URL")))?;
-            if uri.scheme_str() != Some("http") {
-                return Err(invalid("telemetry.otlp_endpoint", format!("{url:?} must be http://host:port (OTLP/HTTP)")));
+            if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+                return Err(invalid("telemetry.otlp_endpoint", format!("{url:?} must be http://host:port or https://host:port (OTLP/HTTP)")));
             }
         }
         let p = &self.plugins;

@@ -207,7 +207,13 @@ pub fn weir_bin() -> PathBuf {
 impl WeirProcess {
     /// Starts `weir serve --config FILE` and waits for its "listening" log line.
     pub fn start(config_file: &Path) -> WeirProcess {
+        WeirProcess::start_with_env(config_file, &[])
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_with_env(config_file: &Path, env: &[(&str, &str)]) -> WeirProcess {
         let mut child = Command::new(weir_bin())
+            .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(config_file)
             .args(["--log-format", "json"])

@@ -373,6 +373,24 @@ async fn mutual_tls_is_presented_to_an_upstream_that_requires_it() {
     gw.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_exports_go_to_an_https_collector_trusted_through_ssl_cert_file() {
+    let ca = Ca::new("collector CA");
+    let collector = Upstream::start_tls(Mode::Ok, ca.server("collector", 365).server_config(None)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let extra = format!("\n[telemetry]\notlp_endpoint = \"https://{}\"\notlp_metrics_interval_secs = 1\n", collector.addr);
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
+    // The system's trust store, replaced by the test CA (rustls-native-certs honours SSL_CERT_FILE).
+    let weir = tokio::task::block_in_place(|| WeirProcess::start_with_env(&config, &[("SSL_CERT_FILE", ca_file.to_str().expect("utf8 path"))]));
+    let r = Client::new().post(&format!("http://{}/ingest/acme/otlp", weir.ingest), &[], "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    collector
+        .wait_until(Duration::from_secs(30), |got| got.iter().any(|x| x.header("content-type") == "application/x-protobuf"))
+        .await;
+}
+
 #[test]
 fn unusable_certificate_files_are_named_by_check_config() {
     let ca = Ca::new("weir test CA");

@@ -200,8 +200,13 @@ impl Admin {
         let admin = self.clone();
         tokio::spawn(async move {
             use prost::Message;
-            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+            let client = match crate::telemetry::trace::otlp_client() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the OTLP metrics export; no metrics will be pushed");
+                    return;
+                }
+            };
             let url = format!("{}/v1/metrics", endpoint.trim_end_matches('/'));
             let start = crate::telemetry::trace::now_ns();
             let mut shutdown = admin.shutdown.clone();
@@ -220,14 +225,8 @@ impl Admin {
                     }],
                 }
                 .encode_to_vec();
-                let req = http::Request::post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(body)));
-                if let Ok(req) = req {
-                    match tokio::time::timeout(std::time::Duration::from_secs(5), client.request(req)).await {
-                        Ok(Ok(r)) if r.status().is_success() => {}
-                        other => tracing::debug!(ok = matches!(other, Ok(Ok(_))), "metrics export failed; next interval retries with fresh values"),
-                    }
+                if let Err(e) = crate::telemetry::trace::send(&client, &url, body).await {
+                    tracing::debug!(error = %e, "metrics export failed; next interval retries with fresh values");
                 }
             }
         });

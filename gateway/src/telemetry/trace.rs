@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -245,7 +246,13 @@ async fn export_loop(
     dropped: Arc<AtomicU64>,
     mut shutdown: Shutdown,
 ) {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = match otlp_client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the OTLP trace export; no spans will be sent");
+            return;
+        }
+    };
     let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_error_logged = false;
@@ -299,7 +306,17 @@ async fn export_loop(
     }
 }
 
-async fn send(client: &Client<HttpConnector, Full<Bytes>>, url: &str, body: Vec<u8>) -> Result<(), String> {
+/// The client both OTLP exports use: http:// or https:// (verified against
+/// the system's roots; `SSL_CERT_FILE` adds a private CA).
+pub type OtlpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub fn otlp_client() -> Result<OtlpClient, crate::tls::TlsError> {
+    let tls = crate::tls::upstream::client_tls(None, None, "telemetry")?;
+    Ok(Client::builder(TokioExecutor::new()).build(crate::tls::upstream::connector(tls, HttpConnector::new())))
+}
+
+/// POSTs one OTLP/HTTP protobuf export.
+pub async fn send(client: &OtlpClient, url: &str, body: Vec<u8>) -> Result<(), String> {
     let req = http::Request::post(url)
         .header("content-type", "application/x-protobuf")
         .body(Full::new(Bytes::from(body)))
