@@ -461,11 +461,10 @@ impl Config {
         if self.admin.backup_max_mb_per_sec == 0 {
             return Err(invalid("admin.backup_max_mb_per_sec", "must be at least 1".into()));
         }
-        if let Some(token) = &self.admin.token {
-            if token.trim().is_empty() {
+        if let Some(token) = &self.admin.token
+            && token.trim().is_empty() {
                 return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
             }
-        }
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
         }
@@ -517,11 +516,10 @@ impl Config {
                     "give at most one of token, token_file and token_env".into(),
                 ));
             }
-            if let Some(path) = &t.plugin {
-                if path.as_os_str().is_empty() {
+            if let Some(path) = &t.plugin
+                && path.as_os_str().is_empty() {
                     return Err(invalid(&format!("tenants[{i}].plugin"), "is empty; name a .wasm component file or remove the key".into()));
                 }
-            }
         }
         Ok(())
     }
@@ -691,9 +689,7 @@ fn set_path(table: &mut toml::Table, schema: Option<&toml::Table>, rest: &str, v
             _ => continue,
         }
     }
-    Err(format!(
-        "does not name a config key; write WEIR_<SECTION>_<KEY> for a key of docs/configuration.md (e.g. WEIR_SERVER_LISTEN), and unset it otherwise"
-    ))
+    Err("does not name a config key; write WEIR_<SECTION>_<KEY> for a key of docs/configuration.md (e.g. WEIR_SERVER_LISTEN), and unset it otherwise".to_string())
 }
 
 /// Interprets an environment value by the type the key has.

@@ -108,7 +108,7 @@ impl Default for IdGenerator {
 
 impl IdGenerator {
     pub fn next(&self, now: SystemTime) -> TriggerId {
-        let ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) as u128;
+        let ms = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let ms = ms & 0xFFFF_FFFF_FFFF;
         // A poisoned lock only means another thread panicked mid-update; the
         // value inside is still a valid "last id".

@@ -31,7 +31,9 @@ fn the_example_config_checks_clean() {
 
 #[test]
 fn bad_configs_exit_2_naming_the_key_and_the_fix() {
-    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+    // (config text, environment, what the message must say)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         ("[server]\nlisten = \"127.0.0.1:8080\"\nmax_body = 5\n", &[], &["line 3", "max_body"]),
         ("[store]\nmax_bytes = 12\n", &[], &["store.max_bytes", "at least"]),
         ("[forward]\nupstreams = [\"not a url\"]\n", &[], &["forward.upstreams[0]", "http://"]),

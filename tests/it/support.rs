@@ -231,14 +231,13 @@ impl WeirProcess {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["message"] == "weir listening" {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "weir listening" {
                         let addr = |k: &str| v[k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
                         if let (Some(i), Some(a), Some(tx)) = (addr("ingest_addr"), addr("admin_addr"), tx.take()) {
                             let _ = tx.send((i, a));
                         }
                     }
-                }
                 let _ = line_tx.send(line.clone());
                 sink.lock().expect("log lock").push(line);
             }

@@ -62,11 +62,10 @@ impl Admin {
                 other => return super::triggers::bad_request(&format!("unknown query parameter {other:?}")),
             }
         }
-        if let (Some(own), Some(asked)) = (scope.tenant(), &tenant) {
-            if own != asked {
+        if let (Some(own), Some(asked)) = (scope.tenant(), &tenant)
+            && own != asked {
                 return super::unknown_tenant(asked);
             }
-        }
         let want = tenant.or(scope.tenant().map(str::to_string));
         let mut items = Vec::new();
         let mut next = None;

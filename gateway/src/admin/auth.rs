@@ -103,11 +103,10 @@ impl Auth {
         };
         // Compare against every token, without stopping early.
         let mut found = None;
-        if let Some(op) = &self.operator {
-            if constant_time_eq(given.as_bytes(), op.as_bytes()) {
+        if let Some(op) = &self.operator
+            && constant_time_eq(given.as_bytes(), op.as_bytes()) {
                 found = Some(Scope::Operator);
             }
-        }
         for (tenant, token) in &self.tenants {
             if constant_time_eq(given.as_bytes(), token.as_bytes()) && found.is_none() {
                 found = Some(Scope::Tenant(tenant.clone()));

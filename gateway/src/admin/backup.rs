@@ -235,11 +235,10 @@ pub async fn restore(from: &Path, config: &StoreConfig) -> Result<RestoreSummary
                 let s = store.clone();
                 // Many inserts at once share group commits.
                 inserts.spawn(async move { s.insert(NewTrigger { id, meta, body, transformed }).await });
-                if inserts.len() >= 512 {
-                    if let Some(r) = inserts.join_next().await {
+                if inserts.len() >= 512
+                    && let Some(r) = inserts.join_next().await {
                         r.map_err(|e| StoreError::Io(e.to_string()))??;
                     }
-                }
                 summary.triggers += 1;
             }
             K_PLUGIN => {
@@ -301,8 +300,12 @@ struct Frames<'a> {
     pos: usize,
 }
 
+
+/// One frame of a backup: its kind, its payload, and the offset after it.
+type Frame<'a> = (u8, &'a [u8], usize);
+
 impl<'a> Frames<'a> {
-    fn next(&mut self) -> Result<Option<(u8, &'a [u8], usize)>, RestoreError> {
+    fn next(&mut self) -> Result<Option<Frame<'a>>, RestoreError> {
         if self.pos == self.data.len() {
             return Ok(None);
         }

@@ -207,7 +207,7 @@ pub async fn replay(g: &Global, filter: &FilterFlags, ids: &[String], dry_run: b
 
 fn bar(done: u64, total: u64) -> String {
     let width = 30;
-    let filled = if total == 0 { width } else { (done.min(total) * width as u64 / total) as usize };
+    let filled = (done.min(total) * width as u64).checked_div(total).map_or(width, |f| f as usize);
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 

@@ -33,6 +33,10 @@ const LANE_PAGE: usize = 64;
 /// A retry refused by the budget waits this long before asking again.
 const BUDGET_WAIT: Duration = Duration::from_millis(250);
 
+
+/// A retry waiting in the heap: (due, sequence, upstream, trigger, retries so far).
+type Delayed = (Instant, u64, usize, TriggerId, u32);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error("invalid forwarding settings: {0}")]
@@ -202,7 +206,7 @@ struct Scheduler {
     upstreams: Vec<Upstream>,
     lanes: Vec<Lane>,
     rr: usize,
-    delayed: BinaryHeap<Reverse<(Instant, u64, usize, TriggerId, u32)>>,
+    delayed: BinaryHeap<Reverse<Delayed>>,
     seq: u64,
     paused: HashSet<String>,
     budget: RetryBudget,
@@ -679,11 +683,10 @@ impl AttemptCtx {
         let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
         let result = match deliver::request(&self.url, &trigger) {
             Ok(mut req) => {
-                if let Some(s) = &span {
-                    if let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent()) {
+                if let Some(s) = &span
+                    && let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent()) {
                         req.headers_mut().insert("traceparent", v);
                     }
-                }
                 deliver::attempt(&self.client, req, self.timeout).await
             }
             Err(e) => AttemptResult { class: Class::Permanent, status: None, retry_after: None, elapsed: Duration::ZERO, detail: format!("cannot build request: {e}") },

@@ -139,24 +139,22 @@ impl PluginHost {
     /// Registers configured plugin files and loads each tenant's active version.
     async fn load_all(self: &Arc<Self>, config: &Config) -> Result<(), PluginError> {
         for t in &config.tenants {
-            if let Some(path) = &t.plugin {
-                if let Err(e) = self.register_file(&t.id, path).await {
+            if let Some(path) = &t.plugin
+                && let Err(e) = self.register_file(&t.id, path).await {
                     tracing::error!(tenant = %t.id, file = %path.display(), error = %e,
                         "tenant plugin could not be loaded; its triggers are quarantined until it is fixed");
                     self.set_slot(&t.id, Slot::Broken { version: None, reason: format!("plugin file {}: {e}", path.display()).into() });
                     continue;
                 }
-            }
             let repo = self.repo.clone();
             let id = t.id.clone();
             let active = blocking(move || repo.active(&id)).await?;
-            if let Some(version) = active {
-                if let Err(e) = self.activate_version(&t.id, version).await {
+            if let Some(version) = active
+                && let Err(e) = self.activate_version(&t.id, version).await {
                     tracing::error!(tenant = %t.id, version, error = %e,
                         "stored plugin version could not be loaded; its triggers are quarantined until it is fixed");
                     self.set_slot(&t.id, Slot::Broken { version: Some(version), reason: e.to_string().into() });
                 }
-            }
         }
         Ok(())
     }

@@ -221,11 +221,10 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
             Ok(Decision::Reject { status: r.status, reason: super::bindings::truncate(&r.reason, 1024).to_string() })
         }
         Verdict::Accept(a) => {
-            if let Some(body) = &a.body {
-                if body.len() > max_output {
+            if let Some(body) = &a.body
+                && body.len() > max_output {
                     return bad(format!("returned a {} byte body, over the {max_output} byte cap", body.len()));
                 }
-            }
             let mut set_headers = Vec::with_capacity(a.set_headers.len());
             for h in a.set_headers {
                 let name = h.name.to_ascii_lowercase();
@@ -237,16 +236,14 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
                 }
                 set_headers.push((name, h.value));
             }
-            if let Some(k) = &a.idempotency_key {
-                if k.is_empty() || k.len() > crate::ingest::IDEMPOTENCY_KEY_MAX || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            if let Some(k) = &a.idempotency_key
+                && (k.is_empty() || k.len() > crate::ingest::IDEMPOTENCY_KEY_MAX || !k.bytes().all(|b| b.is_ascii_graphic())) {
                     return bad("returned an idempotency key that is empty, too long or not visible ASCII".into());
                 }
-            }
-            if let Some(r) = &a.route {
-                if crate::config::validate_label(r).is_err() {
+            if let Some(r) = &a.route
+                && crate::config::validate_label(r).is_err() {
                     return bad(format!("returned an invalid route name {r:?}"));
                 }
-            }
             Ok(Decision::Accept(Transform {
                 body: a.body,
                 set_headers,

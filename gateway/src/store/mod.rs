@@ -418,12 +418,11 @@ impl Store {
                 if shard.writable.load(Ordering::Relaxed) {
                     s.writable_shards += 1;
                 }
-                if let Ok(db) = shard.database() {
-                    if let Some(first) = tables::ids_in_state(&db, State::Pending, None, 1)?.first() {
+                if let Ok(db) = shard.database()
+                    && let Some(first) = tables::ids_in_state(&db, State::Pending, None, 1)?.first() {
                         let ms = first.timestamp_ms();
                         s.oldest_pending_ms = Some(s.oldest_pending_ms.map_or(ms, |o: u64| o.min(ms)));
                     }
-                }
             }
             Ok(s)
         })
@@ -474,11 +473,14 @@ impl Store {
     }
 }
 
+/// Called once per stored trigger: id, record, body, transformed body.
+pub type TriggerVisitor<'a> = dyn FnMut(TriggerId, &[u8], &[u8], Option<&[u8]>) -> Result<(), StoreError> + 'a;
+
 /// Calls `f` for every trigger in a read transaction, in id order, with its
 /// raw record bytes and bodies; returns how many. Stops at the first error.
 pub fn for_each_trigger(
     txn: &redb::ReadTransaction,
-    f: &mut dyn FnMut(TriggerId, &[u8], &[u8], Option<&[u8]>) -> Result<(), StoreError>,
+    f: &mut TriggerVisitor<'_>,
 ) -> Result<u64, StoreError> {
     use redb::ReadableTable;
     let triggers = txn.open_table(tables::TRIGGERS).map_err(io_err)?;

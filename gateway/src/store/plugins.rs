@@ -51,6 +51,10 @@ pub struct PluginRepo {
     path: PathBuf,
 }
 
+
+/// An audit entry's key: (Unix ms, sequence).
+pub type AuditKey = (u64, u64);
+
 impl PluginRepo {
     pub fn open(dir: &Path) -> Result<PluginRepo, StoreError> {
         let path = dir.join("plugins.redb");
@@ -253,7 +257,7 @@ impl PluginRepo {
     }
 
     /// Audit entries, newest first, before `before` (ms, seq); at most `limit`.
-    pub fn audit_entries(&self, before: Option<(u64, u64)>, limit: usize) -> Result<Vec<((u64, u64), Vec<u8>)>, StoreError> {
+    pub fn audit_entries(&self, before: Option<AuditKey>, limit: usize) -> Result<Vec<(AuditKey, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(io_err)?;
         let t = txn.open_table(AUDIT).map_err(io_err)?;
         let mut out = Vec::new();

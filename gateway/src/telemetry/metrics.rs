@@ -407,7 +407,7 @@ pub mod otlp {
                 "0 healthy, 1 degraded, 2 open.",
                 g.upstreams
                     .iter()
-                    .map(|(u, s)| point(attrs(&["upstream"], &[u.clone()]), upstream_state_value(s), start, now))
+                    .map(|(u, s)| point(attrs(&["upstream"], std::slice::from_ref(u)), upstream_state_value(s), start, now))
                     .collect(),
             ));
             out
