@@ -1,5 +1,6 @@
 //! The load generator: `C` keep-alive HTTP/1.1 connections, one virtual user
-//! each, against one target.
+//! each, against one target (HTTPS, and then HTTP/1.1 or HTTP/2 by ALPN, when
+//! the target carries a TLS client configuration).
 //!
 //! * **Closed loop** ([`Pace::Closed`]): every connection sends its next
 //!   request as soon as the previous answer is read (maximum throughput).
@@ -14,6 +15,9 @@
 //! Only answers completed inside the measurement window (after the warm-up)
 //! count, and latencies go into HDR histograms (1 µs resolution, 3
 //! significant digits), one per connection, merged at the end.
+//!
+//! [`churn`] measures connection setup instead: each virtual user opens a
+//! fresh connection per request and closes it after the answer.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +29,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::{HeaderMap, Method, StatusCode};
+use rustls::ClientConfig;
 
 use crate::client::{self, Conn};
 
@@ -32,6 +37,9 @@ use crate::client::{self, Conn};
 #[derive(Clone)]
 pub struct Target {
     pub addr: SocketAddr,
+    /// HTTPS with this client configuration (its ALPN picks HTTP/1.1 or h2).
+    pub tls: Option<Arc<ClientConfig>>,
+    pub method: Method,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -63,11 +71,37 @@ impl Target {
         }
         Ok(Target {
             addr,
+            tls: None,
+            method: Method::POST,
             path: path.to_string(),
             headers,
             body,
             expect: StatusCode::ACCEPTED,
         })
+    }
+
+    /// A GET of `path` expecting 200.
+    pub fn get(addr: SocketAddr, path: &str) -> Target {
+        Target {
+            addr,
+            tls: None,
+            method: Method::GET,
+            path: path.to_string(),
+            headers: client::base_headers(addr),
+            body: Bytes::new(),
+            expect: StatusCode::OK,
+        }
+    }
+
+    /// The same requests over HTTPS with `tls` (`None`: plain HTTP).
+    pub fn with_tls(mut self, tls: Option<Arc<ClientConfig>>) -> Target {
+        self.tls = tls;
+        self
+    }
+
+    /// A new connection to the target.
+    pub async fn connect(&self) -> anyhow::Result<Conn> {
+        Conn::open_with(self.addr, self.tls.as_ref()).await
     }
 }
 
@@ -180,6 +214,19 @@ struct Run {
 }
 
 impl Run {
+    /// A run whose warm-up starts at `start`.
+    fn new(target: &Target, plan: &Plan, start: Instant) -> Arc<Run> {
+        let measure_from = start + plan.warmup;
+        Arc::new(Run {
+            target: target.clone(),
+            plan: plan.clone(),
+            measure_from,
+            end: plan.duration.map(|d| measure_from + d),
+            ok_total: AtomicU64::new(0),
+            stop: plan.stop.clone().unwrap_or_default(),
+        })
+    }
+
     fn stopped(&self, now: Instant) -> bool {
         self.stop.load(Ordering::Relaxed) || self.end.is_some_and(|e| now >= e)
     }
@@ -198,27 +245,30 @@ struct Tally {
     last: Option<Instant>,
 }
 
+impl Tally {
+    fn new() -> Tally {
+        Tally { ok: 0, other: BTreeMap::new(), errors: 0, hist: new_hist(), last: None }
+    }
+}
+
 /// Runs the plan against the target and returns what was measured.
 pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     let mut conns = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
-        conns.push(Conn::open(target.addr).await?);
+        conns.push(target.connect().await?);
     }
     let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let run = Arc::new(Run {
-        target: target.clone(),
-        plan: plan.clone(),
-        measure_from,
-        end: plan.duration.map(|d| measure_from + d),
-        ok_total: AtomicU64::new(0),
-        stop: plan.stop.clone().unwrap_or_default(),
-    });
+    let run = Run::new(target, plan, start);
     let tasks: Vec<_> = conns
         .into_iter()
         .enumerate()
         .map(|(k, conn)| tokio::spawn(user(run.clone(), k, conn, start)))
         .collect();
+    gather(&run, tasks).await
+}
+
+/// Merges the virtual users' tallies once they are done.
+async fn gather(run: &Run, tasks: Vec<tokio::task::JoinHandle<Tally>>) -> anyhow::Result<Outcome> {
     let mut out = Outcome {
         ok: 0,
         other: BTreeMap::new(),
@@ -226,7 +276,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
         elapsed: Duration::ZERO,
         hist: new_hist(),
     };
-    let mut last = measure_from;
+    let mut last = run.measure_from;
     for t in tasks {
         let tally = t.await.context("a load connection task failed")?;
         out.ok += tally.ok;
@@ -235,24 +285,18 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
             *out.other.entry(s).or_default() += n;
         }
         out.hist.add(&tally.hist).context("merging histograms")?;
-        last = last.max(tally.last.unwrap_or(measure_from));
+        last = last.max(tally.last.unwrap_or(run.measure_from));
     }
     out.elapsed = match run.end {
-        Some(end) if !run.stop.load(Ordering::Relaxed) => end - measure_from,
-        _ => last.saturating_duration_since(measure_from),
+        Some(end) if !run.stop.load(Ordering::Relaxed) => end - run.measure_from,
+        _ => last.saturating_duration_since(run.measure_from),
     };
     Ok(out)
 }
 
 /// One virtual user: one connection, sending per the plan's pace.
 async fn user(run: Arc<Run>, k: usize, mut conn: Conn, start: Instant) -> Tally {
-    let mut tally = Tally {
-        ok: 0,
-        other: BTreeMap::new(),
-        errors: 0,
-        hist: new_hist(),
-        last: None,
-    };
+    let mut tally = Tally::new();
     let (interval, mut next) = match run.plan.pace {
         Pace::Closed => (Duration::ZERO, start),
         Pace::Open(rate) => {
@@ -280,7 +324,7 @@ async fn user(run: Arc<Run>, k: usize, mut conn: Conn, start: Instant) -> Tally 
         let began = if open && prev_done > next { next } else { now };
         let result = conn
             .send(
-                Method::POST,
+                run.target.method.clone(),
                 &run.target.path,
                 &run.target.headers,
                 run.target.body.clone(),
@@ -332,9 +376,53 @@ async fn reconnect(run: &Run) -> Option<Conn> {
         if run.stopped(Instant::now()) {
             return None;
         }
-        match Conn::open(run.target.addr).await {
+        match run.target.connect().await {
             Ok(c) => return Some(c),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+/// Connection churn, closed loop: each of the plan's connections (virtual
+/// users) repeatedly connects (with the TLS handshake when the target has
+/// TLS), sends one request, reads the answer and closes. Latency covers all
+/// of it; throughput is new connections per second. The plan's pace is
+/// ignored (always closed loop).
+pub async fn churn(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let run = Run::new(target, plan, start);
+    let tasks: Vec<_> = (0..plan.connections)
+        .map(|_| tokio::spawn(churn_user(run.clone())))
+        .collect();
+    gather(&run, tasks).await
+}
+
+async fn churn_user(run: Arc<Run>) -> Tally {
+    let mut tally = Tally::new();
+    let t = &run.target;
+    loop {
+        let began = Instant::now();
+        if run.stopped(began) {
+            break;
+        }
+        let result = async {
+            let mut conn = t.connect().await?;
+            conn.send(t.method.clone(), &t.path, &t.headers, t.body.clone())
+                .await
+            // `conn` drops here: the connection closes.
+        }
+        .await;
+        let done = Instant::now();
+        match result {
+            Ok((status, _)) => record(&run, &mut tally, status, began, done),
+            Err(_) => {
+                if run.counts(done) {
+                    tally.errors += 1;
+                }
+                // E.g. out of ephemeral ports: do not spin.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    tally
 }

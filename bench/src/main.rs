@@ -16,6 +16,7 @@ mod machine;
 mod report;
 mod scenarios;
 mod servers;
+mod tls;
 mod weir;
 
 use std::path::PathBuf;

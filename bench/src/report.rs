@@ -24,6 +24,8 @@ pub enum Unit {
     MiB,
     Percent,
     Count,
+    /// A ratio of two figures measured in the same run (not to bare).
+    Ratio,
 }
 
 impl Unit {
@@ -39,6 +41,7 @@ impl Unit {
             Unit::MiB => format!("{v:.1} MiB"),
             Unit::Percent => format!("{v:.3} %"),
             Unit::Count => format!("{v:.0}"),
+            Unit::Ratio => format!("{v:.2} ×"),
         }
     }
 
@@ -298,5 +301,7 @@ mod tests {
         assert_eq!(Unit::PerSec.format(23_456.0), "23.5k/s");
         assert_eq!(Unit::Millis.format(1.234), "1.23 ms");
         assert_eq!(Unit::PerSec.short(23_456.0), "23.5");
+        assert_eq!(Unit::Ratio.format(0.8765), "0.88 ×");
+        assert_eq!(Unit::Ratio.short(0.8765), "0.88");
     }
 }

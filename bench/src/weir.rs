@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -140,6 +141,17 @@ impl Tenant {
     }
 }
 
+/// `[server.tls]`: HTTPS on the ingest listener.
+#[derive(Debug, Clone)]
+pub struct IngestTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// A client that trusts `cert`, for the health polls.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
 /// What a harness config varies; everything else is Weir's default.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -147,6 +159,8 @@ pub struct Setup {
     pub upstreams: Vec<String>,
     /// `store.max_bytes`: large enough for the biggest backlog a scenario builds.
     pub max_bytes: u64,
+    /// HTTPS on ingest (`None`: plain HTTP).
+    pub tls: Option<IngestTls>,
 }
 
 impl Setup {
@@ -155,6 +169,7 @@ impl Setup {
             tenants,
             upstreams: Vec::new(),
             max_bytes: 1 << 30,
+            tls: None,
         }
     }
 
@@ -167,6 +182,15 @@ impl Setup {
             q(&ingest.to_string()),
             q(&admin.to_string())
         );
+        if let Some(tls) = &self.tls {
+            // A table of its own, after the `[server]` keys.
+            let _ = writeln!(
+                t,
+                "[server.tls]\ncert = {}\nkey = {}\n",
+                q(&tls.cert.display().to_string()),
+                q(&tls.key.display().to_string())
+            );
+        }
         let _ = writeln!(
             t,
             "[store]\npath = {}\nmax_bytes = {}\n",
@@ -199,6 +223,8 @@ pub struct Weir {
     child: Option<Child>,
     pub ingest: SocketAddr,
     pub admin: SocketAddr,
+    /// Set when ingest speaks HTTPS: the client for its health polls.
+    pub ingest_tls: Option<Arc<rustls::ClientConfig>>,
     pub spawned_at: Instant,
     log: PathBuf,
 }
@@ -239,6 +265,7 @@ impl Weir {
             child: Some(child),
             ingest,
             admin,
+            ingest_tls: setup.tls.as_ref().map(|t| t.client.clone()),
             spawned_at,
             log,
         })
@@ -256,13 +283,19 @@ impl Weir {
         Ok(w)
     }
 
-    /// Polls `path` on the ingest listener until it answers 200; returns the
-    /// time since the process was spawned.
+    /// Polls `path` on the ingest listener (over HTTPS when it has TLS) until
+    /// it answers 200; returns the time since the process was spawned.
     pub async fn wait_for(&mut self, path: &str, timeout: Duration) -> anyhow::Result<Duration> {
         let deadline = self.spawned_at + timeout;
         loop {
-            if let Ok((StatusCode::OK, _)) =
-                client::get(self.ingest, path, None, Duration::from_secs(2)).await
+            if let Ok((StatusCode::OK, _)) = client::get_with(
+                self.ingest,
+                self.ingest_tls.as_ref(),
+                path,
+                None,
+                Duration::from_secs(2),
+            )
+            .await
             {
                 return Ok(self.spawned_at.elapsed());
             }
@@ -394,5 +427,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("level = \"warn\""), "{text}");
+    }
+
+    #[test]
+    fn tls_goes_in_its_own_table_weir_accepts() {
+        let client = rustls::ClientConfig::builder_with_provider(weir::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let mut setup = Setup::new(vec![Tenant::plain("a")]);
+        setup.tls = Some(IngestTls {
+            cert: PathBuf::from("/pki/server.crt"),
+            key: PathBuf::from("/pki/server.key"),
+            client: Arc::new(client),
+        });
+        let text = setup.toml(
+            "127.0.0.1:1".parse().expect("addr"),
+            "127.0.0.1:2".parse().expect("addr"),
+            Path::new("/d"),
+        );
+        let config = weir::Config::from_toml(&text).expect("weir parses the config");
+        let tls = config.server.tls.expect("[server.tls]");
+        assert_eq!(tls.cert, Path::new("/pki/server.crt"));
+        assert_eq!(tls.key, Path::new("/pki/server.key"));
+        assert_eq!(config.server.listen, "127.0.0.1:1");
+        assert_eq!(config.server.admin_listen, "127.0.0.1:2");
+        assert!(config.server.admin_tls.is_none());
     }
 }

@@ -16,7 +16,6 @@ use hdrhistogram::Histogram;
 use http::{Method, StatusCode};
 
 use super::{Ctx, LoadMetrics, Plugins, SECRET, ingest_target, measure, ratio_text};
-use crate::client::Conn;
 use crate::load::Target;
 use crate::report::{Metric, Report, Unit, median};
 use crate::servers::BareServer;
@@ -208,8 +207,8 @@ fn goals(
 }
 
 /// One request; anything but 202 means the setup is wrong, so stop early.
-async fn check_accepts(t: &Target) -> anyhow::Result<()> {
-    let mut conn = Conn::open(t.addr).await?;
+pub(super) async fn check_accepts(t: &Target) -> anyhow::Result<()> {
+    let mut conn = t.connect().await?;
     let (status, body) = conn
         .send(Method::POST, &t.path, &t.headers, t.body.clone())
         .await?;

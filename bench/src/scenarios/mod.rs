@@ -5,6 +5,7 @@
 mod drain;
 mod footprint;
 mod ingest;
+mod ingest_tls;
 mod outage;
 mod plugin;
 mod restart;
@@ -27,6 +28,7 @@ use crate::weir::workspace_root;
 pub enum Scenario {
     Ingest,
     IngestHmac,
+    IngestTls,
     Plugin,
     Drain,
     Footprint,
@@ -40,6 +42,7 @@ impl Scenario {
         match self {
             Scenario::Ingest => "ingest",
             Scenario::IngestHmac => "ingest-hmac",
+            Scenario::IngestTls => "ingest-tls",
             Scenario::Plugin => "plugin",
             Scenario::Drain => "drain",
             Scenario::Footprint => "footprint",
@@ -55,6 +58,7 @@ impl Scenario {
             Scenario::All => vec![
                 Scenario::Ingest,
                 Scenario::IngestHmac,
+                Scenario::IngestTls,
                 Scenario::Plugin,
                 Scenario::Drain,
                 Scenario::Footprint,
@@ -126,6 +130,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
     let mut report = match s {
         Scenario::Ingest => ingest::run(ctx, ingest::Flavor::Passthrough).await,
         Scenario::IngestHmac => ingest::run(ctx, ingest::Flavor::Hmac).await,
+        Scenario::IngestTls => ingest_tls::run(ctx).await,
         Scenario::Plugin => plugin::run(ctx).await,
         Scenario::Drain => drain::run(ctx).await,
         Scenario::Footprint => footprint::run(ctx).await,
