@@ -132,6 +132,29 @@ async fn https_ingest_speaks_http1_and_http2_and_answers_plain_http_clearly() {
 }
 
 #[tokio::test]
+async fn a_returning_client_resumes_its_session() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("ingest", 365);
+    let (gw, _certs) = tls_gateway(&ca, &leaf, "", |_| {}).await;
+    // One client configuration (and so one session cache) for both connections.
+    let config = Arc::new(pki::client_config(Some(&ca), None));
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(gw.ingest).await.expect("connect");
+        let name = ServerName::try_from("127.0.0.1").expect("name");
+        let mut stream = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await.expect("handshake");
+        // TLS 1.3 tickets arrive after the handshake: read the answer to a request.
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+        kinds.push(stream.get_ref().1.handshake_kind());
+    }
+    assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(rustls::HandshakeKind::Resumed)]);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn tls_1_3_minimum_refuses_a_tls_1_2_client() {
     let ca = Ca::new("weir test CA");
     let leaf = ca.server("ingest", 365);

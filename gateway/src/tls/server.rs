@@ -19,6 +19,9 @@ use crate::config::TlsConfig;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
+/// TLS 1.2 sessions remembered for resumption (a few hundred bytes each).
+const SESSION_CACHE: usize = 4096;
+
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -112,6 +115,12 @@ impl ServerTls {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Senders that reconnect per webhook resume instead of paying a full
+        // handshake: stateless tickets (keys rotated by rustls every 6 h) for
+        // TLS 1.3, and a bounded session cache for TLS 1.2.
+        server.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| TlsError::Invalid { key: prefix.into(), reason: format!("cannot set up session tickets: {e}") })?;
+        server.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         metrics.tls_certificate(listener, loaded.not_after, config.expiry_warn_days);
         Ok(Arc::new(ServerTls {
             listener,
