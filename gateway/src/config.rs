@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Requests slower than this to send their headers and body get 408.
     pub request_timeout_ms: u64,
+    /// Open connections per listener at most; more wait in the accept backlog.
+    pub max_connections: u32,
     /// HTTPS on the ingest listener (absent: plain HTTP).
     pub tls: Option<TlsConfig>,
     /// HTTPS on the admin listener (absent: plain HTTP).
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             request_timeout_ms: 30_000,
+            max_connections: 4096,
             tls: None,
             admin_tls: None,
         }
@@ -382,6 +385,9 @@ impl Config {
                 "server.max_body_bytes",
                 format!("must be between 1 and {MAX_BODY_LIMIT} (64 MiB); got {}", self.server.max_body_bytes),
             ));
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return Err(invalid("server.max_connections", format!("must be between 1 and 1000000; got {}", self.server.max_connections)));
         }
         if self.server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1".into()));

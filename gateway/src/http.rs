@@ -20,7 +20,10 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
+use crate::telemetry::Metrics;
 use crate::tls::ServerTls;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
 pub type Resp = Response<ResponseBody>;
@@ -102,20 +105,33 @@ pub async fn read_body(req: Request<Incoming>, limit: u64, timeout: Duration) ->
     }
 }
 
+/// How one listener serves.
+pub struct Serving {
+    pub name: &'static str,
+    pub tls: Option<Arc<ServerTls>>,
+    /// Open connections at most; beyond it new ones wait in the kernel's
+    /// accept backlog until one closes.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub grace: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Serves HTTP/1.1 and HTTP/2 (over TLS when `tls` is set, chosen by ALPN;
 /// in the clear by the HTTP/2 preface) on `listener` until shutdown, then
 /// stops accepting and gives in-flight requests up to `grace` to finish.
-pub async fn serve<F, Fut>(
-    listener: TcpListener,
-    name: &'static str,
-    tls: Option<Arc<ServerTls>>,
-    handler: F,
-    mut shutdown: Shutdown,
-    grace: Duration,
-) where
+pub async fn serve<F, Fut>(listener: TcpListener, serving: Serving, handler: F, mut shutdown: Shutdown)
+where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
+    let Serving { name, tls, max_connections, grace, metrics } = serving;
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let open = Arc::new(AtomicUsize::new(0));
+    metrics.track_connections(name, open.clone(), max_connections);
+    // At the cap: warn at most once a minute (a PoP flapping at its limit
+    // must not flood the log).
+    let mut last_warning: Option<tokio::time::Instant> = None;
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
@@ -126,6 +142,24 @@ pub async fn serve<F, Fut>(
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     loop {
+        // A slot first: at the cap, stop accepting (the kernel queues new
+        // connections) rather than accept and drop them.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_warning = Some(tokio::time::Instant::now());
+                    tracing::warn!(listener = name, max_connections, "connection limit reached; new connections wait until one closes (server.max_connections)");
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    _ = shutdown.wait() => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -149,7 +183,10 @@ pub async fn serve<F, Fut>(
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
                 let tls = tls.clone();
+                let counted = Open::new(slot, open.clone());
                 tokio::spawn(async move {
+                    // Held until the connection ends, however it ends.
+                    let _counted = counted;
                     let result = match tls {
                         None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
                         Some(tls) => match tls.accept(stream).await {
@@ -173,6 +210,25 @@ pub async fn serve<F, Fut>(
         _ = graceful.shutdown() => tracing::debug!(listener = name, "all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(listener = name, grace_ms = grace.as_millis() as u64,
             "shutdown grace period over with requests still in flight; abandoning them (none was acknowledged)"),
+    }
+}
+
+/// An accepted connection's slot: counted open until the connection ends.
+struct Open {
+    _slot: OwnedSemaphorePermit,
+    count: Arc<AtomicUsize>,
+}
+
+impl Open {
+    fn new(slot: OwnedSemaphorePermit, count: Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open { _slot: slot, count }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

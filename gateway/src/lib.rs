@@ -95,7 +95,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone(), metrics.clone(), tracer.clone());
-    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, metrics, tracer, shutdown.clone())?;
+    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, metrics.clone(), tracer, shutdown.clone())?;
     admin.resume_jobs().await;
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
@@ -109,8 +109,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         store = %store.dir().display(),
         "weir listening"
     );
-    let ingest_task = http::serve(listeners.ingest, "ingest", ingest_tls, move |req| ingest.clone().handle(req), shutdown.clone(), grace);
-    let admin_task = http::serve(listeners.admin, "admin", admin_tls, move |req| admin.clone().handle(req), shutdown.clone(), grace);
+    let serving = |name, tls| http::Serving { name, tls, max_connections: config.server.max_connections as usize, grace, metrics: metrics.clone() };
+    let (ingest_serving, admin_serving) = (serving("ingest", ingest_tls), serving("admin", admin_tls));
+    let ingest_task = http::serve(listeners.ingest, ingest_serving, move |req| ingest.clone().handle(req), shutdown.clone());
+    let admin_task = http::serve(listeners.admin, admin_serving, move |req| admin.clone().handle(req), shutdown.clone());
     tokio::join!(ingest_task, admin_task);
     // Listeners are drained; let in-flight deliveries record, then stop writing.
     let _ = tokio::join!(forward_task, retention);

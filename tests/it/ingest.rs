@@ -298,3 +298,41 @@ async fn a_body_slower_than_the_request_timeout_gets_408_and_nothing_is_stored()
     assert_eq!(status["pending"], 0);
     gw.stop().await;
 }
+
+/// At `server.max_connections` the listener stops accepting: a new client
+/// waits (in the kernel's backlog) until an open connection closes, and is
+/// then served. Nothing is refused or dropped.
+#[tokio::test]
+async fn at_the_connection_limit_new_clients_wait_for_a_free_slot() {
+    const MAX: usize = 3;
+    let gw = Gateway::start_with("", |c| c.server.max_connections = MAX as u32).await;
+    let open = || async {
+        let m = crate::metrics::scrape(&gw.client, &gw).await;
+        crate::metrics::get(&m, "weir_connections", &[("listener", "ingest")]) as usize
+    };
+    assert_eq!(crate::metrics::get(&crate::metrics::scrape(&gw.client, &gw).await, "weir_connections_max", &[("listener", "ingest")]), MAX as f64);
+    // Fill the remaining slots with idle connections (the test client may hold one already).
+    let mut idle = Vec::new();
+    while open().await < MAX {
+        let before = open().await;
+        idle.push(tokio::net::TcpStream::connect(gw.ingest).await.expect("connect"));
+        crate::support::eventually(std::time::Duration::from_secs(10), || async { (open().await > before).then_some(()) }).await;
+    }
+    assert!(!idle.is_empty(), "the limit was reached by idle connections of this test");
+
+    // One more client: connected by the kernel, but not served while the listener is full.
+    let mut waiting = tokio::net::TcpStream::connect(gw.ingest).await.expect("connect");
+    waiting.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.expect("write");
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), waiting.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "answered while the listener was full: {}", String::from_utf8_lossy(&answer));
+
+    // A slot frees: the waiting client is accepted and answered.
+    drop(idle.pop());
+    tokio::time::timeout(std::time::Duration::from_secs(30), waiting.read_to_end(&mut answer))
+        .await
+        .expect("served once a slot was free")
+        .expect("read");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    gw.stop().await;
+}

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Latency buckets in seconds: 100 µs to 10 s.
@@ -97,6 +97,8 @@ pub struct Metrics {
     tls_reloads: Family,
     /// Per listener: the certificate's notAfter (Unix seconds) and the warning window in days.
     tls_certificates: Mutex<BTreeMap<String, (Option<i64>, u32)>>,
+    /// Per listener: its open connections (kept by `http::serve`) and the limit.
+    connections: Mutex<BTreeMap<String, (Arc<AtomicUsize>, usize)>>,
 }
 
 impl Metrics {
@@ -117,6 +119,7 @@ impl Metrics {
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
             tls_certificates: Mutex::new(BTreeMap::new()),
+            connections: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -153,6 +156,21 @@ impl Metrics {
 
     pub fn forward_attempt(&self, upstream: &str, outcome: &'static str) {
         self.forward_attempts.inc(vec![upstream.into(), outcome.into()]);
+    }
+
+    /// Lets `weir_connections` read a listener's open connections at scrape.
+    pub fn track_connections(&self, listener: &str, open: Arc<AtomicUsize>, max: usize) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), (open, max));
+    }
+
+    /// Per listener: (open connections, limit).
+    fn connection_counts(&self) -> Vec<(String, f64, f64)> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(l, (open, max))| (l.clone(), open.load(Ordering::Relaxed) as f64, *max as f64))
+            .collect()
     }
 
     pub fn tls_handshake_failure(&self, listener: &str, reason: &'static str) {
@@ -246,6 +264,15 @@ impl Metrics {
         let _ = writeln!(out, "weir_trace_spans_exported_total {}", gauges.trace_spans.0);
         help(&mut out, "weir_trace_spans_dropped_total", "counter", "Trace spans dropped: export queue full or collector unreachable.");
         let _ = writeln!(out, "weir_trace_spans_dropped_total {}", gauges.trace_spans.1);
+        let conns = self.connection_counts();
+        help(&mut out, "weir_connections", "gauge", "Open connections per listener.");
+        for (l, open, _) in &conns {
+            let _ = writeln!(out, "weir_connections{{listener=\"{}\"}} {open}", escape(l));
+        }
+        help(&mut out, "weir_connections_max", "gauge", "The connection limit per listener (server.max_connections).");
+        for (l, _, max) in &conns {
+            let _ = writeln!(out, "weir_connections_max{{listener=\"{}\"}} {max}", escape(l));
+        }
         help(&mut out, "weir_tls_handshake_failures_total", "counter", "TLS connections that never reached HTTP, by listener and reason (timeout, plain_http, not_tls, closed, error).");
         self.tls_handshake_failures.render(&mut out, "weir_tls_handshake_failures_total", &["listener", "reason"]);
         help(&mut out, "weir_tls_reloads_total", "counter", "Certificate reloads by listener and result (ok, error).");
@@ -385,6 +412,17 @@ pub mod otlp {
             ] {
                 out.push(gauge(name, "", vec![point(vec![], v, start, now)]));
             }
+            let conns = self.connection_counts();
+            out.push(gauge(
+                "weir_connections",
+                "Open connections per listener.",
+                conns.iter().map(|(l, open, _)| point(attrs(&["listener"], std::slice::from_ref(l)), *open, start, now)).collect(),
+            ));
+            out.push(gauge(
+                "weir_connections_max",
+                "The connection limit per listener.",
+                conns.iter().map(|(l, _, max)| point(attrs(&["listener"], std::slice::from_ref(l)), *max, start, now)).collect(),
+            ));
             out.push(sum(
                 "weir_tls_handshake_failures_total",
                 "TLS connections that never reached HTTP, by listener and reason.",
