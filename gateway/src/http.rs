@@ -14,7 +14,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::{http1, http2};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 use crate::tls::ServerTls;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub type ResponseBody = BoxBody<Bytes, std::io::Error>;
@@ -114,18 +114,21 @@ pub struct Serving {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub grace: Duration,
+    /// An HTTP/1 connection must send a request head within this (also
+    /// while idle between requests), else it is closed.
+    pub header_timeout: Duration,
     pub metrics: Arc<Metrics>,
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (over TLS when `tls` is set, chosen by ALPN;
-/// in the clear by the HTTP/2 preface) on `listener` until shutdown, then
-/// stops accepting and gives in-flight requests up to `grace` to finish.
+/// Serves HTTP/1.1 (and, over TLS, HTTP/2 when the client picks `h2` in
+/// ALPN) on `listener` until shutdown, then stops accepting and gives
+/// in-flight requests up to `grace` to finish.
 pub async fn serve<F, Fut>(listener: TcpListener, serving: Serving, handler: F, mut shutdown: Shutdown)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
-    let Serving { name, tls, max_connections, grace, metrics } = serving;
+    let Serving { name, tls, max_connections, grace, header_timeout, metrics } = serving;
     let slots = Arc::new(Semaphore::new(max_connections));
     let open = Arc::new(AtomicUsize::new(0));
     metrics.track_connections(name, open.clone(), max_connections);
@@ -133,12 +136,15 @@ where
     // must not flood the log).
     let mut last_warning: Option<tokio::time::Instant> = None;
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
+    // The protocol is chosen, never guessed from the first bytes (that read
+    // would have no deadline): HTTP/1.1 in the clear, ALPN's choice over TLS.
+    let mut http1 = http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
+        // Pings find dead peers; an unanswered one closes the connection.
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     loop {
@@ -174,28 +180,45 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
+                let asked = Arc::new(AtomicBool::new(false));
+                let asked_in_svc = asked.clone();
                 let svc = service_fn(move |req| {
+                    asked_in_svc.store(true, Ordering::Relaxed);
                     let fut = handler(req);
                     async move { Ok::<_, Infallible>(fut.await) }
                 });
-                // The watcher is taken before the handshake, so shutdown waits
-                // for (and then closes) a connection still in its handshake.
+                // The watcher is taken before the handshake; a connection still
+                // in its handshake when shutdown comes is dropped, not waited for.
                 let watcher = graceful.watcher();
-                let builder = builder.clone();
+                let (http1, http2) = (http1.clone(), http2.clone());
                 let tls = tls.clone();
+                let mut closing = shutdown.clone();
                 let counted = Open::new(slot, open.clone());
                 tokio::spawn(async move {
                     // Held until the connection ends, however it ends.
                     let _counted = counted;
                     let result = match tls {
-                        None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
-                        Some(tls) => match tls.accept(stream).await {
-                            Ok(stream) => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc).into_owned()).await,
-                            Err(e) => {
-                                tracing::debug!(listener = name, %peer, error = %e, "TLS connection refused");
-                                return;
+                        None => watcher.watch(http1.serve_connection(TokioIo::new(stream), svc)).await,
+                        Some(tls) => {
+                            let handshake = tokio::select! {
+                                r = tls.accept(stream) => r,
+                                _ = closing.wait() => return,
+                            };
+                            match handshake {
+                                Ok(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                                    let conn = watcher.watch(http2.serve_connection(TokioIo::new(stream), svc));
+                                    match first_request_within(conn, header_timeout, &asked).await {
+                                        Some(result) => result,
+                                        None => return,
+                                    }
+                                }
+                                Ok(stream) => watcher.watch(http1.serve_connection(TokioIo::new(stream), svc)).await,
+                                Err(e) => {
+                                    tracing::debug!(listener = name, %peer, error = %e, "TLS connection refused");
+                                    return;
+                                }
                             }
-                        },
+                        }
                     };
                     if let Err(e) = result {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
@@ -211,6 +234,20 @@ where
         _ = tokio::time::sleep(grace) => tracing::warn!(listener = name, grace_ms = grace.as_millis() as u64,
             "shutdown grace period over with requests still in flight; abandoning them (none was acknowledged)"),
     }
+}
+
+/// Drives an HTTP/2 connection, closing it if no request arrived within
+/// `timeout` (HTTP/1 has hyper's header-read timeout for that; HTTP/2 has
+/// none, and its pings keep even a client that never asks anything alive).
+async fn first_request_within<F: Future>(conn: F, timeout: Duration, asked: &AtomicBool) -> Option<F::Output> {
+    tokio::pin!(conn);
+    if let Ok(done) = tokio::time::timeout(timeout, &mut conn).await {
+        return Some(done);
+    }
+    if !asked.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(conn.await)
 }
 
 /// An accepted connection's slot: counted open until the connection ends.

@@ -109,7 +109,14 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         store = %store.dir().display(),
         "weir listening"
     );
-    let serving = |name, tls| http::Serving { name, tls, max_connections: config.server.max_connections as usize, grace, metrics: metrics.clone() };
+    let serving = |name, tls| http::Serving {
+        name,
+        tls,
+        max_connections: config.server.max_connections as usize,
+        grace,
+        header_timeout: Duration::from_millis(config.server.request_timeout_ms),
+        metrics: metrics.clone(),
+    };
     let (ingest_serving, admin_serving) = (serving("ingest", ingest_tls), serving("admin", admin_tls));
     let ingest_task = http::serve(listeners.ingest, ingest_serving, move |req| ingest.clone().handle(req), shutdown.clone());
     let admin_task = http::serve(listeners.admin, admin_serving, move |req| admin.clone().handle(req), shutdown.clone());

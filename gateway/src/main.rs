@@ -269,6 +269,10 @@ fn admin_command(command: Command) -> Result<(), CliError> {
 }
 
 fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Result<()> {
+    // Until the runtime's handler is in place (after the config is read and
+    // the ports are bound), a hangup is ignored rather than fatal.
+    // SAFETY: setting a signal's disposition to SIG_IGN runs no handler code.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     let config = Config::load(config_path.as_deref())?;
     let format = log_format.unwrap_or_else(|| config.log.format.clone());
     weir::telemetry::init_logging(&format, &config.log.level);
@@ -279,7 +283,7 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
         // Both signal streams exist before the first signal is handled, so a
         // second signal sent right after the first is never missed.
         let mut signals = Signals::new();
-        hangup_is_not_fatal();
+        hangup_is_not_fatal(config.server.tls.is_some() || config.server.admin_tls.is_some());
         tokio::spawn(async move {
             signals.next().await;
             tracing::info!("shutdown requested: draining (send the signal again to exit at once)");
@@ -296,13 +300,17 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
 /// SIGHUP's default action ends the process. TLS listeners reload their
 /// certificates on it (each has its own stream); this one keeps a gateway
 /// without TLS alive and says what a hangup does.
-fn hangup_is_not_fatal() {
+fn hangup_is_not_fatal(tls: bool) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hangup) => {
             tokio::spawn(async move {
                 while hangup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: TLS certificates are reloaded; other configuration changes need a restart");
+                    if tls {
+                        tracing::info!("SIGHUP: TLS certificates are reloaded; other configuration changes need a restart");
+                    } else {
+                        tracing::info!("SIGHUP: no TLS certificates to reload; configuration changes need a restart");
+                    }
                 }
             });
         }

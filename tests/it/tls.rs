@@ -122,12 +122,14 @@ async fn https_ingest_speaks_http1_and_http2_and_answers_plain_http_clearly() {
     tcp.read_to_string(&mut answer).await.expect("read until close");
     assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
     assert!(answer.contains(r#""error":"tls_required""#) && answer.contains("https://"), "{answer}");
+    drop(tcp);
 
-    // The listener is unharmed, and the refusal was counted.
+    // The listener is unharmed, and the refusal was counted once, as plain HTTP only.
     let r = gw.client.get(&gw.ingest_url("/healthz"), None).await;
     assert_eq!(r.status, StatusCode::OK);
     let m = scrape(&gw.client, &gw).await;
     assert_eq!(metric(&m, "weir_tls_handshake_failures_total", &[("listener", "ingest"), ("reason", "plain_http")]), 1.0);
+    assert_eq!(metric(&m, "weir_tls_handshake_failures_total", &[("listener", "ingest"), ("reason", "timeout")]), 0.0);
     gw.stop().await;
 }
 
@@ -193,6 +195,70 @@ async fn silent_and_half_open_clients_are_closed_at_the_handshake_deadline() {
 }
 
 #[tokio::test]
+async fn idle_connections_are_closed_after_the_request_timeout_on_plain_and_tls_listeners() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("ingest", 365);
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = leaf.write(certs.path(), "admin");
+    // TLS on ingest, plain admin; both close a connection that sends no request head in time.
+    let extra = format!(
+        "{}\n[server.admin_tls]\ncert = {:?}\nkey = {:?}\n",
+        server_tls(certs.path(), &leaf, ""),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let client = Client::with_tls(pki::client_config(Some(&ca), None));
+    let gw = Gateway::start_with_client(tempfile::tempdir().expect("tempdir"), &extra, |c| c.server.request_timeout_ms = 300, client).await;
+    let plain = Gateway::start_with("", |c| c.server.request_timeout_ms = 300).await;
+
+    // Plain: connected, silent.
+    let mut tcp = TcpStream::connect(plain.ingest).await.expect("connect");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut buf)).await.expect("closed by the gateway");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    // TLS, both ALPN choices: handshake done, then silent.
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut config = pki::client_config(Some(&ca), None);
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = TcpStream::connect(gw.ingest).await.expect("connect");
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+            .await
+            .expect("handshake");
+        // HTTP/2: the server's SETTINGS may arrive first; read until the close.
+        let closed = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "an idle {} connection stayed open", String::from_utf8_lossy(alpn));
+    }
+    plain.stop().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_connections_stuck_in_their_handshake() {
+    let ca = Ca::new("weir test CA");
+    let leaf = ca.server("ingest", 365);
+    // A long handshake deadline and grace period: waiting for either would show.
+    let (gw, _certs) = tls_gateway(&ca, &leaf, "handshake_timeout_ms = 120000", |c| c.server.shutdown_grace_ms = 120_000).await;
+    let _silent = TcpStream::connect(gw.ingest).await.expect("connect");
+    // Accepted (counted open) before shutdown starts.
+    eventually(Duration::from_secs(10), || async {
+        let m = scrape(&gw.client, &gw).await;
+        (metric(&m, "weir_connections", &[("listener", "ingest")]) >= 1.0).then_some(())
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(60), gw.stop()).await.expect("stopped without waiting out the handshake deadline or the grace period");
+}
+
+#[tokio::test]
 async fn a_changed_certificate_is_served_to_new_connections_and_a_broken_one_is_ignored() {
     let ca = Ca::new("weir test CA");
     let first = ca.server("first", 365);
@@ -229,6 +295,8 @@ async fn a_changed_certificate_is_served_to_new_connections_and_a_broken_one_is_
         (metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "error")]) == 1.0).then_some(())
     })
     .await;
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_reload_failing", &[("listener", "ingest")]), 1.0);
     let (cert, mut sender) = connect(gw.ingest, &ca, &[b"h2"]).await;
     assert_eq!(cert, second.der);
     assert_eq!(sender.ingest(gw.ingest, "{}").await.0, StatusCode::ACCEPTED);
@@ -236,6 +304,16 @@ async fn a_changed_certificate_is_served_to_new_connections_and_a_broken_one_is_
     let m = scrape(&gw.client, &gw).await;
     assert_eq!(metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "error")]), 1.0);
     assert_eq!(metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "ok")]), ok_reloads);
+
+    // Fixed files clear the failure.
+    let third = ca.server("third", 365);
+    third.write(certs.path(), "ingest");
+    eventually(Duration::from_secs(30), || async {
+        let m = scrape(&gw.client, &gw).await;
+        (metric(&m, "weir_tls_reload_failing", &[("listener", "ingest")]) == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(connect(gw.ingest, &ca, &[b"http/1.1"]).await.0, third.der);
     gw.stop().await;
 }
 

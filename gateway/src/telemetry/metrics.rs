@@ -97,6 +97,8 @@ pub struct Metrics {
     tls_reloads: Family,
     /// Per listener: the certificate's notAfter (Unix seconds) and the warning window in days.
     tls_certificates: Mutex<BTreeMap<String, (Option<i64>, u32)>>,
+    /// Per listener: the files on disk were rejected and the old certificate is still served.
+    tls_reload_failing: Mutex<BTreeMap<String, bool>>,
     /// Per listener: its open connections (kept by `http::serve`) and the limit.
     connections: Mutex<BTreeMap<String, (Arc<AtomicUsize>, usize)>>,
 }
@@ -119,6 +121,7 @@ impl Metrics {
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
             tls_certificates: Mutex::new(BTreeMap::new()),
+            tls_reload_failing: Mutex::new(BTreeMap::new()),
             connections: Mutex::new(BTreeMap::new()),
         }
     }
@@ -177,8 +180,20 @@ impl Metrics {
         self.tls_handshake_failures.inc(vec![listener.into(), reason.into()]);
     }
 
+    /// Counts a reload (`ok` or `error`); an error means the files on disk
+    /// are rejected until a later reload succeeds.
     pub fn tls_reload(&self, listener: &str, result: &'static str) {
         self.tls_reloads.inc(vec![listener.into(), result.into()]);
+        self.tls_reload_failing.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), result == "error");
+    }
+
+    /// A listener started with its certificate: nothing is failing.
+    pub fn tls_started(&self, listener: &str) {
+        self.tls_reload_failing.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), false);
+    }
+
+    fn tls_failing(&self) -> Vec<(String, f64)> {
+        self.tls_reload_failing.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(l, f)| (l.clone(), f64::from(u8::from(*f)))).collect()
     }
 
     /// Records the certificate a listener now serves.
@@ -277,6 +292,10 @@ impl Metrics {
         self.tls_handshake_failures.render(&mut out, "weir_tls_handshake_failures_total", &["listener", "reason"]);
         help(&mut out, "weir_tls_reloads_total", "counter", "Certificate reloads by listener and result (ok, error).");
         self.tls_reloads.render(&mut out, "weir_tls_reloads_total", &["listener", "result"]);
+        help(&mut out, "weir_tls_reload_failing", "gauge", "1 while a listener's certificate files on disk are rejected (the previous certificate is still served).");
+        for (l, v) in self.tls_failing() {
+            let _ = writeln!(out, "weir_tls_reload_failing{{listener=\"{}\"}} {v}", escape(&l));
+        }
         let expiry = self.tls_expiry();
         help(&mut out, "weir_tls_certificate_not_after_seconds", "gauge", "When the certificate a listener serves expires (Unix seconds).");
         for (l, na, _) in &expiry {
@@ -429,6 +448,11 @@ pub mod otlp {
                 family(&self.tls_handshake_failures, &["listener", "reason"], start, now),
             ));
             out.push(sum("weir_tls_reloads_total", "Certificate reloads by listener and result.", family(&self.tls_reloads, &["listener", "result"], start, now)));
+            out.push(gauge(
+                "weir_tls_reload_failing",
+                "1 while a listener's certificate files on disk are rejected.",
+                self.tls_failing().into_iter().map(|(l, v)| point(attrs(&["listener"], &[l]), v, start, now)).collect(),
+            ));
             let expiry = self.tls_expiry();
             out.push(gauge(
                 "weir_tls_certificate_not_after_seconds",

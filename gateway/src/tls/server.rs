@@ -71,11 +71,39 @@ pub(super) struct Loaded {
     not_after: Option<i64>,
 }
 
+/// The two files as read at one moment (or why they could not be), and a
+/// hash of exactly that: what is parsed is what was compared.
+struct Files {
+    cert: Result<Vec<u8>, TlsError>,
+    key: Result<Vec<u8>, TlsError>,
+    fingerprint: [u8; 32],
+}
+
+impl Files {
+    fn read(prefix: &str, tls: &TlsConfig) -> Files {
+        let cert = read(&format!("{prefix}.cert"), &tls.cert);
+        let key = read(&format!("{prefix}.key"), &tls.key);
+        let mut h = Sha256::new();
+        for part in [&cert, &key] {
+            match part {
+                Ok(bytes) => h.update(bytes),
+                Err(e) => h.update(e.to_string().as_bytes()),
+            }
+            h.update([0xff]);
+        }
+        Files { cert, key, fingerprint: h.finalize().into() }
+    }
+}
+
 /// Reads and checks the certificate chain and key `tls` names.
 pub(super) fn load_key(prefix: &str, tls: &TlsConfig) -> Result<Loaded, TlsError> {
+    parse(prefix, tls, Files::read(prefix, tls))
+}
+
+fn parse(prefix: &str, tls: &TlsConfig, files: Files) -> Result<Loaded, TlsError> {
     let (cert_key, key_key) = (format!("{prefix}.cert"), format!("{prefix}.key"));
-    let cert_pem = read(&cert_key, &tls.cert)?;
-    let key_pem = read(&key_key, &tls.key)?;
+    let cert_pem = files.cert?;
+    let key_pem = files.key?;
     let chain = certificates(&cert_key, &tls.cert, &cert_pem)?;
     let not_after = super::der::not_after(&chain[0]);
     let key = private_key(&key_key, &tls.key, &key_pem)?;
@@ -94,16 +122,25 @@ pub struct ServerTls {
     resolver: Arc<Resolver>,
     acceptor: TlsAcceptor,
     metrics: Arc<Metrics>,
-    /// The files last looked at, good or bad: a broken file is reported
-    /// once, not on every poll, and retried when it changes again.
-    seen: Mutex<[u8; 32]>,
+    watch: Mutex<Watch>,
+}
+
+/// What the watcher knows of the files.
+struct Watch {
+    /// The content last acted on, served or reported broken: a broken file
+    /// is reported once, and looked at again when it changes.
+    seen: [u8; 32],
+    /// Content that failed once and is not reported yet: a rotation writes
+    /// two files, and a poll between the writes sees a mismatched pair.
+    suspect: Option<[u8; 32]>,
 }
 
 impl ServerTls {
     /// Loads the certificate; an error here stops startup.
     pub fn load(listener: &'static str, prefix: &'static str, config: &TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<ServerTls>, TlsError> {
-        let seen = fingerprint(config);
-        let loaded = load_key(prefix, config)?;
+        let files = Files::read(prefix, config);
+        let seen = files.fingerprint;
+        let loaded = parse(prefix, config, files)?;
         let versions = versions(&config.min_version).ok_or_else(|| TlsError::Invalid {
             key: format!("{prefix}.min_version"),
             reason: format!("must be \"1.2\" or \"1.3\"; got {:?}", config.min_version),
@@ -122,6 +159,8 @@ impl ServerTls {
             .map_err(|e| TlsError::Invalid { key: prefix.into(), reason: format!("cannot set up session tickets: {e}") })?;
         server.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         metrics.tls_certificate(listener, loaded.not_after, config.expiry_warn_days);
+        metrics.tls_started(listener);
+        warn_if_no_expiry(listener, &loaded);
         Ok(Arc::new(ServerTls {
             listener,
             prefix,
@@ -129,31 +168,38 @@ impl ServerTls {
             resolver,
             acceptor: TlsAcceptor::from(Arc::new(server)),
             metrics,
-            seen: Mutex::new(seen),
+            watch: Mutex::new(Watch { seen, suspect: None }),
         }))
     }
 
     /// Re-reads the files. Swaps the certificate for new connections when
     /// they changed and are good; keeps the old one (and says why) when not.
-    /// `forced` (SIGHUP) retries even files already found broken.
+    /// A poll reports broken files only when they are the same on the next
+    /// poll (a rotation in progress is not an error); `forced` (SIGHUP)
+    /// reports at once, and retries files already found broken.
     pub fn reload(&self, forced: bool) -> Result<bool, TlsError> {
-        let now = fingerprint(&self.config);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if *seen == now && !forced {
-                return Ok(false);
-            }
-            *seen = now;
+        let files = Files::read(self.prefix, &self.config);
+        let fingerprint = files.fingerprint;
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        if watch.seen == fingerprint && !forced {
+            return Ok(false);
         }
-        match load_key(self.prefix, &self.config) {
+        match parse(self.prefix, &self.config, files) {
             Ok(loaded) => {
+                *watch = Watch { seen: fingerprint, suspect: None };
+                warn_if_no_expiry(self.listener, &loaded);
                 *self.resolver.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
                 self.metrics.tls_certificate(self.listener, loaded.not_after, self.config.expiry_warn_days);
                 self.metrics.tls_reload(self.listener, "ok");
                 tracing::info!(listener = self.listener, cert = %self.config.cert.display(), "TLS certificate reloaded");
                 Ok(true)
             }
+            Err(_) if !forced && watch.suspect != Some(fingerprint) => {
+                watch.suspect = Some(fingerprint);
+                Ok(false)
+            }
             Err(e) => {
+                *watch = Watch { seen: fingerprint, suspect: None };
                 self.metrics.tls_reload(self.listener, "error");
                 tracing::error!(listener = self.listener, error = %e, "TLS certificate reload failed; still serving the previous certificate");
                 Err(e)
@@ -189,19 +235,29 @@ impl ServerTls {
     /// plain HTTP gets a 400 saying to use https:// before the close.
     pub async fn accept(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
         let deadline = Duration::from_millis(self.config.handshake_timeout_ms);
-        let result = match tokio::time::timeout(deadline, self.handshake(stream)).await {
-            Err(_) => Err(HandshakeError::Timeout(deadline)),
-            Ok(r) => r,
+        // Each failure is counted inside its arm, while the connection is
+        // still open: whoever sees it close also sees the count.
+        let failed = match tokio::time::timeout(deadline, self.handshake(stream)).await {
+            Ok(Ok(Opened::Tls(stream))) => return Ok(*stream),
+            Ok(Ok(Opened::PlainHttp(stream))) => {
+                self.metrics.tls_handshake_failure(self.listener, HandshakeError::PlainHttp.reason());
+                refuse_plain_http(stream).await;
+                return Err(HandshakeError::PlainHttp);
+            }
+            Ok(Err(e)) => {
+                self.metrics.tls_handshake_failure(self.listener, e.reason());
+                e
+            }
+            Err(_) => {
+                let e = HandshakeError::Timeout(deadline);
+                self.metrics.tls_handshake_failure(self.listener, e.reason());
+                e
+            }
         };
-        match &result {
-            // Counted before the answer went out.
-            Err(HandshakeError::PlainHttp) | Ok(_) => {}
-            Err(e) => self.metrics.tls_handshake_failure(self.listener, e.reason()),
-        }
-        result
+        Err(failed)
     }
 
-    async fn handshake(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
+    async fn handshake(&self, stream: TcpStream) -> Result<Opened, HandshakeError> {
         let mut first = [0u8; 1];
         let n = stream.peek(&mut first).await.map_err(HandshakeError::Failed)?;
         if n == 0 {
@@ -209,19 +265,33 @@ impl ServerTls {
         }
         if first[0] != TLS_HANDSHAKE_RECORD {
             if first[0].is_ascii_uppercase() {
-                self.metrics.tls_handshake_failure(self.listener, HandshakeError::PlainHttp.reason());
-                refuse_plain_http(stream).await;
-                return Err(HandshakeError::PlainHttp);
+                return Ok(Opened::PlainHttp(stream));
             }
             return Err(HandshakeError::NotTls);
         }
-        self.acceptor.accept(stream).await.map_err(HandshakeError::Failed)
+        self.acceptor.accept(stream).await.map(|s| Opened::Tls(Box::new(s))).map_err(HandshakeError::Failed)
     }
 }
 
+/// What the first bytes of a connection turned out to be.
+enum Opened {
+    // Boxed: a TLS stream is ~1 KiB next to a bare TcpStream.
+    Tls(Box<TlsStream<TcpStream>>),
+    PlainHttp(TcpStream),
+}
+
+/// How long a plain-HTTP client may take to read its 400, and how much more
+/// of its request is read and discarded meanwhile.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+const REFUSAL_DRAIN: usize = 64 * 1024;
+
 /// Answers a plain-HTTP request on a TLS port with a 400 that says what to
 /// do, the way nginx's 497 does, rather than a bare reset.
-async fn refuse_plain_http(mut stream: TcpStream) {
+async fn refuse_plain_http(stream: TcpStream) {
+    let _ = tokio::time::timeout(REFUSAL_TIME, answer_plain_http(stream)).await;
+}
+
+async fn answer_plain_http(mut stream: TcpStream) {
     let mut buf = [0u8; 4096];
     let _ = stream.read(&mut buf).await;
     let body = r#"{"error":"tls_required","message":"this port speaks HTTPS only; send the request again with an https:// URL"}"#;
@@ -232,23 +302,21 @@ async fn refuse_plain_http(mut stream: TcpStream) {
     let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
     let _ = stream.shutdown().await;
     // Read what the client still sends until it closes: closing with unread
-    // data would reset the connection and could destroy the answer in flight.
-    // The handshake deadline bounds this.
-    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    // data would reset the connection and could destroy the answer in
+    // flight. Bounded in bytes here and in time by the caller.
+    let mut drained = 0;
+    while drained < REFUSAL_DRAIN {
+        match stream.read(&mut buf).await {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
 }
 
-/// What the two files hold now (or why they cannot be read): a change in
-/// either means a reload is due.
-fn fingerprint(tls: &TlsConfig) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for path in [&tls.cert, &tls.key] {
-        match std::fs::read(path) {
-            Ok(bytes) => h.update(&bytes),
-            Err(e) => h.update(e.to_string().as_bytes()),
-        }
-        h.update([0xff]);
+fn warn_if_no_expiry(listener: &str, loaded: &Loaded) {
+    if loaded.not_after.is_none() {
+        tracing::warn!(listener, "cannot read the certificate's expiry date; weir_tls_certificate_* is not reported for this listener");
     }
-    h.finalize().into()
 }
 
 async fn next_tick(tick: &mut Option<tokio::time::Interval>) {

@@ -129,11 +129,10 @@ pub fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 
 fn alert_hint_by_name(alert: &str) -> &'static str {
     match alert {
-        "CertificateRequired" | "HandshakeFailure" => {
-            " (the upstream may require a client certificate: set forward.client_cert and forward.client_key)"
-        }
+        "CertificateRequired" => " (the upstream requires a client certificate: forward.client_cert and forward.client_key)",
+        "HandshakeFailure" => " (no TLS version or cipher suite in common, or the upstream wants a client certificate)",
         "BadCertificate" | "UnknownCA" | "CertificateUnknown" | "AccessDenied" => {
-            " (the upstream rejected the client certificate in forward.client_cert)"
+            " (the upstream did not accept the client certificate, or its absence: check forward.client_cert)"
         }
         _ => "",
     }
@@ -165,10 +164,10 @@ mod tests {
         let text = describe(&nested).expect("found");
         assert!(text.starts_with("certificate verify failed: ") && text.contains("has expired"), "{text}");
         let alert = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired));
-        assert!(describe(&alert).expect("found").starts_with("TLS handshake failed: received fatal alert: CertificateRequired (the upstream may require"));
+        assert!(describe(&alert).expect("found").starts_with("TLS handshake failed: received fatal alert: CertificateRequired (the upstream requires"));
         let flattened = std::io::Error::new(std::io::ErrorKind::InvalidData, "received fatal alert: BadCertificate");
         let text = describe(&flattened).expect("found");
-        assert!(text.ends_with("BadCertificate (the upstream rejected the client certificate in forward.client_cert)"), "{text}");
+        assert!(text.ends_with("BadCertificate (the upstream did not accept the client certificate, or its absence: check forward.client_cert)"), "{text}");
         assert_eq!(describe(&std::io::Error::other("refused")), None);
     }
 
