@@ -36,6 +36,11 @@ impl Ca {
         self.issue(name, &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth, days)
     }
 
+    /// A server certificate for these names only.
+    pub fn server_for(&self, sans: &[&str]) -> Leaf {
+        self.issue(sans[0], sans, ExtendedKeyUsagePurpose::ServerAuth, 30)
+    }
+
     /// A client certificate (for mutual TLS).
     pub fn client(&self, name: &str) -> Leaf {
         self.issue(name, &[], ExtendedKeyUsagePurpose::ClientAuth, 30)

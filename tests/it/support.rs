@@ -336,6 +336,8 @@ struct UpstreamState {
     script: Mutex<std::collections::VecDeque<u16>>,
     received: Mutex<Vec<Received>>,
     changed: tokio::sync::Notify,
+    /// Connections accepted (for TLS: handshakes completed).
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 /// A loopback upstream whose behaviour a test can switch, including going
@@ -385,6 +387,7 @@ impl Upstream {
                 let state = state.clone();
                 let tls = tls.clone();
                 conns.spawn(async move {
+                    let state_for_count = state.clone();
                     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let state = state.clone();
                         async move { Ok::<_, std::convert::Infallible>(answer(&state, req).await) }
@@ -392,11 +395,13 @@ impl Upstream {
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
                         None => {
+                            state_for_count.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
                         }
                         Some(tls) => {
                             // A refused handshake (wrong CA, no client certificate) just ends the connection.
                             if let Ok(stream) = tls.accept(stream).await {
+                                state_for_count.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                                 let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
                             }
                         }
@@ -431,6 +436,11 @@ impl Upstream {
     /// Statuses to answer next, in order, before the mode applies again.
     pub fn script(&self, statuses: &[u16]) {
         self.state.script.lock().expect("script").extend(statuses.iter().copied());
+    }
+
+    /// Connections accepted so far (TLS: with a completed handshake).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn received(&self) -> Vec<Received> {

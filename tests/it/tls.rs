@@ -317,6 +317,46 @@ async fn a_changed_certificate_is_served_to_new_connections_and_a_broken_one_is_
     gw.stop().await;
 }
 
+/// The way Kubernetes updates a mounted secret: the files are reached
+/// through a directory symlink, which is swapped in one rename.
+#[tokio::test]
+async fn a_swapped_directory_symlink_is_picked_up_and_a_rotation_in_progress_is_no_error() {
+    let ca = Ca::new("weir test CA");
+    let root = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    std::fs::create_dir(&a).expect("mkdir");
+    std::fs::create_dir(&b).expect("mkdir");
+    let first = ca.server("first", 365);
+    first.write(&a, "ingest");
+    std::os::unix::fs::symlink(&a, root.path().join("live")).expect("symlink");
+    let live = root.path().join("live");
+    let extra = format!(
+        "\n[server.tls]\ncert = {:?}\nkey = {:?}\nwatch_interval_ms = 20\n",
+        live.join("ingest.crt").display().to_string(),
+        live.join("ingest.key").display().to_string()
+    );
+    let client = Client::with_tls(pki::client_config(Some(&ca), None));
+    let gw = Gateway::start_with_client(tempfile::tempdir().expect("tempdir"), &extra, |_| {}, client).await;
+    assert_eq!(connect(gw.ingest, &ca, &[b"http/1.1"]).await.0, first.der);
+
+    let second = ca.server("second", 365);
+    second.write(&b, "ingest");
+    let tmp = root.path().join("live.tmp");
+    std::os::unix::fs::symlink(&b, &tmp).expect("symlink");
+    std::fs::rename(&tmp, &live).expect("swap the symlink");
+    eventually(Duration::from_secs(30), || async { (connect(gw.ingest, &ca, &[b"http/1.1"]).await.0 == second.der).then_some(()) }).await;
+
+    // Then a rotation in place, file by file, with the watcher polling every
+    // 20 ms: the moment between the two renames is never reported.
+    let third = ca.server("third", 365);
+    third.write(&b, "ingest");
+    eventually(Duration::from_secs(30), || async { (connect(gw.ingest, &ca, &[b"http/1.1"]).await.0 == third.der).then_some(()) }).await;
+    let m = scrape(&gw.client, &gw).await;
+    assert_eq!(metric(&m, "weir_tls_reloads_total", &[("listener", "ingest"), ("result", "error")]), 0.0);
+    assert_eq!(metric(&m, "weir_tls_reload_failing", &[("listener", "ingest")]), 0.0);
+    gw.stop().await;
+}
+
 #[test]
 fn sighup_reloads_the_certificate_of_the_real_binary() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -387,8 +427,13 @@ async fn admin_api_and_cli_over_https() {
 
 /// A gateway forwarding to `up`, trusting `ca_file` and presenting `identity`.
 async fn forwarding_gateway(up: &Upstream, ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) -> Gateway {
+    forwarding_gateway_to(up.url(), ca_file, identity).await
+}
+
+async fn forwarding_gateway_to(url: String, ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) -> Gateway {
     Gateway::start_with("", |c| {
-        c.forward.upstreams = vec![up.url()];
+        c.forward.failure_threshold = 2;
+        c.forward.upstreams = vec![url];
         c.forward.backoff_base_ms = 20;
         c.forward.backoff_cap_ms = 200;
         c.forward.timeout_ms = 5000;
@@ -427,6 +472,12 @@ async fn delivers_to_an_https_upstream_over_http2_with_a_test_ca() {
     assert_eq!(got.header("weir-trigger-id"), id);
     assert_eq!(got.body, r#"{"secure":true}"#);
     assert_eq!(got.version, Version::HTTP_2, "ALPN offered h2 and the upstream took it");
+    // More deliveries reuse the pooled connection: no handshake per trigger.
+    for i in 0..20 {
+        ingest(&gw, &format!(r#"{{"n":{i}}}"#)).await;
+    }
+    up.wait_until(Duration::from_secs(30), |r| r.len() == 21).await;
+    assert!(up.connections() <= 2, "{} TLS connections for 21 deliveries", up.connections());
     gw.stop().await;
 }
 
@@ -445,7 +496,27 @@ async fn a_wrong_ca_is_reported_in_status_and_loses_nothing() {
     assert_eq!(t["state"], "pending", "{t}");
     let m = scrape(&gw.client, &gw).await;
     assert!(metric(&m, "weir_forward_attempts_total", &[("upstream", &up.url()), ("outcome", "retry")]) >= 1.0);
+    // The breaker counts certificate failures like any other: it opens.
+    eventually(Duration::from_secs(30), || async {
+        let s = gw.client.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json();
+        (s["upstreams"][0]["state"] == "open").then_some(())
+    })
+    .await;
     up.down().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_reported_in_status() {
+    let ca = Ca::new("upstream CA");
+    // Trusted, valid, but issued for another host than the URL's 127.0.0.1.
+    let up = Upstream::start_tls(Mode::Ok, ca.server_for(&["triggers.example"]).server_config(None)).await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let gw = forwarding_gateway(&up, Some(&ca.write(files.path(), "ca.pem")), None).await;
+    ingest(&gw, "{}").await;
+    let error = upstream_error(&gw, "certificate verify failed").await;
+    assert!(error.contains("does not name the host"), "{error}");
+    assert!(up.received().is_empty());
     gw.stop().await;
 }
 
