@@ -70,9 +70,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     // Certificates first: a bad one stops startup before anything is opened.
     let listener_tls = |name, prefix, tls: &Option<config::TlsConfig>| -> Result<Option<std::sync::Arc<tls::ServerTls>>, RunError> {
         let Some(tls) = tls else { return Ok(None) };
-        let server = tls::ServerTls::load(name, prefix, tls, metrics.clone())?;
-        server.spawn_watcher(shutdown.clone());
-        Ok(Some(server))
+        Ok(Some(tls::ServerTls::load(name, prefix, tls, metrics.clone())?))
     };
     let ingest_tls = listener_tls("ingest", "server.tls", &config.server.tls)?;
     let admin_tls = listener_tls("admin", "server.admin_tls", &config.server.admin_tls)?;
@@ -109,6 +107,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         store = %store.dir().display(),
         "weir listening"
     );
+    // Everything started: now the certificates may be watched.
+    for tls in ingest_tls.iter().chain(&admin_tls) {
+        tls.spawn_watcher(shutdown.clone());
+    }
     let serving = |name, tls| http::Serving {
         name,
         tls,
