@@ -96,3 +96,28 @@ async fn counters_move_as_triggers_flow_and_labels_stay_bounded() {
     }
     gw.stop().await;
 }
+
+/// Every metric the alert rules and the docs name exists on `/metrics`, so
+/// neither can drift into naming a series that never comes.
+#[tokio::test]
+async fn alert_rules_and_docs_name_only_metrics_that_exist() {
+    let gw = Gateway::start().await;
+    let page = Client::new().get(&gw.admin_url("/metrics"), None).await;
+    let text = String::from_utf8(page.body.to_vec()).expect("utf8");
+    let declared: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    for (file, body) in [
+        ("examples/alerts/weir.rules.yml", include_str!("../../examples/alerts/weir.rules.yml")),
+        ("docs/observability.md", include_str!("../../docs/observability.md")),
+        ("docs/tls.md", include_str!("../../docs/tls.md")),
+    ] {
+        let mut named = 0;
+        for word in body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("weir_") && !w.ends_with('_')) {
+            let base = ["_count", "_bucket", "_sum"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
+            assert!(declared.contains(base) || declared.contains(word), "{file} names {word}, which /metrics does not have");
+            named += 1;
+        }
+        assert!(named > 0, "{file} names no metric");
+    }
+    gw.stop().await;
+}
