@@ -379,3 +379,25 @@ async fn hot_swap_under_load_fails_no_request() {
     assert_eq!(trigger(&c, &gw, &id_of(&r)).await["plugin_version"], 4);
     gw.stop().await;
 }
+
+/// Calls start on the async worker with a 1 ms CPU budget; a plugin that
+/// needs longer (but stays within its tenant's budget) is run again on the
+/// blocking pool and its verdict stands: nothing is quarantined for being
+/// slower than the inline budget.
+#[tokio::test]
+async fn a_plugin_slower_than_the_inline_budget_still_gets_its_own_budget() {
+    let gw = gateway(vec![TenantConfig {
+        plugin_timeout_ms: 5000,
+        ..tenant("busy", Some(wasm::BUSY_THEN_ACCEPT), &[("rounds", "50000000")])
+    }])
+    .await;
+    let c = Client::new();
+    for _ in 0..3 {
+        let r = c.post(&gw.ingest_url("/ingest/busy/x"), &[], "{}").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        assert_eq!(r.json()["quarantined"], false, "{:?}", r.body);
+    }
+    let m = crate::metrics::scrape(&c, &gw).await;
+    assert_eq!(crate::metrics::get(&m, "weir_plugin_failures_total", &[("tenant", "busy"), ("kind", "deadline")]), 0.0);
+    gw.stop().await;
+}

@@ -18,6 +18,7 @@ mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -64,6 +65,25 @@ struct TenantPlugin {
     config: Arc<BTreeMap<String, String>>,
     /// At most half the pool per tenant, so the others always have room.
     slots: Semaphore,
+    /// Until when (ms on the host's monotonic clock) this tenant's plugin
+    /// runs on the blocking pool only, after it overran the inline budget.
+    pooled_until_ms: AtomicU64,
+}
+
+/// CPU budget of a plugin call made right on the async worker. A short
+/// plugin costs less than the hop to a blocking thread (BENCHMARKS.md:
+/// 24.5 % of weir's CPU went to that hop), so calls start inline; one that
+/// overruns this is interrupted and run again on the pool with the tenant's
+/// full budget, and the tenant's next calls go to the pool for a while. A
+/// worker is thus held at most `INLINE_BUDGET` x the wall-clock factor, once
+/// per `POOLED_FOR` per tenant.
+const INLINE_BUDGET: Duration = Duration::from_millis(1);
+const POOLED_FOR: Duration = Duration::from_secs(30);
+
+impl TenantPlugin {
+    fn runs_inline(&self, now_ms: u64) -> bool {
+        self.pooled_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
 }
 
 /// The result of running a tenant's plugin on one trigger.
@@ -86,6 +106,8 @@ pub struct PluginHost {
     active: RwLock<HashMap<String, Slot>>,
     slots: Semaphore,
     compile_slots: Arc<Semaphore>,
+    /// The clock of `TenantPlugin::pooled_until_ms`.
+    clock: std::time::Instant,
     _ticker: engine::Ticker,
 }
 
@@ -113,6 +135,7 @@ impl PluginHost {
                         on_error: t.on_plugin_error,
                         config: Arc::new(t.config.clone()),
                         slots: Semaphore::new(per_tenant),
+                        pooled_until_ms: AtomicU64::new(0),
                     },
                 )
             })
@@ -130,6 +153,7 @@ impl PluginHost {
             active: RwLock::new(HashMap::new()),
             slots: Semaphore::new(config.plugins.concurrency as usize),
             compile_slots: Arc::new(Semaphore::new(1)),
+            clock: std::time::Instant::now(),
             _ticker: ticker,
         });
         host.load_all(config).await?;
@@ -189,13 +213,40 @@ impl PluginHost {
             return None;
         };
         let job = self.job(tenant, loaded.clone());
-        let result = match tokio::task::spawn_blocking(move || job.run(input)).await {
-            Ok(r) => r,
-            Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
+        let now_ms = self.clock.elapsed().as_millis() as u64;
+        let result = if tenant.runs_inline(now_ms) {
+            let inline = run::Job { timeout: INLINE_BUDGET.min(job.timeout), ..job.clone() };
+            match inline.run(input.clone()) {
+                Err(f) if f.kind == FailureKind::Deadline => {
+                    tenant.pooled_until_ms.store(now_ms + POOLED_FOR.as_millis() as u64, Ordering::Relaxed);
+                    if INLINE_BUDGET < tenant.timeout {
+                        // A fresh instance with the full budget: a plugin's only
+                        // effects are its verdict and its log lines.
+                        pooled(job, input).await
+                    } else {
+                        Err(f)
+                    }
+                }
+                other => other,
+            }
+        } else {
+            pooled(job, input).await
         };
         Some(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() })
     }
 
+}
+
+/// Runs a call on the blocking pool, where it may take its whole budget
+/// without holding an async worker.
+async fn pooled(job: run::Job, input: Input) -> Result<Decision, Failure> {
+    match tokio::task::spawn_blocking(move || job.run(input)).await {
+        Ok(r) => r,
+        Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
+    }
+}
+
+impl PluginHost {
     /// Runs the tenant's plugin on the calling thread, without the
     /// concurrency limits or the hop to a blocking thread: what one fresh
     /// instance plus call costs (for benchmarks).

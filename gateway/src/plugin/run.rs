@@ -83,6 +83,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Job {
     pub engine: Engine,
     pub loaded: Arc<Loaded>,
