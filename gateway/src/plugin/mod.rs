@@ -213,16 +213,16 @@ impl PluginHost {
             return None;
         };
         let job = self.job(tenant, loaded.clone());
+        let trigger = input.into_trigger();
         let now_ms = self.clock.elapsed().as_millis() as u64;
         let result = if tenant.runs_inline(now_ms) {
-            let inline = run::Job { timeout: INLINE_BUDGET.min(job.timeout), ..job.clone() };
-            match inline.run(input.clone()) {
+            match job.run(&trigger, INLINE_BUDGET.min(tenant.timeout)) {
                 Err(f) if f.kind == FailureKind::Deadline => {
                     tenant.pooled_until_ms.store(now_ms + POOLED_FOR.as_millis() as u64, Ordering::Relaxed);
                     if INLINE_BUDGET < tenant.timeout {
                         // A fresh instance with the full budget: a plugin's only
                         // effects are its verdict and its log lines.
-                        pooled(job, input).await
+                        pooled(job, trigger, tenant.timeout).await
                     } else {
                         Err(f)
                     }
@@ -230,23 +230,11 @@ impl PluginHost {
                 other => other,
             }
         } else {
-            pooled(job, input).await
+            pooled(job, trigger, tenant.timeout).await
         };
         Some(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() })
     }
 
-}
-
-/// Runs a call on the blocking pool, where it may take its whole budget
-/// without holding an async worker.
-async fn pooled(job: run::Job, input: Input) -> Result<Decision, Failure> {
-    match tokio::task::spawn_blocking(move || job.run(input)).await {
-        Ok(r) => r,
-        Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
-    }
-}
-
-impl PluginHost {
     /// Runs the tenant's plugin on the calling thread, without the
     /// concurrency limits or the hop to a blocking thread: what one fresh
     /// instance plus call costs (for benchmarks).
@@ -254,14 +242,13 @@ impl PluginHost {
         let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
         let tenant = self.tenants.get(&input.tenant)?;
         let Slot::Ready(loaded) = slot else { return None };
-        Some(self.job(tenant, loaded).run(input))
+        Some(self.job(tenant, loaded).run(&input.into_trigger(), tenant.timeout))
     }
 
     fn job(&self, tenant: &TenantPlugin, loaded: Arc<Loaded>) -> run::Job {
         run::Job {
             engine: self.engine.clone(),
             loaded,
-            timeout: tenant.timeout,
             memory_bytes: tenant.memory_bytes,
             config: tenant.config.clone(),
             max_log_calls: self.limits.max_log_calls,
@@ -342,4 +329,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("plugin store task failed: {e}")))?
+}
+
+/// Runs a call on the blocking pool, where it may take its whole budget
+/// without holding an async worker.
+async fn pooled(job: run::Job, trigger: bindings::Trigger, timeout: Duration) -> Result<Decision, Failure> {
+    match tokio::task::spawn_blocking(move || job.run(&trigger, timeout)).await {
+        Ok(r) => r,
+        Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
+    }
 }

@@ -83,11 +83,9 @@ impl std::fmt::Display for Failure {
     }
 }
 
-#[derive(Clone)]
 pub(super) struct Job {
     pub engine: Engine,
     pub loaded: Arc<Loaded>,
-    pub timeout: Duration,
     pub memory_bytes: u64,
     pub config: Arc<BTreeMap<String, String>>,
     pub max_log_calls: u32,
@@ -113,15 +111,33 @@ fn thread_cpu_time() -> Duration {
 /// Plugin stderr kept for the failure detail (panic messages land there).
 const STDERR_CAP: usize = 2048;
 
+impl Input {
+    /// What the plugin is called with. Built once per trigger: an inline
+    /// call that is run again on the pool reuses it.
+    pub(super) fn into_trigger(self) -> Trigger {
+        Trigger {
+            tenant: self.tenant,
+            source: self.source,
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            headers: self.headers.into_iter().map(|(name, value)| super::bindings::Header { name, value }).collect(),
+            body: self.body.to_vec(),
+            received_at_ms: self.received_at_ms,
+        }
+    }
+}
+
 impl Job {
-    pub(super) fn run(self, input: Input) -> Result<Decision, Failure> {
+    /// One call on a fresh instance, within `timeout` of CPU time.
+    pub(super) fn run(&self, trigger: &Trigger, timeout: Duration) -> Result<Decision, Failure> {
         let started = Instant::now();
         let stderr = MemoryOutputPipe::new(STDERR_CAP);
         // No capabilities: no files, sockets or environment; the clocks are
         // frozen at the trigger's arrival, the only time the WIT gives.
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
-            .wall_clock(FrozenWall(input.received_at_ms))
+            .wall_clock(FrozenWall(trigger.received_at_ms))
             .monotonic_clock(FrozenMonotonic)
             .allow_tcp(false)
             .allow_udp(false)
@@ -138,7 +154,7 @@ impl Job {
         let mut store = Store::new(
             &self.engine,
             HostState {
-                tenant: input.tenant.as_str().into(),
+                tenant: trigger.tenant.as_str().into(),
                 config: self.config.clone(),
                 limits,
                 wasi,
@@ -154,7 +170,6 @@ impl Job {
         // The budget is the CPU time this thread spends on the call, so a busy
         // machine does not quarantine a well-behaved plugin; a wall-clock cap
         // of WALL_FACTOR x the budget bounds how long a slot can be held.
-        let timeout = self.timeout;
         let cpu_start = thread_cpu_time();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -165,21 +180,11 @@ impl Job {
                 UpdateDeadline::Continue(1)
             })
         });
-        let trigger = Trigger {
-            tenant: input.tenant,
-            source: input.source,
-            method: input.method,
-            path: input.path,
-            query: input.query,
-            headers: input.headers.into_iter().map(|(name, value)| super::bindings::Header { name, value }).collect(),
-            body: input.body.to_vec(),
-            received_at_ms: input.received_at_ms,
-        };
         let outcome = self
             .loaded
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.call_handle(&mut store, &trigger));
+            .and_then(|instance| instance.call_handle(&mut store, trigger));
         match outcome {
             Ok(verdict) => check(verdict, self.max_output_bytes),
             Err(e) => Err(classify(&e, started.elapsed() >= timeout * WALL_FACTOR, &stderr, timeout)),
