@@ -51,6 +51,13 @@ pub struct ServerConfig {
     pub admin_tls: Option<TlsConfig>,
 }
 
+impl ServerConfig {
+    /// Each listener's TLS settings: (listener name, config key, settings).
+    pub fn tls_listeners(&self) -> [(&'static str, &'static str, Option<&TlsConfig>); 2] {
+        [("ingest", "server.tls", self.tls.as_ref()), ("admin", "server.admin_tls", self.admin_tls.as_ref())]
+    }
+}
+
 /// `[server.tls]` / `[server.admin_tls]`: a certificate for one listener.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -392,7 +399,7 @@ impl Config {
         if self.server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1".into()));
         }
-        for (prefix, tls) in [("server.tls", &self.server.tls), ("server.admin_tls", &self.server.admin_tls)] {
+        for (_, prefix, tls) in self.server.tls_listeners() {
             if let Some(tls) = tls {
                 validate_tls(prefix, tls)?;
             }
@@ -797,6 +804,13 @@ mod tests {
                 ("WEIR_TENANTS_0_PLUGIN_TIMEOUT_MS", "75"),
                 ("WEIR_TENANTS_0_CONFIG_SECRET", "hmac-key"),
                 ("WEIR_ADMIN_URL", "http://ignored-by-config"),
+                ("WEIR_ADMIN_CA_FILE", "/ignored/by/config.pem"),
+                ("WEIR_SERVER_TLS_CERT", "/etc/weir/ingest.crt"),
+                ("WEIR_SERVER_TLS_KEY", "/etc/weir/ingest.key"),
+                ("WEIR_SERVER_ADMIN_TLS_CERT", "/etc/weir/admin.crt"),
+                ("WEIR_SERVER_ADMIN_TLS_KEY", "/etc/weir/admin.key"),
+                ("WEIR_SERVER_MAX_CONNECTIONS", "100"),
+                ("WEIR_FORWARD_CA_FILE", "/etc/weir/ca.pem"),
                 ("PATH", "/bin"),
             ]),
         )
@@ -809,6 +823,12 @@ mod tests {
         assert_eq!(c.tenants[0].id, "globex");
         assert_eq!(c.tenants[0].plugin_timeout_ms, 75);
         assert_eq!(c.tenants[0].config.get("secret").map(String::as_str), Some("hmac-key"));
+        let tls = c.server.tls.as_ref().expect("[server.tls] made by the environment");
+        assert_eq!((tls.cert.as_path(), tls.key.as_path()), (Path::new("/etc/weir/ingest.crt"), Path::new("/etc/weir/ingest.key")));
+        assert_eq!(tls.handshake_timeout_ms, TlsConfig::default().handshake_timeout_ms);
+        assert_eq!(c.server.admin_tls.as_ref().map(|t| t.cert.as_path()), Some(Path::new("/etc/weir/admin.crt")));
+        assert_eq!(c.server.max_connections, 100);
+        assert_eq!(c.forward.ca_file.as_deref(), Some(Path::new("/etc/weir/ca.pem")));
     }
 
     #[test]

@@ -68,12 +68,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let metrics = std::sync::Arc::new(telemetry::Metrics::new(config.telemetry.max_tenant_labels as usize));
     let tracer = telemetry::Tracer::start(&config.telemetry, shutdown.clone());
     // Certificates first: a bad one stops startup before anything is opened.
-    let listener_tls = |name, prefix, tls: &Option<config::TlsConfig>| -> Result<Option<std::sync::Arc<tls::ServerTls>>, RunError> {
-        let Some(tls) = tls else { return Ok(None) };
-        Ok(Some(tls::ServerTls::load(name, prefix, tls, metrics.clone())?))
-    };
-    let ingest_tls = listener_tls("ingest", "server.tls", &config.server.tls)?;
-    let admin_tls = listener_tls("admin", "server.admin_tls", &config.server.admin_tls)?;
+    let [ingest_tls, admin_tls] = config
+        .server
+        .tls_listeners()
+        .map(|(name, prefix, tls)| tls.map(|tls| tls::ServerTls::load(name, prefix, tls, metrics.clone())).transpose());
+    let (ingest_tls, admin_tls) = (ingest_tls?, admin_tls?);
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;

@@ -207,8 +207,7 @@ fn global(a: &AdminArgs) -> Result<Global, CliError> {
         None => match &a.config {
             Some(path) => {
                 let c = Config::load(Some(path)).map_err(|e| CliError::Usage(e.to_string()))?;
-                let scheme = if c.server.admin_tls.is_some() { "https" } else { "http" };
-                format!("{scheme}://{}", c.server.admin_listen)
+                cli::admin_url(&c.server)
             }
             None => "http://127.0.0.1:9090".into(),
         },
@@ -283,7 +282,7 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
         // Both signal streams exist before the first signal is handled, so a
         // second signal sent right after the first is never missed.
         let mut signals = Signals::new();
-        hangup_is_not_fatal(config.server.tls.is_some() || config.server.admin_tls.is_some());
+        hangup_is_not_fatal(config.server.tls_listeners().iter().any(|(_, _, tls)| tls.is_some()));
         tokio::spawn(async move {
             signals.next().await;
             tracing::info!("shutdown requested: draining (send the signal again to exit at once)");

@@ -18,6 +18,13 @@ use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
 
+/// The admin API's URL for a config: its admin listener, `https://` when
+/// that listener has TLS.
+pub fn admin_url(server: &crate::config::ServerConfig) -> String {
+    let scheme = if server.admin_tls.is_some() { "https" } else { "http" };
+    format!("{scheme}://{}", server.admin_listen)
+}
+
 /// Options every admin command shares.
 pub struct Global {
     pub admin_url: String,
@@ -289,4 +296,20 @@ pub async fn backup(g: &Global, out: &PathBuf) -> Result<(), CliError> {
         println!("backup written to {} ({bytes} bytes)", out.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ServerConfig, TlsConfig};
+
+    #[test]
+    fn the_admin_url_follows_the_admin_listener_and_its_tls() {
+        let mut server = ServerConfig { admin_listen: "10.0.0.5:9443".into(), ..ServerConfig::default() };
+        assert_eq!(super::admin_url(&server), "http://10.0.0.5:9443");
+        server.admin_tls = Some(TlsConfig::default());
+        assert_eq!(super::admin_url(&server), "https://10.0.0.5:9443");
+        server.tls = Some(TlsConfig::default());
+        server.admin_tls = None;
+        assert_eq!(super::admin_url(&server), "http://10.0.0.5:9443", "ingest TLS says nothing about admin");
+    }
 }

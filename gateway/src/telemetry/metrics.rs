@@ -96,9 +96,7 @@ pub struct Metrics {
     tls_handshake_failures: Family,
     tls_reloads: Family,
     /// Per listener: the certificate's notAfter (Unix seconds) and the warning window in days.
-    tls_certificates: Mutex<BTreeMap<String, (Option<i64>, u32)>>,
-    /// Per listener: the files on disk were rejected and the old certificate is still served.
-    tls_reload_failing: Mutex<BTreeMap<String, bool>>,
+    tls_listeners: Mutex<BTreeMap<String, TlsListener>>,
     /// Per listener: its open connections (kept by `http::serve`) and the limit.
     connections: Mutex<BTreeMap<String, (Arc<AtomicUsize>, usize)>>,
 }
@@ -120,8 +118,7 @@ impl Metrics {
             replayed: AtomicU64::new(0),
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
-            tls_certificates: Mutex::new(BTreeMap::new()),
-            tls_reload_failing: Mutex::new(BTreeMap::new()),
+            tls_listeners: Mutex::new(BTreeMap::new()),
             connections: Mutex::new(BTreeMap::new()),
         }
     }
@@ -166,16 +163,6 @@ impl Metrics {
         self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), (open, max));
     }
 
-    /// Per listener: (open connections, limit).
-    fn connection_counts(&self) -> Vec<(String, f64, f64)> {
-        self.connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(l, (open, max))| (l.clone(), open.load(Ordering::Relaxed) as f64, *max as f64))
-            .collect()
-    }
-
     pub fn tls_handshake_failure(&self, listener: &str, reason: &'static str) {
         self.tls_handshake_failures.inc(vec![listener.into(), reason.into()]);
     }
@@ -184,36 +171,41 @@ impl Metrics {
     /// are rejected until a later reload succeeds.
     pub fn tls_reload(&self, listener: &str, result: &'static str) {
         self.tls_reloads.inc(vec![listener.into(), result.into()]);
-        self.tls_reload_failing.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), result == "error");
-    }
-
-    /// A listener started with its certificate: nothing is failing.
-    pub fn tls_started(&self, listener: &str) {
-        self.tls_reload_failing.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), false);
-    }
-
-    fn tls_failing(&self) -> Vec<(String, f64)> {
-        self.tls_reload_failing.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(l, f)| (l.clone(), f64::from(u8::from(*f)))).collect()
+        self.tls_listener(listener, |t| t.failing = result == "error");
     }
 
     /// Records the certificate a listener now serves.
     pub fn tls_certificate(&self, listener: &str, not_after: Option<i64>, warn_days: u32) {
-        self.tls_certificates.lock().unwrap_or_else(|e| e.into_inner()).insert(listener.into(), (not_after, warn_days));
+        self.tls_listener(listener, |t| (t.not_after, t.warn_days) = (not_after, warn_days));
     }
 
-    /// Per listener: (notAfter in Unix seconds, 1.0 when it expires within the warning window).
-    fn tls_expiry(&self) -> Vec<(String, f64, f64)> {
+    fn tls_listener(&self, listener: &str, change: impl FnOnce(&mut TlsListener)) {
+        change(self.tls_listeners.lock().unwrap_or_else(|e| e.into_inner()).entry(listener.into()).or_default());
+    }
+
+    /// The per-listener gauges, read at scrape.
+    fn listener_gauges(&self) -> [ListenerGauge; 5] {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        self.tls_certificates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter_map(|(l, (not_after, warn_days))| {
-                let na = (*not_after)?;
-                let expiring = na - now <= i64::from(*warn_days) * 86_400;
-                Some((l.clone(), na as f64, f64::from(u8::from(expiring))))
-            })
-            .collect()
+        let (mut open, mut max) = (Vec::new(), Vec::new());
+        for (l, (count, limit)) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            open.push((l.clone(), count.load(Ordering::Relaxed) as f64));
+            max.push((l.clone(), *limit as f64));
+        }
+        let (mut failing, mut not_after, mut expiring) = (Vec::new(), Vec::new(), Vec::new());
+        for (l, t) in self.tls_listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            failing.push((l.clone(), f64::from(u8::from(t.failing))));
+            if let Some(na) = t.not_after {
+                not_after.push((l.clone(), na as f64));
+                expiring.push((l.clone(), f64::from(u8::from(na - now <= i64::from(t.warn_days) * 86_400))));
+            }
+        }
+        [
+            ("weir_connections", "Open connections per listener.", open),
+            ("weir_connections_max", "The connection limit per listener (server.max_connections).", max),
+            ("weir_tls_reload_failing", "1 while a listener's certificate files on disk are rejected (the previous certificate is still served).", failing),
+            ("weir_tls_certificate_not_after_seconds", "When the certificate a listener serves expires (Unix seconds).", not_after),
+            ("weir_tls_certificate_expiring", "1 when the certificate a listener serves expires within expiry_warn_days.", expiring),
+        ]
     }
 
     /// Renders the counters and histograms; `gauges` appends the values read at scrape.
@@ -279,31 +271,15 @@ impl Metrics {
         let _ = writeln!(out, "weir_trace_spans_exported_total {}", gauges.trace_spans.0);
         help(&mut out, "weir_trace_spans_dropped_total", "counter", "Trace spans dropped: export queue full or collector unreachable.");
         let _ = writeln!(out, "weir_trace_spans_dropped_total {}", gauges.trace_spans.1);
-        let conns = self.connection_counts();
-        help(&mut out, "weir_connections", "gauge", "Open connections per listener.");
-        for (l, open, _) in &conns {
-            let _ = writeln!(out, "weir_connections{{listener=\"{}\"}} {open}", escape(l));
-        }
-        help(&mut out, "weir_connections_max", "gauge", "The connection limit per listener (server.max_connections).");
-        for (l, _, max) in &conns {
-            let _ = writeln!(out, "weir_connections_max{{listener=\"{}\"}} {max}", escape(l));
-        }
         help(&mut out, "weir_tls_handshake_failures_total", "counter", "TLS connections that never reached HTTP, by listener and reason (timeout, plain_http, not_tls, closed, error).");
         self.tls_handshake_failures.render(&mut out, "weir_tls_handshake_failures_total", &["listener", "reason"]);
         help(&mut out, "weir_tls_reloads_total", "counter", "Certificate reloads by listener and result (ok, error).");
         self.tls_reloads.render(&mut out, "weir_tls_reloads_total", &["listener", "result"]);
-        help(&mut out, "weir_tls_reload_failing", "gauge", "1 while a listener's certificate files on disk are rejected (the previous certificate is still served).");
-        for (l, v) in self.tls_failing() {
-            let _ = writeln!(out, "weir_tls_reload_failing{{listener=\"{}\"}} {v}", escape(&l));
-        }
-        let expiry = self.tls_expiry();
-        help(&mut out, "weir_tls_certificate_not_after_seconds", "gauge", "When the certificate a listener serves expires (Unix seconds).");
-        for (l, na, _) in &expiry {
-            let _ = writeln!(out, "weir_tls_certificate_not_after_seconds{{listener=\"{}\"}} {na}", escape(l));
-        }
-        help(&mut out, "weir_tls_certificate_expiring", "gauge", "1 when the certificate a listener serves expires within expiry_warn_days.");
-        for (l, _, soon) in &expiry {
-            let _ = writeln!(out, "weir_tls_certificate_expiring{{listener=\"{}\"}} {soon}", escape(l));
+        for (name, text, values) in self.listener_gauges() {
+            help(&mut out, name, "gauge", text);
+            for (l, v) in values {
+                let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", escape(&l));
+            }
         }
         help(&mut out, "weir_upstream_state", "gauge", "Upstream breaker state: 0 healthy, 1 degraded, 2 open.");
         for (url, state) in &gauges.upstreams {
@@ -431,39 +407,15 @@ pub mod otlp {
             ] {
                 out.push(gauge(name, "", vec![point(vec![], v, start, now)]));
             }
-            let conns = self.connection_counts();
-            out.push(gauge(
-                "weir_connections",
-                "Open connections per listener.",
-                conns.iter().map(|(l, open, _)| point(attrs(&["listener"], std::slice::from_ref(l)), *open, start, now)).collect(),
-            ));
-            out.push(gauge(
-                "weir_connections_max",
-                "The connection limit per listener.",
-                conns.iter().map(|(l, _, max)| point(attrs(&["listener"], std::slice::from_ref(l)), *max, start, now)).collect(),
-            ));
             out.push(sum(
                 "weir_tls_handshake_failures_total",
                 "TLS connections that never reached HTTP, by listener and reason.",
                 family(&self.tls_handshake_failures, &["listener", "reason"], start, now),
             ));
             out.push(sum("weir_tls_reloads_total", "Certificate reloads by listener and result.", family(&self.tls_reloads, &["listener", "result"], start, now)));
-            out.push(gauge(
-                "weir_tls_reload_failing",
-                "1 while a listener's certificate files on disk are rejected.",
-                self.tls_failing().into_iter().map(|(l, v)| point(attrs(&["listener"], &[l]), v, start, now)).collect(),
-            ));
-            let expiry = self.tls_expiry();
-            out.push(gauge(
-                "weir_tls_certificate_not_after_seconds",
-                "When the certificate a listener serves expires (Unix seconds).",
-                expiry.iter().map(|(l, na, _)| point(attrs(&["listener"], std::slice::from_ref(l)), *na, start, now)).collect(),
-            ));
-            out.push(gauge(
-                "weir_tls_certificate_expiring",
-                "1 when the certificate a listener serves expires within expiry_warn_days.",
-                expiry.iter().map(|(l, _, soon)| point(attrs(&["listener"], std::slice::from_ref(l)), *soon, start, now)).collect(),
-            ));
+            for (name, text, values) in self.listener_gauges() {
+                out.push(gauge(name, text, values.into_iter().map(|(l, v)| point(attrs(&["listener"], &[l]), v, start, now)).collect()));
+            }
             out.push(gauge(
                 "weir_upstream_state",
                 "0 healthy, 1 degraded, 2 open.",
@@ -475,6 +427,19 @@ pub mod otlp {
             out
         }
     }
+}
+
+/// A gauge with a `listener` label: (name, help, listener → value).
+type ListenerGauge = (&'static str, &'static str, Vec<(String, f64)>);
+
+/// What the metrics know of one TLS listener.
+#[derive(Default)]
+struct TlsListener {
+    /// The served certificate's notAfter (Unix seconds), when readable.
+    not_after: Option<i64>,
+    warn_days: u32,
+    /// The files on disk were rejected; the previous certificate is still served.
+    failing: bool,
 }
 
 /// `weir_upstream_state`: 0 healthy, 1 degraded, 2 open.

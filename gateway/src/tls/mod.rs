@@ -32,10 +32,11 @@ pub enum TlsError {
     Invalid { key: String, reason: String },
 }
 
-/// The process-wide provider. Explicit rather than rustls' global default,
-/// so no other crate's choice can change what Weir negotiates.
+/// The process-wide provider, built once. Explicit rather than rustls'
+/// global default, so no other crate's choice can change what Weir negotiates.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
 }
 
 /// `"1.2"` (the default) allows TLS 1.2 and 1.3; `"1.3"` only TLS 1.3.
@@ -79,7 +80,7 @@ pub fn read_certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'s
 /// Checks every TLS file the configuration names, as startup would
 /// (`weir check-config`).
 pub fn check(config: &crate::Config) -> Result<(), TlsError> {
-    for (prefix, tls) in [("server.tls", &config.server.tls), ("server.admin_tls", &config.server.admin_tls)] {
+    for (_, prefix, tls) in config.server.tls_listeners() {
         if let Some(tls) = tls {
             server::load_key(prefix, tls)?;
         }

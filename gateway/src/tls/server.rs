@@ -159,7 +159,6 @@ impl ServerTls {
             .map_err(|e| TlsError::Invalid { key: prefix.into(), reason: format!("cannot set up session tickets: {e}") })?;
         server.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         metrics.tls_certificate(listener, loaded.not_after, config.expiry_warn_days);
-        metrics.tls_started(listener);
         warn_if_no_expiry(listener, &loaded);
         Ok(Arc::new(ServerTls {
             listener,

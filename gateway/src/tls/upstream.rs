@@ -38,14 +38,10 @@ pub fn client_config(f: &ForwardConfig) -> Result<ClientConfig, TlsError> {
         }
     };
     let config = client_tls(f.ca_file.as_deref().map(|p| ("forward.ca_file", p)), identity, "forward")?;
-    if config_has_no_roots(&f.ca_file) && f.upstreams.iter().any(|u| u.starts_with("https://")) {
+    if f.ca_file.is_none() && system_roots().is_empty() && f.upstreams.iter().any(|u| u.starts_with("https://")) {
         tracing::warn!("no trusted CA certificates: the system has none and forward.ca_file is not set, so https upstreams will fail verification");
     }
     Ok(config)
-}
-
-fn config_has_no_roots(ca_file: &Option<std::path::PathBuf>) -> bool {
-    ca_file.is_none() && system_roots().is_empty()
 }
 
 /// A client configuration trusting the system's roots plus `ca` (the config
