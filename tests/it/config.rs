@@ -40,6 +40,12 @@ fn bad_configs_exit_2_naming_the_key_and_the_fix() {
         ("[server]\nlisten = [1\n", &[], &["line"]),
         ("", &[("WEIR_SERVER_MAX_BODY_BYTES", "huge")], &["WEIR_SERVER_MAX_BODY_BYTES"]),
         ("", &[("WEIR_NOT_A_KEY", "1")], &["WEIR_NOT_A_KEY", "does not name a config key"]),
+        ("[server]\nmax_connections = 0\n", &[], &["server.max_connections", "between 1 and"]),
+        ("[server.tls]\ncert = \"/x.crt\"\n", &[], &["server.tls.key", "PEM private key"]),
+        ("[server.admin_tls]\nkey = \"/x.key\"\n", &[], &["server.admin_tls.cert", "PEM certificate"]),
+        ("[server.tls]\ncert = \"/x.crt\"\nkey = \"/x.key\"\nhandshake_timeout_ms = 0\n", &[], &["server.tls.handshake_timeout_ms"]),
+        ("[forward]\nclient_cert = \"/c.pem\"\n", &[], &["forward.client_key", "go together"]),
+        ("[telemetry]\notlp_endpoint = \"ftp://collector\"\n", &[], &["telemetry.otlp_endpoint", "https://"]),
     ];
     for (text, env, needles) in cases {
         let (code, _, err) = check_config(text, env);
