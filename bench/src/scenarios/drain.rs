@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{BIG_BUDGET, Ctx, Plugins, fill, ingest_target, measure, ratio_text};
+use super::{Ctx, Plugins, fill, forwarding_setup, ingest_target, measure, ratio_text};
 use crate::load::{self, Pace, Plan};
 use crate::report::{Metric, Report, Unit, median};
 use crate::servers::Upstream;
-use crate::weir::{Setup, Tenant, Weir, field};
+use crate::weir::{Weir, field};
 
 /// What one run measured.
 struct Figures {
@@ -84,12 +84,7 @@ async fn one_run(
 ) -> anyhow::Result<Figures> {
     let work = ctx.workdir("drain")?;
     let upstream = Upstream::reserve()?;
-    let mut setup = Setup::new(vec![Tenant::with_plugin(
-        "pass",
-        &plugins.path("passthrough"),
-    )]);
-    setup.upstreams.push(upstream.url());
-    setup.max_bytes = BIG_BUDGET;
+    let setup = forwarding_setup(plugins, upstream.url());
     let mut weir = Weir::start(ctx.weir()?, work.path(), &setup, ctx.start_timeout()).await?;
     let target = ingest_target(weir.ingest, "pass")?;
     let filled = fill(ctx, &target, n, report).await?;

@@ -21,7 +21,7 @@ use sha2::Sha256;
 use crate::load::{self, Outcome, Pace, Plan, Target};
 use crate::machine::CpuMark;
 use crate::report::{Metric, Report, Unit};
-use crate::weir::workspace_root;
+use crate::weir::{Setup, Tenant, workspace_root};
 
 /// Every scenario, in the order `all` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -346,4 +346,13 @@ mod tests {
             "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
     }
+}
+
+/// One passthrough tenant ("pass") forwarding to `upstream`, with room for
+/// everything the run ingests.
+pub fn forwarding_setup(plugins: &Plugins, upstream: String) -> Setup {
+    let mut setup = Setup::new(vec![Tenant::with_plugin("pass", &plugins.path("passthrough"))]);
+    setup.upstreams.push(upstream);
+    setup.max_bytes = BIG_BUDGET;
+    setup
 }

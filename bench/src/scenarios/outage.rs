@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{BIG_BUDGET, Ctx, Plugins, ingest_target};
+use super::{Ctx, Plugins, forwarding_setup, ingest_target};
 use crate::load::{self, Pace, Plan};
 use crate::report::{Metric, Report, Unit};
 use crate::servers::Upstream;
-use crate::weir::{Setup, Tenant, Weir, field};
+use crate::weir::{Weir, field};
 
 struct Phases {
     rate: f64,
@@ -85,12 +85,7 @@ async fn one_run(
     let work = ctx.workdir("outage")?;
     let upstream = Upstream::reserve()?;
     upstream.start().await?;
-    let mut setup = Setup::new(vec![Tenant::with_plugin(
-        "pass",
-        &plugins.path("passthrough"),
-    )]);
-    setup.upstreams.push(upstream.url());
-    setup.max_bytes = BIG_BUDGET;
+    let setup = forwarding_setup(plugins, upstream.url());
     let mut weir = Weir::start(ctx.weir()?, work.path(), &setup, ctx.start_timeout()).await?;
     let target = ingest_target(weir.ingest, "pass")?;
     let stop = Arc::new(AtomicBool::new(false));
