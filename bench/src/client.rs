@@ -42,34 +42,22 @@ impl Conn {
 
     /// Plain HTTP/1.1 without `tls`; with it, a TLS handshake (server name:
     /// the IP address) and then HTTP/2 if the server chose `h2`, else HTTP/1.1.
-    pub async fn open_with(
-        addr: SocketAddr,
-        tls: Option<&Arc<ClientConfig>>,
-    ) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
+    pub async fn open_with(addr: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true).context("setting TCP_NODELAY")?;
         let Some(tls) = tls else {
             return h1(stream).await;
         };
         let name = ServerName::IpAddress(addr.ip().into());
-        let stream = TlsConnector::from(tls.clone())
-            .connect(name, stream)
-            .await
-            .with_context(|| format!("TLS handshake with {addr}"))?;
+        let stream = TlsConnector::from(tls.clone()).connect(name, stream).await.with_context(|| format!("TLS handshake with {addr}"))?;
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             return h1(stream).await;
         }
-        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .context("HTTP/2 handshake")?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.context("HTTP/2 handshake")?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn {
-            sender: Sender::H2(sender, format!("https://{addr}")),
-        })
+        Ok(Conn { sender: Sender::H2(sender, format!("https://{addr}")) })
     }
 
     /// The connection speaks HTTP/2.
@@ -78,23 +66,13 @@ impl Conn {
     }
 
     /// Sends one request and reads the whole response body.
-    pub async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &HeaderMap,
-        body: Bytes,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
+    pub async fn send(&mut self, method: Method, path: &str, headers: &HeaderMap, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
         // HTTP/2 requests carry the origin (scheme and authority) in the URI.
         let uri = match &self.sender {
             Sender::H1(_) => path.to_string(),
             Sender::H2(_, origin) => format!("{origin}{path}"),
         };
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Full::new(body))
-            .context("building the request")?;
+        let mut req = Request::builder().method(method).uri(uri).body(Full::new(body)).context("building the request")?;
         *req.headers_mut() = headers.clone();
         let resp = match &mut self.sender {
             Sender::H1(sender) => {
@@ -108,12 +86,7 @@ impl Conn {
         }
         .context("sending the request")?;
         let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the response body")?
-            .to_bytes();
+        let body = resp.into_body().collect().await.context("reading the response body")?.to_bytes();
         Ok((status, body))
     }
 }
@@ -124,15 +97,11 @@ async fn h1<T>(io: T) -> anyhow::Result<Conn>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::handshake(TokioIo::new(io))
-        .await
-        .context("HTTP/1.1 handshake")?;
+    let (sender, conn) = http1::handshake(TokioIo::new(io)).await.context("HTTP/1.1 handshake")?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(Conn {
-        sender: Sender::H1(sender),
-    })
+    Ok(Conn { sender: Sender::H1(sender) })
 }
 
 /// Headers every request of the harness carries.
@@ -145,12 +114,7 @@ pub fn base_headers(addr: SocketAddr) -> HeaderMap {
 }
 
 /// A one-off GET on a fresh connection, bounded in time.
-pub async fn get(
-    addr: SocketAddr,
-    path: &str,
-    token: Option<&str>,
-    timeout: Duration,
-) -> anyhow::Result<(StatusCode, Bytes)> {
+pub async fn get(addr: SocketAddr, path: &str, token: Option<&str>, timeout: Duration) -> anyhow::Result<(StatusCode, Bytes)> {
     get_with(addr, None, path, token, timeout).await
 }
 
@@ -164,10 +128,7 @@ pub async fn get_with(
 ) -> anyhow::Result<(StatusCode, Bytes)> {
     let mut headers = base_headers(addr);
     if let Some(t) = token {
-        headers.insert(
-            http::header::AUTHORIZATION,
-            format!("Bearer {t}").parse().context("token header")?,
-        );
+        headers.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().context("token header")?);
     }
     let fut = async {
         let mut conn = Conn::open_with(addr, tls).await?;
@@ -181,17 +142,10 @@ pub async fn get_with(
 }
 
 /// GET returning parsed JSON; any status but 200 is an error.
-pub async fn get_json(
-    addr: SocketAddr,
-    path: &str,
-    token: Option<&str>,
-) -> anyhow::Result<serde_json::Value> {
+pub async fn get_json(addr: SocketAddr, path: &str, token: Option<&str>) -> anyhow::Result<serde_json::Value> {
     let (status, body) = get(addr, path, token, Duration::from_secs(10)).await?;
     if status != StatusCode::OK {
-        bail!(
-            "GET {path} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        bail!("GET {path} answered {status}: {}", String::from_utf8_lossy(&body));
     }
     serde_json::from_slice(&body).with_context(|| format!("GET {path}: the answer is not JSON"))
 }

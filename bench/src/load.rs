@@ -49,35 +49,15 @@ pub struct Target {
 
 impl Target {
     /// A POST of `body` to `path` with extra headers.
-    pub fn post(
-        addr: SocketAddr,
-        path: &str,
-        body: Bytes,
-        extra: &[(&str, String)],
-    ) -> anyhow::Result<Target> {
+    pub fn post(addr: SocketAddr, path: &str, body: Bytes, extra: &[(&str, String)]) -> anyhow::Result<Target> {
         let mut headers = client::base_headers(addr);
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         for (name, value) in extra {
-            let value = value
-                .parse()
-                .with_context(|| format!("header value for {name}"))?;
-            let name: http::HeaderName = name
-                .parse()
-                .with_context(|| format!("header name {name}"))?;
+            let value = value.parse().with_context(|| format!("header value for {name}"))?;
+            let name: http::HeaderName = name.parse().with_context(|| format!("header name {name}"))?;
             headers.insert(name, value);
         }
-        Ok(Target {
-            addr,
-            tls: None,
-            method: Method::POST,
-            path: path.to_string(),
-            headers,
-            body,
-            expect: StatusCode::ACCEPTED,
-        })
+        Ok(Target { addr, tls: None, method: Method::POST, path: path.to_string(), headers, body, expect: StatusCode::ACCEPTED })
     }
 
     /// A GET of `path` expecting 200.
@@ -128,21 +108,11 @@ pub struct Plan {
 
 impl Plan {
     pub fn closed(connections: usize, warmup: Duration, duration: Duration) -> Plan {
-        Plan {
-            pace: Pace::Closed,
-            connections,
-            warmup,
-            duration: Some(duration),
-            max_ok: None,
-            stop: None,
-        }
+        Plan { pace: Pace::Closed, connections, warmup, duration: Some(duration), max_ok: None, stop: None }
     }
 
     pub fn open(rate: f64, connections: usize, warmup: Duration, duration: Duration) -> Plan {
-        Plan {
-            pace: Pace::Open(rate),
-            ..Plan::closed(connections, warmup, duration)
-        }
+        Plan { pace: Pace::Open(rate), ..Plan::closed(connections, warmup, duration) }
     }
 }
 
@@ -186,11 +156,7 @@ impl Outcome {
         if self.other.is_empty() && self.errors == 0 {
             return None;
         }
-        let mut parts: Vec<String> = self
-            .other
-            .iter()
-            .map(|(s, n)| format!("{n}× {s}"))
-            .collect();
+        let mut parts: Vec<String> = self.other.iter().map(|(s, n)| format!("{n}× {s}")).collect();
         if self.errors > 0 {
             parts.push(format!("{} connection errors", self.errors));
         }
@@ -259,23 +225,13 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     }
     let start = Instant::now();
     let run = Run::new(target, plan, start);
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(k, conn)| tokio::spawn(user(run.clone(), k, conn, start)))
-        .collect();
+    let tasks: Vec<_> = conns.into_iter().enumerate().map(|(k, conn)| tokio::spawn(user(run.clone(), k, conn, start))).collect();
     gather(&run, tasks).await
 }
 
 /// Merges the virtual users' tallies once they are done.
 async fn gather(run: &Run, tasks: Vec<tokio::task::JoinHandle<Tally>>) -> anyhow::Result<Outcome> {
-    let mut out = Outcome {
-        ok: 0,
-        other: BTreeMap::new(),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        hist: new_hist(),
-    };
+    let mut out = Outcome { ok: 0, other: BTreeMap::new(), errors: 0, elapsed: Duration::ZERO, hist: new_hist() };
     let mut last = run.measure_from;
     for t in tasks {
         let tally = t.await.context("a load connection task failed")?;
@@ -301,10 +257,7 @@ async fn user(run: Arc<Run>, k: usize, mut conn: Conn, start: Instant) -> Tally 
         Pace::Closed => (Duration::ZERO, start),
         Pace::Open(rate) => {
             let rate = rate.max(0.001);
-            (
-                Duration::from_secs_f64(run.plan.connections as f64 / rate),
-                start + Duration::from_secs_f64(k as f64 / rate),
-            )
+            (Duration::from_secs_f64(run.plan.connections as f64 / rate), start + Duration::from_secs_f64(k as f64 / rate))
         }
     };
     let open = matches!(run.plan.pace, Pace::Open(_));
@@ -322,14 +275,7 @@ async fn user(run: Arc<Run>, k: usize, mut conn: Conn, start: Instant) -> Tally 
         }
         // Charged from the schedule only when this connection held the request back.
         let began = if open && prev_done > next { next } else { now };
-        let result = conn
-            .send(
-                run.target.method.clone(),
-                &run.target.path,
-                &run.target.headers,
-                run.target.body.clone(),
-            )
-            .await;
+        let result = conn.send(run.target.method.clone(), &run.target.path, &run.target.headers, run.target.body.clone()).await;
         let done = Instant::now();
         prev_done = done;
         next += interval;
@@ -364,9 +310,7 @@ fn record(run: &Run, tally: &mut Tally, status: StatusCode, began: Instant, done
     } else {
         *tally.other.entry(status.as_u16()).or_default() += 1;
     }
-    tally
-        .hist
-        .saturating_record((done - began).as_micros().max(1) as u64);
+    tally.hist.saturating_record((done - began).as_micros().max(1) as u64);
     tally.last = Some(done);
 }
 
@@ -391,9 +335,7 @@ async fn reconnect(run: &Run) -> Option<Conn> {
 pub async fn churn(target: &Target, plan: &Plan) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let run = Run::new(target, plan, start);
-    let tasks: Vec<_> = (0..plan.connections)
-        .map(|_| tokio::spawn(churn_user(run.clone())))
-        .collect();
+    let tasks: Vec<_> = (0..plan.connections).map(|_| tokio::spawn(churn_user(run.clone()))).collect();
     gather(&run, tasks).await
 }
 
@@ -407,8 +349,7 @@ async fn churn_user(run: Arc<Run>) -> Tally {
         }
         let result = async {
             let mut conn = t.connect().await?;
-            conn.send(t.method.clone(), &t.path, &t.headers, t.body.clone())
-                .await
+            conn.send(t.method.clone(), &t.path, &t.headers, t.body.clone()).await
             // `conn` drops here: the connection closes.
         }
         .await;

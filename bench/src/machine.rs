@@ -21,30 +21,13 @@ impl CpuMark {
     /// Reads `/proc/stat` and `/proc/self/stat`; `None` where they are unreadable.
     pub fn now() -> Option<CpuMark> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse().ok())
-            .collect();
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
         let total: u64 = cpu.iter().take(8).sum();
         let idle = cpu.get(3)? + cpu.get(4)?;
         let own = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the command name (which may hold spaces) start at `state`.
-        let fields: Vec<u64> = own
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .skip(11)
-            .take(4)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        Some(CpuMark {
-            busy: total - idle,
-            total,
-            ours: fields.iter().sum(),
-        })
+        let fields: Vec<u64> = own.rsplit_once(')')?.1.split_whitespace().skip(11).take(4).filter_map(|v| v.parse().ok()).collect();
+        Some(CpuMark { busy: total - idle, total, ours: fields.iter().sum() })
     }
 
     /// Share of the machine's CPU (0–100 %) used by other processes since `self`.
@@ -52,10 +35,7 @@ impl CpuMark {
     /// after they were stopped.
     pub fn foreign_percent(&self, end: &CpuMark) -> f64 {
         let total = end.total.saturating_sub(self.total).max(1) as f64;
-        let foreign = end
-            .busy
-            .saturating_sub(self.busy)
-            .saturating_sub(end.ours.saturating_sub(self.ours));
+        let foreign = end.busy.saturating_sub(self.busy).saturating_sub(end.ours.saturating_sub(self.ours));
         100.0 * foreign as f64 / total
     }
 }

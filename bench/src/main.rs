@@ -30,10 +30,7 @@ use report::Report;
 use scenarios::{Ctx, Scenario};
 
 #[derive(Parser)]
-#[command(
-    name = "weir-bench",
-    about = "Benchmark Weir against a bare hyper server, same machine, same run"
-)]
+#[command(name = "weir-bench", about = "Benchmark Weir against a bare hyper server, same machine, same run")]
 struct Cli {
     /// What to measure (`all` runs every scenario in order).
     #[arg(value_enum)]
@@ -80,18 +77,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let list = cli.scenario.expand();
     let ctx = context(&cli, scenarios::need_weir(&list))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let mut reports: Vec<Report> = Vec::new();
     let mut ok = true;
     for s in list {
-        eprintln!(
-            "weir-bench: {}{}",
-            s.name(),
-            if ctx.quick { " (quick)" } else { "" }
-        );
+        eprintln!("weir-bench: {}{}", s.name(), if ctx.quick { " (quick)" } else { "" });
         match rt.block_on(scenarios::run(s, &ctx)) {
             Ok(r) => {
                 println!("{}", r.render());
@@ -115,10 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 fn context(cli: &Cli, need_weir: bool) -> anyhow::Result<Ctx> {
     let (warmup, duration) = if cli.quick { (0.3, 1.0) } else { (1.0, 5.0) };
     let duration = cli.duration.unwrap_or(duration);
-    anyhow::ensure!(
-        duration > 0.0 && duration.is_finite(),
-        "--duration must be a positive number of seconds"
-    );
+    anyhow::ensure!(duration > 0.0 && duration.is_finite(), "--duration must be a positive number of seconds");
     anyhow::ensure!(cli.connections > 0, "--connections must be at least 1");
     let runs = cli.runs.unwrap_or(if cli.quick { 1 } else { 3 });
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
@@ -130,32 +117,22 @@ fn context(cli: &Cli, need_weir: bool) -> anyhow::Result<Ctx> {
         warmup: Duration::from_secs_f64(warmup),
         duration: Duration::from_secs_f64(duration),
         triggers: cli.triggers,
-        weir: if need_weir {
-            Some(weir::locate(cli.weir.clone())?)
-        } else {
-            None
-        },
+        weir: if need_weir { Some(weir::locate(cli.weir.clone())?) } else { None },
     })
 }
 
 /// `target/weir-bench/<scenario>.json`, next to the harness's own build.
 fn default_json(s: Scenario) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the harness executable")?;
-    let target = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .context("the harness is not inside a target directory")?;
+    let target = exe.parent().and_then(|p| p.parent()).context("the harness is not inside a target directory")?;
     Ok(target.join("weir-bench").join(format!("{}.json", s.name())))
 }
 
 /// What the figures were measured on and with.
 fn header(ctx: &Ctx) -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
-        t.lines().find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-    });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())));
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -166,10 +143,7 @@ fn header(ctx: &Ctx) -> serde_json::Value {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let dirty = git(&["status", "--porcelain", "--", "gateway"]).map(|s| !s.is_empty());
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     serde_json::json!({
         "harness": "weir-bench",
         "unix_time": unix,

@@ -48,12 +48,7 @@ impl Unit {
     fn short(self, v: f64) -> String {
         // The spread column: same unit, no repeated suffix on the first value.
         let s = self.format(v);
-        s.split(' ')
-            .next()
-            .unwrap_or(&s)
-            .trim_end_matches("k/s")
-            .trim_end_matches("/s")
-            .to_string()
+        s.split(' ').next().unwrap_or(&s).trim_end_matches("k/s").trim_end_matches("/s").to_string()
     }
 }
 
@@ -82,16 +77,8 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     let mut v = samples.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some(Summary {
-        median,
-        min: v[0],
-        max: v[n - 1],
-    })
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Some(Summary { median, min: v[0], max: v[n - 1] })
 }
 
 /// The median of samples, or NaN when there are none.
@@ -101,19 +88,11 @@ pub fn median(samples: &[f64]) -> f64 {
 
 impl Metric {
     pub fn new(name: impl Into<String>, unit: Unit) -> Metric {
-        Metric {
-            name: name.into(),
-            unit,
-            samples: Vec::new(),
-            ratio: None,
-        }
+        Metric { name: name.into(), unit, samples: Vec::new(), ratio: None }
     }
 
     pub fn with_samples(name: impl Into<String>, unit: Unit, samples: Vec<f64>) -> Metric {
-        Metric {
-            samples,
-            ..Metric::new(name, unit)
-        }
+        Metric { samples, ..Metric::new(name, unit) }
     }
 
     pub fn median(&self) -> f64 {
@@ -160,11 +139,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(scenario: &str, setup: impl Into<String>) -> Report {
-        Report {
-            scenario: scenario.to_string(),
-            setup: setup.into(),
-            ..Report::default()
-        }
+        Report { scenario: scenario.to_string(), setup: setup.into(), ..Report::default() }
     }
 
     pub fn push(&mut self, m: Metric) {
@@ -175,54 +150,25 @@ impl Report {
         self.notes.push(n.into());
     }
 
-    pub fn goal(
-        &mut self,
-        goal: impl Into<String>,
-        measured: impl Into<String>,
-        met: Option<bool>,
-    ) {
-        self.goals.push(Goal {
-            goal: goal.into(),
-            measured: measured.into(),
-            met,
-        });
+    pub fn goal(&mut self, goal: impl Into<String>, measured: impl Into<String>, met: Option<bool>) {
+        self.goals.push(Goal { goal: goal.into(), measured: measured.into(), met });
     }
 
     /// The readable table.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let foreign = self
-            .foreign_cpu_percent
-            .map(|p| format!(", other processes used {p:.0} % of the CPU meanwhile"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "\n== {} ({:.0} s{foreign}) ==",
-            self.scenario, self.elapsed_secs
-        );
+        let foreign = self.foreign_cpu_percent.map(|p| format!(", other processes used {p:.0} % of the CPU meanwhile")).unwrap_or_default();
+        let _ = writeln!(out, "\n== {} ({:.0} s{foreign}) ==", self.scenario, self.elapsed_secs);
         let _ = writeln!(out, "{}", self.setup);
-        let width = self
-            .metrics
-            .iter()
-            .map(|m| m.name.chars().count())
-            .max()
-            .unwrap_or(10)
-            .max(10);
-        let _ = writeln!(
-            out,
-            "{:<width$}  {:>12}  {:>22}  {:>20}",
-            "metric", "median", "spread (min–max)", "ratio to bare"
-        );
+        let width = self.metrics.iter().map(|m| m.name.chars().count()).max().unwrap_or(10).max(10);
+        let _ = writeln!(out, "{:<width$}  {:>12}  {:>22}  {:>20}", "metric", "median", "spread (min–max)", "ratio to bare");
         for m in &self.metrics {
             let Some(s) = summarize(&m.samples) else {
                 let _ = writeln!(out, "{:<width$}  {:>12}", m.name, "n/a");
                 continue;
             };
-            let spread = if m.samples.len() > 1 {
-                format!("{}–{}", m.unit.short(s.min), m.unit.format(s.max))
-            } else {
-                "(1 run)".to_string()
-            };
+            let spread =
+                if m.samples.len() > 1 { format!("{}–{}", m.unit.short(s.min), m.unit.format(s.max)) } else { "(1 run)".to_string() };
             let ratio = match m.ratio.as_deref().and_then(summarize) {
                 Some(r) if m.samples.len() > 1 => {
                     format!("{:.2} ({:.2}–{:.2})", r.median, r.min, r.max)
@@ -230,14 +176,7 @@ impl Report {
                 Some(r) => format!("{:.2}", r.median),
                 None => String::new(),
             };
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:>12}  {:>22}  {:>20}",
-                m.name,
-                m.unit.format(s.median),
-                spread,
-                ratio
-            );
+            let _ = writeln!(out, "{:<width$}  {:>12}  {:>22}  {:>20}", m.name, m.unit.format(s.median), spread, ratio);
         }
         if !self.goals.is_empty() {
             let _ = writeln!(out, "goals (targets, not assertions):");
@@ -270,11 +209,7 @@ impl Report {
 }
 
 /// Writes the reports of one invocation, with what they were measured on.
-pub fn write_json(
-    path: &Path,
-    header: serde_json::Value,
-    reports: &[Report],
-) -> anyhow::Result<()> {
+pub fn write_json(path: &Path, header: serde_json::Value, reports: &[Report]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -29,8 +29,7 @@ use tokio::task::AbortHandle;
 /// The hidden first argument that turns this executable into the bare server.
 pub const BARE_ARG: &str = "__serve-bare";
 
-const BARE_BODY: &[u8] =
-    br#"{"id":"01KAT5ZQ4H5M2D3X9V7C8B6N1P","duplicate":false,"quarantined":false}"#;
+const BARE_BODY: &[u8] = br#"{"id":"01KAT5ZQ4H5M2D3X9V7C8B6N1P","duplicate":false,"quarantined":false}"#;
 
 /// Entry point of the child process: bind a free loopback port, print it,
 /// serve until stdin closes (the harness exited or dropped us).
@@ -53,14 +52,9 @@ fn serve_bare_forever() -> anyhow::Result<()> {
             std::process::exit(0);
         })
         .context("starting the stdin watcher")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the bare server")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the bare server")?;
         println!("{}", listener.local_addr().context("local address")?);
         loop {
             let (stream, _) = listener.accept().await.context("accepting")?;
@@ -70,15 +64,10 @@ fn serve_bare_forever() -> anyhow::Result<()> {
                     let _ = req.into_body().collect().await;
                     let mut resp = hyper::Response::new(Full::new(Bytes::from_static(BARE_BODY)));
                     *resp.status_mut() = hyper::StatusCode::ACCEPTED;
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
+                    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
                     Ok::<_, Infallible>(resp)
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     })
@@ -102,9 +91,7 @@ impl BareServer {
             .with_context(|| format!("starting the bare server ({} {BARE_ARG})", exe.display()))?;
         let stdout = child.stdout.take().context("bare server stdout")?;
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("reading the bare server's address")?;
+        BufReader::new(stdout).read_line(&mut line).context("reading the bare server's address")?;
         let addr = match line.trim().parse() {
             Ok(a) => a,
             Err(_) => {
@@ -147,12 +134,7 @@ impl Upstream {
     /// Picks a free loopback port without listening on it yet: until
     /// [`Upstream::start`], connections to it are refused.
     pub fn reserve() -> anyhow::Result<Upstream> {
-        Ok(Upstream {
-            addr: free_port()?,
-            requests: Arc::default(),
-            connections: Arc::default(),
-            running: Mutex::new(None),
-        })
+        Ok(Upstream { addr: free_port()?, requests: Arc::default(), connections: Arc::default(), running: Mutex::new(None) })
     }
 
     pub fn url(&self) -> String {
@@ -166,31 +148,16 @@ impl Upstream {
     /// Starts listening (again) on the reserved port.
     pub async fn start(&self) -> anyhow::Result<()> {
         self.stop();
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .with_context(|| format!("binding the upstream on {}", self.addr))?;
+        let listener = TcpListener::bind(self.addr).await.with_context(|| format!("binding the upstream on {}", self.addr))?;
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let accept = tokio::spawn(accept_loop(
-            listener,
-            conns.clone(),
-            self.requests.clone(),
-            self.connections.clone(),
-        ));
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
-            accept: accept.abort_handle(),
-            conns,
-        });
+        let accept = tokio::spawn(accept_loop(listener, conns.clone(), self.requests.clone(), self.connections.clone()));
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running { accept: accept.abort_handle(), conns });
         Ok(())
     }
 
     /// Closes the listener and every open connection: the upstream is down.
     pub fn stop(&self) {
-        if let Some(r) = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(r) = self.running.lock().unwrap_or_else(|e| e.into_inner()).take() {
             r.accept.abort();
             for c in r.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
                 c.abort();
@@ -205,12 +172,7 @@ impl Drop for Upstream {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-    requests: Arc<AtomicU64>,
-    accepted: Arc<AtomicU64>,
-) {
+async fn accept_loop(listener: TcpListener, conns: Arc<Mutex<Vec<AbortHandle>>>, requests: Arc<AtomicU64>, accepted: Arc<AtomicU64>) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -229,14 +191,10 @@ async fn accept_loop(
                 async move {
                     let _ = req.into_body().collect().await;
                     requests.fetch_add(1, Ordering::Relaxed);
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                        b"{\"ok\":true}",
-                    ))))
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}"))))
                 }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
         let mut list = conns.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|h| !h.is_finished());

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use rustls::client::Resumption;
 use rustls::{ClientConfig, RootCertStore};
 
@@ -29,40 +27,25 @@ impl Pki {
         let ca_key = KeyPair::generate().context("generating the CA key")?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "weir-bench CA");
-        let ca_cert = ca_params
-            .self_signed(&ca_key)
-            .context("self-signing the CA")?;
+        ca_params.distinguished_name.push(DnType::CommonName, "weir-bench CA");
+        let ca_cert = ca_params.self_signed(&ca_key).context("self-signing the CA")?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate().context("generating the server key")?;
-        let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-            .context("server certificate params")?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "weir-bench server");
+        let mut params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).context("server certificate params")?;
+        params.distinguished_name.push(DnType::CommonName, "weir-bench server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params
-            .signed_by(&key, &issuer)
-            .context("issuing the server certificate")?;
+        let cert = params.signed_by(&key, &issuer).context("issuing the server certificate")?;
 
         let mut roots = RootCertStore::empty();
-        roots
-            .add(ca_cert.der().clone())
-            .context("trusting the bench CA")?;
+        roots.add(ca_cert.der().clone()).context("trusting the bench CA")?;
         let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
             let path = dir.join(name);
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             Ok(path)
         };
         write("ca.crt", &ca_cert.pem())?;
-        Ok(Pki {
-            cert: write("server.crt", &cert.pem())?,
-            key: write("server.key", &key.serialize_pem())?,
-            roots,
-        })
+        Ok(Pki { cert: write("server.crt", &cert.pem())?, key: write("server.key", &key.serialize_pem())?, roots })
     }
 
     /// A client trusting the CA, offering `alpn` (e.g. `b"http/1.1"` or
@@ -125,9 +108,7 @@ mod tests {
                         let v = format!("{:?}", req.version());
                         Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(v))))
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
                 });
             }
         });
@@ -142,18 +123,12 @@ mod tests {
         let pki = Pki::create(dir.path()).expect("pki");
         assert!(dir.path().join("ca.crt").is_file());
         let (addr, task) = server(&pki).await;
-        for (alpn, h2, version) in [
-            (&b"http/1.1"[..], false, "HTTP/1.1"),
-            (&b"h2"[..], true, "HTTP/2.0"),
-        ] {
+        for (alpn, h2, version) in [(&b"http/1.1"[..], false, "HTTP/1.1"), (&b"h2"[..], true, "HTTP/2.0")] {
             let client = pki.client(alpn).expect("client config");
             let mut conn = Conn::open_with(addr, Some(&client)).await.expect("connect");
             assert_eq!(conn.is_h2(), h2);
             for _ in 0..2 {
-                let (status, body) = conn
-                    .send(Method::GET, "/healthz", &base_headers(addr), Bytes::new())
-                    .await
-                    .expect("request");
+                let (status, body) = conn.send(Method::GET, "/healthz", &base_headers(addr), Bytes::new()).await.expect("request");
                 assert_eq!(status, StatusCode::OK);
                 assert_eq!(body, version);
             }

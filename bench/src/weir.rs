@@ -32,17 +32,12 @@ pub fn workspace_root() -> PathBuf {
 pub fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
         if !path.is_file() {
-            bail!(
-                "--weir {}: no such file; build it with `cargo build --release -p weir-gateway --bin weir`",
-                path.display()
-            );
+            bail!("--weir {}: no such file; build it with `cargo build --release -p weir-gateway --bin weir`", path.display());
         }
         return Ok(path);
     }
     let exe = std::env::current_exe().context("locating the harness executable")?;
-    let dir = exe
-        .parent()
-        .context("the harness executable has no directory")?;
+    let dir = exe.parent().context("the harness executable has no directory")?;
     let path = dir.join("weir");
     if !path.is_file() {
         let release = dir.file_name().is_some_and(|n| n == "release");
@@ -51,18 +46,10 @@ pub fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             args.push("--release");
         }
         args.extend(["-p", "weir-gateway", "--bin", "weir"]);
-        eprintln!(
-            "weir-bench: {} is missing; building it first: cargo {}",
-            path.display(),
-            args.join(" ")
-        );
+        eprintln!("weir-bench: {} is missing; building it first: cargo {}", path.display(), args.join(" "));
         cargo(&args)?;
         if !path.is_file() {
-            bail!(
-                "`cargo {}` succeeded but {} is still missing; pass --weir PATH",
-                args.join(" "),
-                path.display()
-            );
+            bail!("`cargo {}` succeeded but {} is still missing; pass --weir PATH", args.join(" "), path.display());
         }
     }
     warn_if_stale(&path);
@@ -90,10 +77,7 @@ fn warn_if_stale(bin: &Path) {
     };
     let newest = newest_mtime(&workspace_root().join("gateway/src"));
     if newest.is_some_and(|n| n > built) {
-        eprintln!(
-            "weir-bench: warning: {} is older than gateway/src; rebuild it to measure the current code",
-            bin.display()
-        );
+        eprintln!("weir-bench: warning: {} is older than gateway/src; rebuild it to measure the current code", bin.display());
     }
 }
 
@@ -101,11 +85,7 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
         let path = entry.path();
-        let t = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        };
+        let t = if path.is_dir() { newest_mtime(&path) } else { entry.metadata().and_then(|m| m.modified()).ok() };
         newest = newest.max(t);
     }
     newest
@@ -121,18 +101,11 @@ pub struct Tenant {
 
 impl Tenant {
     pub fn plain(id: &str) -> Tenant {
-        Tenant {
-            id: id.to_string(),
-            plugin: None,
-            config: Vec::new(),
-        }
+        Tenant { id: id.to_string(), plugin: None, config: Vec::new() }
     }
 
     pub fn with_plugin(id: &str, plugin: &Path) -> Tenant {
-        Tenant {
-            plugin: Some(plugin.to_path_buf()),
-            ..Tenant::plain(id)
-        }
+        Tenant { plugin: Some(plugin.to_path_buf()), ..Tenant::plain(id) }
     }
 
     pub fn config(mut self, key: &str, value: &str) -> Tenant {
@@ -165,38 +138,19 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(tenants: Vec<Tenant>) -> Setup {
-        Setup {
-            tenants,
-            upstreams: Vec::new(),
-            max_bytes: 1 << 30,
-            tls: None,
-        }
+        Setup { tenants, upstreams: Vec::new(), max_bytes: 1 << 30, tls: None }
     }
 
     fn toml(&self, ingest: SocketAddr, admin: SocketAddr, data: &Path) -> String {
         let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
         let mut t = String::new();
-        let _ = writeln!(
-            t,
-            "[server]\nlisten = {}\nadmin_listen = {}\n",
-            q(&ingest.to_string()),
-            q(&admin.to_string())
-        );
+        let _ = writeln!(t, "[server]\nlisten = {}\nadmin_listen = {}\n", q(&ingest.to_string()), q(&admin.to_string()));
         if let Some(tls) = &self.tls {
             // A table of its own, after the `[server]` keys.
-            let _ = writeln!(
-                t,
-                "[server.tls]\ncert = {}\nkey = {}\n",
-                q(&tls.cert.display().to_string()),
-                q(&tls.key.display().to_string())
-            );
+            let _ =
+                writeln!(t, "[server.tls]\ncert = {}\nkey = {}\n", q(&tls.cert.display().to_string()), q(&tls.key.display().to_string()));
         }
-        let _ = writeln!(
-            t,
-            "[store]\npath = {}\nmax_bytes = {}\n",
-            q(&data.display().to_string()),
-            self.max_bytes
-        );
+        let _ = writeln!(t, "[store]\npath = {}\nmax_bytes = {}\n", q(&data.display().to_string()), self.max_bytes);
         let ups: Vec<String> = self.upstreams.iter().map(|u| q(u)).collect();
         let _ = writeln!(t, "[forward]\nupstreams = [{}]\n", ups.join(", "));
         let _ = writeln!(t, "[admin]\ntoken = {}\n", q(TOKEN));
@@ -235,22 +189,12 @@ impl Weir {
     pub fn spawn(bin: &Path, work: &Path, setup: &Setup) -> anyhow::Result<Weir> {
         let (ingest, admin) = (free_port()?, free_port()?);
         let config = work.join("weir.toml");
-        std::fs::write(&config, setup.toml(ingest, admin, &work.join("data")))
-            .with_context(|| format!("writing {}", config.display()))?;
+        std::fs::write(&config, setup.toml(ingest, admin, &work.join("data"))).with_context(|| format!("writing {}", config.display()))?;
         let log = work.join("weir.log");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone().context("duplicating the log handle")?;
         let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        cmd.arg("serve").arg("--config").arg(&config).stdin(Stdio::null()).stdout(out).stderr(err);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("WEIR_") {
                 cmd.env_remove(&k);
@@ -258,26 +202,12 @@ impl Weir {
         }
         cmd.env_remove("RUST_LOG");
         let spawned_at = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Weir {
-            child: Some(child),
-            ingest,
-            admin,
-            ingest_tls: setup.tls.as_ref().map(|t| t.client.clone()),
-            spawned_at,
-            log,
-        })
+        let child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Weir { child: Some(child), ingest, admin, ingest_tls: setup.tls.as_ref().map(|t| t.client.clone()), spawned_at, log })
     }
 
     /// Spawns and waits for `/healthz` (up to `timeout`).
-    pub async fn start(
-        bin: &Path,
-        work: &Path,
-        setup: &Setup,
-        timeout: Duration,
-    ) -> anyhow::Result<Weir> {
+    pub async fn start(bin: &Path, work: &Path, setup: &Setup, timeout: Duration) -> anyhow::Result<Weir> {
         let mut w = Weir::spawn(bin, work, setup)?;
         w.wait_for("/healthz", timeout).await?;
         Ok(w)
@@ -288,32 +218,16 @@ impl Weir {
     pub async fn wait_for(&mut self, path: &str, timeout: Duration) -> anyhow::Result<Duration> {
         let deadline = self.spawned_at + timeout;
         loop {
-            if let Ok((StatusCode::OK, _)) = client::get_with(
-                self.ingest,
-                self.ingest_tls.as_ref(),
-                path,
-                None,
-                Duration::from_secs(2),
-            )
-            .await
+            if let Ok((StatusCode::OK, _)) =
+                client::get_with(self.ingest, self.ingest_tls.as_ref(), path, None, Duration::from_secs(2)).await
             {
                 return Ok(self.spawned_at.elapsed());
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!(
-                    "weir exited ({status}) before {path} answered 200; its log ends with:\n{}",
-                    self.log_tail()
-                );
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("weir exited ({status}) before {path} answered 200; its log ends with:\n{}", self.log_tail());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "weir's {path} did not answer 200 within {timeout:?}; its log ends with:\n{}",
-                    self.log_tail()
-                );
+                bail!("weir's {path} did not answer 200 within {timeout:?}; its log ends with:\n{}", self.log_tail());
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -343,18 +257,12 @@ impl Weir {
         let asked = Instant::now();
         // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
         if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            bail!(
-                "sending SIGTERM to weir: {}",
-                std::io::Error::last_os_error()
-            );
+            bail!("sending SIGTERM to weir: {}", std::io::Error::last_os_error());
         }
         loop {
             if let Some(status) = child.try_wait().context("waiting for weir")? {
                 if !status.success() {
-                    bail!(
-                        "weir exited with {status} after SIGTERM; its log ends with:\n{}",
-                        self.log_tail()
-                    );
+                    bail!("weir exited with {status} after SIGTERM; its log ends with:\n{}", self.log_tail());
                 }
                 return Ok(asked.elapsed());
             }
@@ -399,10 +307,7 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// A `u64` field of `/v1/status`, with a clear error when it is missing.
 pub fn field(status: &serde_json::Value, pointer: &str) -> anyhow::Result<u64> {
-    status
-        .pointer(pointer)
-        .and_then(serde_json::Value::as_u64)
-        .with_context(|| format!("/v1/status has no number at {pointer}: {status}"))
+    status.pointer(pointer).and_then(serde_json::Value::as_u64).with_context(|| format!("/v1/status has no number at {pointer}: {status}"))
 }
 
 #[cfg(test)]
@@ -411,21 +316,12 @@ mod tests {
 
     #[test]
     fn config_names_tenants_plugins_and_upstreams() {
-        let mut setup = Setup::new(vec![
-            Tenant::with_plugin("a", Path::new("/p/x.wasm")).config("secret", "s\"q"),
-        ]);
+        let mut setup = Setup::new(vec![Tenant::with_plugin("a", Path::new("/p/x.wasm")).config("secret", "s\"q")]);
         setup.upstreams.push("http://127.0.0.1:1/t".into());
-        let text = setup.toml(
-            "127.0.0.1:1".parse().expect("addr"),
-            "127.0.0.1:2".parse().expect("addr"),
-            Path::new("/d"),
-        );
+        let text = setup.toml("127.0.0.1:1".parse().expect("addr"), "127.0.0.1:2".parse().expect("addr"), Path::new("/d"));
         assert!(text.contains("plugin = \"/p/x.wasm\""), "{text}");
         assert!(text.contains("secret = \"s\\\"q\""), "{text}");
-        assert!(
-            text.contains("upstreams = [\"http://127.0.0.1:1/t\"]"),
-            "{text}"
-        );
+        assert!(text.contains("upstreams = [\"http://127.0.0.1:1/t\"]"), "{text}");
         assert!(text.contains("level = \"warn\""), "{text}");
     }
 
@@ -437,16 +333,9 @@ mod tests {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth();
         let mut setup = Setup::new(vec![Tenant::plain("a")]);
-        setup.tls = Some(IngestTls {
-            cert: PathBuf::from("/pki/server.crt"),
-            key: PathBuf::from("/pki/server.key"),
-            client: Arc::new(client),
-        });
-        let text = setup.toml(
-            "127.0.0.1:1".parse().expect("addr"),
-            "127.0.0.1:2".parse().expect("addr"),
-            Path::new("/d"),
-        );
+        setup.tls =
+            Some(IngestTls { cert: PathBuf::from("/pki/server.crt"), key: PathBuf::from("/pki/server.key"), client: Arc::new(client) });
+        let text = setup.toml("127.0.0.1:1".parse().expect("addr"), "127.0.0.1:2".parse().expect("addr"), Path::new("/d"));
         let config = weir::Config::from_toml(&text).expect("weir parses the config");
         let tls = config.server.tls.expect("[server.tls]");
         assert_eq!(tls.cert, Path::new("/pki/server.crt"));

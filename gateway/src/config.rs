@@ -346,8 +346,7 @@ impl Config {
         let env: Vec<(String, String)> = std::env::vars().collect();
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
                 Config::from_toml_with_env(&text, &p.display().to_string(), &env)
             }
             None => Config::from_toml_with_env("", "embedded defaults", &env),
@@ -359,11 +358,7 @@ impl Config {
         Config::from_toml_with_env(text, "config", &[])
     }
 
-    pub fn from_toml_with_env(
-        text: &str,
-        origin: &str,
-        env: &[(String, String)],
-    ) -> Result<Config, ConfigError> {
+    pub fn from_toml_with_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
         // Parse the file alone first so errors carry its line numbers.
         let _: Config = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
@@ -414,10 +409,7 @@ impl Config {
             return Err(invalid("store.path", "must name a directory, e.g. \"weir-data\"".into()));
         }
         if self.store.max_bytes < MIN_STORE_BYTES {
-            return Err(invalid(
-                "store.max_bytes",
-                format!("must be at least {MIN_STORE_BYTES} (1 MiB); got {}", self.store.max_bytes),
-            ));
+            return Err(invalid("store.max_bytes", format!("must be at least {MIN_STORE_BYTES} (1 MiB); got {}", self.store.max_bytes)));
         }
         if !(1..=64).contains(&self.store.shards) {
             return Err(invalid("store.shards", format!("must be between 1 and 64; got {}", self.store.shards)));
@@ -475,16 +467,20 @@ impl Config {
             return Err(invalid("admin.backup_max_mb_per_sec", "must be at least 1".into()));
         }
         if let Some(token) = &self.admin.token
-            && token.trim().is_empty() {
-                return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
-            }
+            && token.trim().is_empty()
+        {
+            return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
+        }
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
         }
         if let Some(url) = &self.telemetry.otlp_endpoint {
             let uri: http::Uri = url.parse().map_err(|_| invalid("telemetry.otlp_endpoint", format!("{url:?} is not a URL")))?;
             if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
-                return Err(invalid("telemetry.otlp_endpoint", format!("{url:?} must be http://host:port or https://host:port (OTLP/HTTP)")));
+                return Err(invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("{url:?} must be http://host:port or https://host:port (OTLP/HTTP)"),
+                ));
             }
         }
         let p = &self.plugins;
@@ -524,15 +520,13 @@ impl Config {
             }
             let sources = [t.token.is_some(), t.token_file.is_some(), t.token_env.is_some()];
             if sources.iter().filter(|s| **s).count() > 1 {
-                return Err(invalid(
-                    &format!("tenants[{i}].token"),
-                    "give at most one of token, token_file and token_env".into(),
-                ));
+                return Err(invalid(&format!("tenants[{i}].token"), "give at most one of token, token_file and token_env".into()));
             }
             if let Some(path) = &t.plugin
-                && path.as_os_str().is_empty() {
-                    return Err(invalid(&format!("tenants[{i}].plugin"), "is empty; name a .wasm component file or remove the key".into()));
-                }
+                && path.as_os_str().is_empty()
+            {
+                return Err(invalid(&format!("tenants[{i}].plugin"), "is empty; name a .wasm component file or remove the key".into()));
+            }
         }
         Ok(())
     }
@@ -547,8 +541,7 @@ pub const MAX_PLUGIN_MEMORY_MB: u64 = 1024;
 const MIN_STORE_BYTES: u64 = 1024 * 1024;
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not a socket address; write it as \"IP:PORT\", e.g. \"127.0.0.1:8080\""))
+    s.parse().map_err(|_| format!("{s:?} is not a socket address; write it as \"IP:PORT\", e.g. \"127.0.0.1:8080\""))
 }
 
 /// Tenant ids and source labels: what may appear in a URL path segment and a metric label.
@@ -571,7 +564,10 @@ fn validate_tls(prefix: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
         return Err(invalid("key", "must name the PEM private key file, e.g. \"/etc/weir/tls/key.pem\"".into()));
     }
     if crate::tls::versions(&tls.min_version).is_none() {
-        return Err(invalid("min_version", format!("must be \"1.2\" or \"1.3\" (older versions are not offered); got {:?}", tls.min_version)));
+        return Err(invalid(
+            "min_version",
+            format!("must be \"1.2\" or \"1.3\" (older versions are not offered); got {:?}", tls.min_version),
+        ));
     }
     if !(1..=300_000).contains(&tls.handshake_timeout_ms) {
         return Err(invalid("handshake_timeout_ms", format!("must be between 1 and 300000; got {}", tls.handshake_timeout_ms)));
@@ -580,9 +576,7 @@ fn validate_tls(prefix: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
 }
 
 fn validate_upstream(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("{url:?} is not a URL; write e.g. \"http://10.0.0.5:9000/triggers\""))?;
+    let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL; write e.g. \"http://10.0.0.5:9000/triggers\""))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => return Err(format!("{url:?} must start with http:// or https://")),
@@ -644,10 +638,8 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
         Ok(toml::Value::Table(t)) => t,
         _ => toml::Table::new(),
     };
-    let mut vars: Vec<&(String, String)> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV_VARS.contains(&k.as_str()))
-        .collect();
+    let mut vars: Vec<&(String, String)> =
+        env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && !CLI_ENV_VARS.contains(&k.as_str())).collect();
     vars.sort();
     let mut applied = Vec::new();
     for (var, value) in vars {
@@ -717,9 +709,7 @@ fn env_value(value: &str, kind: Option<&toml::Value>) -> toml::Value {
                     .and_then(|mut m| m.remove("v"))
                     .unwrap_or_else(|| value.into())
             } else {
-                toml::Value::Array(
-                    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(toml::Value::from).collect(),
-                )
+                toml::Value::Array(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(toml::Value::from).collect())
             }
         }
         _ => toml::Value::String(value.to_string()),
@@ -753,7 +743,9 @@ mod tests {
     /// Every TOML example in the docs must be a valid config.
     #[test]
     fn the_documented_examples_are_valid() {
-        for (name, doc) in [("configuration.md", include_str!("../../docs/configuration.md")), ("tls.md", include_str!("../../docs/tls.md"))] {
+        for (name, doc) in
+            [("configuration.md", include_str!("../../docs/configuration.md")), ("tls.md", include_str!("../../docs/tls.md"))]
+        {
             let blocks: Vec<&str> = doc.split("```toml").skip(1).filter_map(|b| b.split("```").next()).collect();
             assert!(!blocks.is_empty());
             for b in blocks {
@@ -835,9 +827,7 @@ mod tests {
     fn env_errors_name_the_variable() {
         let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_LISTN", "x")])).unwrap_err().to_string();
         assert!(err.contains("WEIR_SERVER_LISTN"), "{err}");
-        let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_MAX_BODY_BYTES", "lots")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_MAX_BODY_BYTES", "lots")])).unwrap_err().to_string();
         assert!(err.contains("WEIR_SERVER_MAX_BODY_BYTES") && err.contains("lots"), "{err}");
     }
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use hyper::body::{Body, Incoming};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper::server::conn::{http1, http2};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -35,8 +35,7 @@ pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
 /// A JSON response. Serialising our own plain structs cannot fail; if it
 /// ever did, the client still gets a well-formed error body.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Resp {
-    let body = serde_json::to_vec(value)
-        .unwrap_or_else(|_| br#"{"error":"internal","message":"response could not be encoded"}"#.to_vec());
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| br#"{"error":"internal","message":"response could not be encoded"}"#.to_vec());
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -62,11 +61,7 @@ pub fn unavailable(code: &str, message: &str, retry_after_secs: u64) -> Resp {
 }
 
 pub fn method_not_allowed(allow: &str, method: &http::Method, path: &str) -> Resp {
-    let mut resp = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("{method} is not allowed on {path}; use {allow}"),
-    );
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", &format!("{method} is not allowed on {path}; use {allow}"));
     if let Ok(v) = HeaderValue::from_str(allow) {
         resp.headers_mut().insert(header::ALLOW, v);
     }
@@ -98,9 +93,7 @@ pub async fn read_body(req: Request<Incoming>, limit: u64, timeout: Duration) ->
     match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => Err(BodyError::Timeout(timeout)),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(BodyError::TooLarge { limit })
-        }
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge { limit }),
         Ok(Err(e)) => Err(BodyError::Read(e.to_string())),
     }
 }
@@ -155,7 +148,11 @@ where
             Err(_) => {
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     last_warning = Some(tokio::time::Instant::now());
-                    tracing::warn!(listener = name, max_connections, "connection limit reached; new connections wait until one closes (server.max_connections)");
+                    tracing::warn!(
+                        listener = name,
+                        max_connections,
+                        "connection limit reached; new connections wait until one closes (server.max_connections)"
+                    );
                 }
                 tokio::select! {
                     slot = slots.clone().acquire_owned() => match slot {

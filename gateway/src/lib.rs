@@ -37,9 +37,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the addresses of `config.server`.
     pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
-        let bind = |addr: String| async move {
-            TcpListener::bind(&addr).await.map_err(|e| RunError::Bind { addr, reason: e.to_string() })
-        };
+        let bind = |addr: String| async move { TcpListener::bind(&addr).await.map_err(|e| RunError::Bind { addr, reason: e.to_string() }) };
         Ok(Listeners { ingest: bind(config.server.listen.clone()).await?, admin: bind(config.server.admin_listen.clone()).await? })
     }
 }
@@ -77,7 +75,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
     let repo_for_admin = repo.clone();
-    let (forwarder, forward_task) = forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
+    let (forwarder, forward_task) =
+        forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),
@@ -85,7 +84,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         shutdown.clone(),
     ));
     if config.forward.upstreams.is_empty() {
-        tracing::warn!("no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded");
+        tracing::warn!(
+            "no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded"
+        );
     }
     if config.admin.token.is_none() {
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");

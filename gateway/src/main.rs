@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use weir::cli::{self, CliError, FilterFlags, Global};
-use weir::{shutdown, Config, Listeners};
+use weir::{Config, Listeners, shutdown};
 
 #[derive(Parser)]
 #[command(name = "weir", version, about = "Weir: a durable edge trigger gateway")]
@@ -250,7 +250,9 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             Command::Restore { from, data_dir } => {
                 let config = weir::config::StoreConfig { path: data_dir.clone(), ..Default::default() };
                 let summary = weir::admin::restore(&from, &config).await.map_err(|e| match e {
-                    weir::admin::RestoreError::NotEmpty { .. } | weir::admin::RestoreError::NotABackup { .. } => CliError::Usage(e.to_string()),
+                    weir::admin::RestoreError::NotEmpty { .. } | weir::admin::RestoreError::NotABackup { .. } => {
+                        CliError::Usage(e.to_string())
+                    }
                     other => CliError::Failed(other.to_string()),
                 })?;
                 println!(
@@ -300,7 +302,7 @@ fn serve(config_path: Option<PathBuf>, log_format: Option<String>) -> anyhow::Re
 /// certificates on it (each has its own stream); this one keeps a gateway
 /// without TLS alive and says what a hangup does.
 fn hangup_is_not_fatal(tls: bool) {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(mut hangup) => {
             tokio::spawn(async move {
@@ -325,7 +327,7 @@ struct Signals {
 
 impl Signals {
     fn new() -> Signals {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         Signals { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
     }
 

@@ -10,7 +10,7 @@ use weir::admin::routes::{Access, ROUTES};
 use weir::config::TenantConfig;
 use weir_test_plugins as wasm;
 
-use crate::support::{eventually, weir_bin, Client, Gateway, Mode, Upstream, TOKEN};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually, weir_bin};
 
 const ACME_TOKEN: &str = "acme-tenant-token";
 const GLOBEX_TOKEN: &str = "globex-tenant-token";
@@ -55,7 +55,11 @@ async fn authorisation_matrix_covers_every_route() {
         let cells = [
             (None, "no token", StatusCode::UNAUTHORIZED),
             (Some("wrong-token"), "wrong token", StatusCode::UNAUTHORIZED),
-            (Some(GLOBEX_TOKEN), "other tenant", if route.access == Access::Operator { StatusCode::FORBIDDEN } else { StatusCode::NOT_FOUND }),
+            (
+                Some(GLOBEX_TOKEN),
+                "other tenant",
+                if route.access == Access::Operator { StatusCode::FORBIDDEN } else { StatusCode::NOT_FOUND },
+            ),
         ];
         for (token, who, want) in cells {
             let got = call(&c, &gw, route.method, &path, token, body).await;
@@ -74,12 +78,7 @@ async fn authorisation_matrix_covers_every_route() {
                 assert_eq!(got, StatusCode::FORBIDDEN, "{} {} as {who}", route.method, route.pattern);
                 continue;
             }
-            assert!(
-                got != StatusCode::UNAUTHORIZED && got != StatusCode::FORBIDDEN,
-                "{} {} as {who}: {got}",
-                route.method,
-                route.pattern
-            );
+            assert!(got != StatusCode::UNAUTHORIZED && got != StatusCode::FORBIDDEN, "{} {} as {who}: {got}", route.method, route.pattern);
             // The replay job 1 does not exist, and acme has no plugin to roll back.
             let benign_404 = route.pattern.contains("{job}");
             assert!(got != StatusCode::NOT_FOUND || benign_404, "{} {} as {who}: 404", route.method, route.pattern);
@@ -173,7 +172,15 @@ async fn replay_after_fixing_a_plugin_delivers_quarantined_triggers() {
     assert_eq!(state_of(&c, &gw, &ids[0]).await, "quarantined");
     // Fix the plugin, replay: the current plugin runs on the raw body, then delivery.
     let auth = format!("Bearer {TOKEN}");
-    let fix = c.send(Method::PUT, &gw.admin_url("/v1/tenants/fragile/plugin"), &[("authorization", auth.as_str())], std::fs::read(wasm::PASSTHROUGH).expect("wasm")).await.expect("upload");
+    let fix = c
+        .send(
+            Method::PUT,
+            &gw.admin_url("/v1/tenants/fragile/plugin"),
+            &[("authorization", auth.as_str())],
+            std::fs::read(wasm::PASSTHROUGH).expect("wasm"),
+        )
+        .await
+        .expect("upload");
     assert_eq!(fix.status, StatusCode::CREATED);
     let r = post_json(&c, &gw, "/v1/replay", serde_json::json!({"tenant": "fragile", "state": "quarantined"})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -186,7 +193,8 @@ async fn replay_after_fixing_a_plugin_delivers_quarantined_triggers() {
     let r = post_json(&c, &gw, "/v1/replay", serde_json::json!({"ids": [ids[1]], "state": "delivered"})).await;
     assert_eq!(r.json()["replayed"], 1);
     up.wait_until(Duration::from_secs(20), |got| got.iter().filter(|g| g.header("weir-trigger-id") == ids[1]).count() == 2).await;
-    let keys: Vec<String> = up.received().iter().filter(|g| g.header("weir-trigger-id") == ids[1]).map(|g| g.header("idempotency-key").to_string()).collect();
+    let keys: Vec<String> =
+        up.received().iter().filter(|g| g.header("weir-trigger-id") == ids[1]).map(|g| g.header("idempotency-key").to_string()).collect();
     assert_eq!(keys[0], keys[1]);
     // Every replay is in the audit log.
     let audit = c.get(&gw.admin_url("/v1/audit?limit=50"), Some(TOKEN)).await.json();
@@ -219,7 +227,8 @@ async fn replay_by_source_and_time_during_ingest() {
     };
     let by_source = post_json(&c, &gw, "/v1/replay", serde_json::json!({"source": "early", "state": "pending", "dry_run": true})).await;
     assert_eq!(by_source.json()["matched"], early.len());
-    let by_time = post_json(&c, &gw, "/v1/replay", serde_json::json!({"tenant": "acme", "state": "pending", "until": cut, "dry_run": true})).await;
+    let by_time =
+        post_json(&c, &gw, "/v1/replay", serde_json::json!({"tenant": "acme", "state": "pending", "until": cut, "dry_run": true})).await;
     assert_eq!(by_time.json()["matched"], early.len());
     let since = post_json(&c, &gw, "/v1/replay", serde_json::json!({"source": "late", "state": "pending", "since": cut})).await;
     assert_eq!(since.json()["matched"], late.len());
@@ -235,7 +244,10 @@ async fn delete_and_purge_are_audited_and_refuse_an_empty_filter() {
     let a = ingest(&c, &gw, "acme", "s", 3).await;
     ingest(&c, &gw, "globex", "s", 2).await;
     let auth = format!("Bearer {ACME_TOKEN}");
-    let del = c.send(Method::DELETE, &gw.admin_url(&format!("/v1/triggers/{}", a[0])), &[("authorization", auth.as_str())], "").await.expect("delete");
+    let del = c
+        .send(Method::DELETE, &gw.admin_url(&format!("/v1/triggers/{}", a[0])), &[("authorization", auth.as_str())], "")
+        .await
+        .expect("delete");
     assert_eq!(del.status, StatusCode::OK);
     assert_eq!(state_of(&c, &gw, &a[0]).await, "gone");
     let everything = post_json(&c, &gw, "/v1/purge", serde_json::json!({})).await;
@@ -295,7 +307,13 @@ async fn backup_under_ingest_then_restore_round_trips() {
     // A truncated backup is refused with a clear message.
     let cut = dir.path().join("cut.weirbak");
     std::fs::write(&cut, &backup.body[..backup.body.len() / 2]).expect("write");
-    let bad = Command::new(weir_bin()).args(["restore", "--from"]).arg(&cut).arg("--data-dir").arg(restored.path().join("other")).output().expect("restore");
+    let bad = Command::new(weir_bin())
+        .args(["restore", "--from"])
+        .arg(&cut)
+        .arg("--data-dir")
+        .arg(restored.path().join("other"))
+        .output()
+        .expect("restore");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("truncated"), "{}", String::from_utf8_lossy(&bad.stderr));
 
@@ -407,7 +425,12 @@ async fn a_replay_job_killed_midway_resumes_after_restart() {
     let auth = format!("Bearer {TOKEN}");
     // Replaying pending triggers (asked for by state) as a background job.
     let r = c
-        .send(Method::POST, &format!("{admin}/v1/replay"), &[("authorization", auth.as_str())], r#"{"tenant":"acme","state":"pending","background":true}"#)
+        .send(
+            Method::POST,
+            &format!("{admin}/v1/replay"),
+            &[("authorization", auth.as_str())],
+            r#"{"tenant":"acme","state":"pending","background":true}"#,
+        )
         .await
         .expect("replay");
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);

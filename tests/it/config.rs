@@ -14,11 +14,7 @@ fn check_config(text: &str, env: &[(&str, &str)]) -> (i32, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run weir");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -58,7 +54,8 @@ fn bad_configs_exit_2_naming_the_key_and_the_fix() {
 
 #[test]
 fn env_overrides_apply_to_check_config() {
-    let (code, out, err) = check_config("", &[("WEIR_STORE_PATH", "/tmp/elsewhere"), ("WEIR_FORWARD_UPSTREAMS", "http://a:1/x,http://b:2/y")]);
+    let (code, out, err) =
+        check_config("", &[("WEIR_STORE_PATH", "/tmp/elsewhere"), ("WEIR_FORWARD_UPSTREAMS", "http://a:1/x,http://b:2/y")]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 upstream(s)") && out.contains("/tmp/elsewhere"), "{out}");
 }

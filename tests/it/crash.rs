@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use http::StatusCode;
 
-use crate::support::{config_toml, Client, WeirProcess, TOKEN};
+use crate::support::{Client, TOKEN, WeirProcess, config_toml};
 
 const CYCLES: usize = 5;
 const CLIENTS: usize = 32;
@@ -85,11 +85,7 @@ async fn sigkill_under_load_loses_no_acknowledged_trigger() {
     }
     let status = client.get(&format!("http://{}/v1/status", weir.admin), Some(TOKEN)).await.json();
     let present = status["pending"].as_u64().expect("pending") as usize;
-    println!(
-        "crash test: cycles={CYCLES} attempted={attempted_total} acknowledged={} stored={present} lost={}",
-        ids.len(),
-        lost.len()
-    );
+    println!("crash test: cycles={CYCLES} attempted={attempted_total} acknowledged={} stored={present} lost={}", ids.len(), lost.len());
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(present >= ids.len(), "the store holds at least every acknowledged trigger");
 }

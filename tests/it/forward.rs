@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::support::{eventually, Client, Gateway, Mode, Upstream, TOKEN};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 
 /// Fast schedules so the tests take seconds.
 fn fast(c: &mut weir::Config, upstreams: &[&Upstream]) {
@@ -47,7 +47,9 @@ async fn delivers_with_every_contract_header() {
     let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
     let c = Client::new();
     let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let keyed = post(&c, &gw, "acme", &[("content-type", "application/json"), ("idempotency-key", "evt_9"), ("traceparent", tp)], r#"{"a":1}"#).await;
+    let keyed =
+        post(&c, &gw, "acme", &[("content-type", "application/json"), ("idempotency-key", "evt_9"), ("traceparent", tp)], r#"{"a":1}"#)
+            .await;
     let plain = post(&c, &gw, "globex", &[("content-type", "text/plain")], "hello").await;
     let t = wait_state(&c, &gw, &keyed, "delivered").await;
     wait_state(&c, &gw, &plain, "delivered").await;
@@ -317,7 +319,10 @@ async fn pause_holds_a_tenant_and_resume_releases_it() {
     let up = Upstream::start(Mode::Ok).await;
     let gw = Gateway::start_with("", |c| fast(c, &[&up])).await;
     let c = Client::new();
-    let pause = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/acme/pause"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("pause");
+    let pause = c
+        .send(http::Method::POST, &gw.admin_url("/v1/tenants/acme/pause"), &[("authorization", &format!("Bearer {TOKEN}"))], "")
+        .await
+        .expect("pause");
     assert_eq!(pause.status, StatusCode::OK);
     let held: Vec<String> = futures_ids(&c, &gw, "acme", 5).await;
     let free: Vec<String> = futures_ids(&c, &gw, "globex", 5).await;
@@ -329,12 +334,18 @@ async fn pause_holds_a_tenant_and_resume_releases_it() {
     }
     assert!(up.received().iter().all(|r| r.header("weir-tenant") != "acme"));
     assert_eq!(status(&c, &gw).await["paused_tenants"][0], "acme");
-    let resume = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/acme/resume"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("resume");
+    let resume = c
+        .send(http::Method::POST, &gw.admin_url("/v1/tenants/acme/resume"), &[("authorization", &format!("Bearer {TOKEN}"))], "")
+        .await
+        .expect("resume");
     assert_eq!(resume.status, StatusCode::OK);
     for id in &held {
         wait_state(&c, &gw, id, "delivered").await;
     }
-    let unknown = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/nobody/pause"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("pause");
+    let unknown = c
+        .send(http::Method::POST, &gw.admin_url("/v1/tenants/nobody/pause"), &[("authorization", &format!("Bearer {TOKEN}"))], "")
+        .await
+        .expect("pause");
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     gw.stop().await;
 }

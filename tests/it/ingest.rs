@@ -310,7 +310,10 @@ async fn at_the_connection_limit_new_clients_wait_for_a_free_slot() {
         let m = crate::metrics::scrape(&gw.client, &gw).await;
         crate::metrics::get(&m, "weir_connections", &[("listener", "ingest")]) as usize
     };
-    assert_eq!(crate::metrics::get(&crate::metrics::scrape(&gw.client, &gw).await, "weir_connections_max", &[("listener", "ingest")]), MAX as f64);
+    assert_eq!(
+        crate::metrics::get(&crate::metrics::scrape(&gw.client, &gw).await, "weir_connections_max", &[("listener", "ingest")]),
+        MAX as f64
+    );
     // Fill the remaining slots with idle connections (the test client may hold one already).
     let mut idle = Vec::new();
     while open().await < MAX {

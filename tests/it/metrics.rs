@@ -9,7 +9,7 @@ use http::StatusCode;
 use weir::config::TenantConfig;
 use weir_test_plugins as wasm;
 
-use crate::support::{eventually, Client, Gateway, Mode, Upstream, TOKEN};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 
 /// Scrapes and parses; returns (metric name, sorted labels) → value.
 /// (metric name, sorted labels) → value.
@@ -79,7 +79,11 @@ async fn counters_move_as_triggers_flow_and_labels_stay_bounded() {
     assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "acme"), ("outcome", "too_large")]), 1.0);
     assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "unknown"), ("outcome", "unknown_tenant")]), 1.0);
     assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "trap"), ("outcome", "quarantined")]), 1.0);
-    assert_eq!(get(&m, "weir_ingest_requests_total", &[("tenant", "other"), ("outcome", "accepted")]), 2.0, "globex and late are over the cap");
+    assert_eq!(
+        get(&m, "weir_ingest_requests_total", &[("tenant", "other"), ("outcome", "accepted")]),
+        2.0,
+        "globex and late are over the cap"
+    );
     assert_eq!(get(&m, "weir_plugin_failures_total", &[("tenant", "trap"), ("kind", "trap")]), 1.0);
     assert_eq!(get(&m, "weir_delivered_total", &[]), 6.0);
     assert_eq!(get(&m, "weir_forward_attempts_total", &[("upstream", &up.url()), ("outcome", "delivered")]), 6.0);

@@ -85,7 +85,8 @@ impl Leaf {
     /// requires a client certificate issued by that CA.
     pub fn server_config(&self, clients: Option<&Ca>) -> rustls::ServerConfig {
         let provider = weir::tls::provider();
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().expect("versions");
+        let builder =
+            rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().expect("versions");
         let builder = match clients {
             Some(ca) => builder.with_client_cert_verifier(
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider).build().expect("verifier"),

@@ -113,8 +113,7 @@ async fn json_transform_rewrites_the_body_and_keeps_the_raw_one() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let t = trigger(&c, &gw, &id_of(&r)).await;
     assert_eq!(t["body"]["data"], raw, "the raw body is kept for replay");
-    let out: serde_json::Value =
-        serde_json::from_str(t["transformed_body"]["data"].as_str().expect("transformed")).expect("JSON");
+    let out: serde_json::Value = serde_json::from_str(t["transformed_body"]["data"].as_str().expect("transformed")).expect("JSON");
     assert_eq!(out["name"], "ada");
     assert!(out.get("password").is_none() && out.get("ssn").is_none());
     assert_eq!(out["_weir"]["tenant"], "js");
@@ -176,10 +175,8 @@ async fn timing_hostile_plugins_are_contained_and_their_triggers_quarantined() {
         ("deep", wasm::DEEP_RECURSION, "trap"),
         ("badv", wasm::BAD_VERDICT, "malformed_output"),
     ];
-    let tenants = hostile
-        .iter()
-        .map(|(id, path, _)| TenantConfig { plugin_timeout_ms: DEADLINE_MS, ..tenant(id, Some(path), &[]) })
-        .collect();
+    let tenants =
+        hostile.iter().map(|(id, path, _)| TenantConfig { plugin_timeout_ms: DEADLINE_MS, ..tenant(id, Some(path), &[]) }).collect();
     let gw = gateway(tenants).await;
     let c = Client::new();
     for (id, _, kind) in hostile {
@@ -319,12 +316,18 @@ async fn upload_validates_activates_lists_and_rolls_back() {
     assert_eq!(list["active"], 2);
     assert_eq!(list["versions"].as_array().expect("versions").len(), 2);
 
-    let rb = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/up/plugin/rollback"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("rollback");
+    let rb = c
+        .send(http::Method::POST, &gw.admin_url("/v1/tenants/up/plugin/rollback"), &[("authorization", &format!("Bearer {TOKEN}"))], "")
+        .await
+        .expect("rollback");
     assert_eq!(rb.status, StatusCode::OK, "{:?}", rb.body);
     assert_eq!(rb.json()["active"], 1);
     assert_eq!(c.post(&ingest, &[], "x").await.status, StatusCode::ACCEPTED, "back on passthrough");
 
-    let again = c.send(http::Method::POST, &gw.admin_url("/v1/tenants/up/plugin/rollback"), &[("authorization", &format!("Bearer {TOKEN}"))], "").await.expect("rollback");
+    let again = c
+        .send(http::Method::POST, &gw.admin_url("/v1/tenants/up/plugin/rollback"), &[("authorization", &format!("Bearer {TOKEN}"))], "")
+        .await
+        .expect("rollback");
     assert_eq!(again.status, StatusCode::CONFLICT);
 
     assert_eq!(c.put(&gw.admin_url("/v1/tenants/nobody/plugin"), TOKEN, read(wasm::PASSTHROUGH)).await.status, StatusCode::NOT_FOUND);
@@ -386,11 +389,9 @@ async fn hot_swap_under_load_fails_no_request() {
 /// slower than the inline budget.
 #[tokio::test]
 async fn a_plugin_slower_than_the_inline_budget_still_gets_its_own_budget() {
-    let gw = gateway(vec![TenantConfig {
-        plugin_timeout_ms: 5000,
-        ..tenant("busy", Some(wasm::BUSY_THEN_ACCEPT), &[("rounds", "50000000")])
-    }])
-    .await;
+    let gw =
+        gateway(vec![TenantConfig { plugin_timeout_ms: 5000, ..tenant("busy", Some(wasm::BUSY_THEN_ACCEPT), &[("rounds", "50000000")]) }])
+            .await;
     let c = Client::new();
     for _ in 0..3 {
         let r = c.post(&gw.ingest_url("/ingest/busy/x"), &[], "{}").await;

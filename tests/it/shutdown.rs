@@ -7,7 +7,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{config_toml, Client, WeirProcess, TOKEN};
+use crate::support::{Client, TOKEN, WeirProcess, config_toml};
 
 /// Opens a request whose body is only half sent: it stays in flight.
 async fn half_sent_request(weir: &WeirProcess) -> TcpStream {

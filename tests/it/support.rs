@@ -135,8 +135,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -232,12 +231,13 @@ impl WeirProcess {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["message"] == "weir listening" {
-                        let addr = |k: &str| v[k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
-                        if let (Some(i), Some(a), Some(tx)) = (addr("ingest_addr"), addr("admin_addr"), tx.take()) {
-                            let _ = tx.send((i, a));
-                        }
+                    && v["message"] == "weir listening"
+                {
+                    let addr = |k: &str| v[k].as_str().and_then(|s| s.parse::<SocketAddr>().ok());
+                    if let (Some(i), Some(a), Some(tx)) = (addr("ingest_addr"), addr("admin_addr"), tx.take()) {
+                        let _ = tx.send((i, a));
                     }
+                }
                 let _ = line_tx.send(line.clone());
                 sink.lock().expect("log lock").push(line);
             }

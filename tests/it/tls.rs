@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::metrics::{get as metric, scrape};
 use crate::pki::{self, Ca, Leaf};
-use crate::support::{config_toml, eventually, Client, Gateway, Mode, Upstream, WeirProcess, TOKEN};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, WeirProcess, config_toml, eventually};
 
 /// `[server.tls]` for `leaf` written into `dir`, plus `extra` keys.
 fn server_tls(dir: &Path, leaf: &Leaf, extra: &str) -> String {
@@ -166,7 +166,8 @@ async fn tls_1_3_minimum_refuses_a_tls_1_2_client() {
         .expect("versions")
         .with_root_certificates(ca.roots())
         .with_no_client_auth();
-    let err = Client::with_tls(tls12_only).send(http::Method::GET, &gw.ingest_url("/healthz"), &[], Bytes::new()).await.expect_err("refused");
+    let err =
+        Client::with_tls(tls12_only).send(http::Method::GET, &gw.ingest_url("/healthz"), &[], Bytes::new()).await.expect_err("refused");
     assert!(err.contains("ProtocolVersion") || err.contains("protocol version"), "{err}");
     // TLS 1.3 clients are served.
     assert_eq!(gw.client.get(&gw.ingest_url("/healthz"), None).await.status, StatusCode::OK);
@@ -255,7 +256,9 @@ async fn shutdown_does_not_wait_for_connections_stuck_in_their_handshake() {
         (metric(&m, "weir_connections", &[("listener", "ingest")]) >= 1.0).then_some(())
     })
     .await;
-    tokio::time::timeout(Duration::from_secs(60), gw.stop()).await.expect("stopped without waiting out the handshake deadline or the grace period");
+    tokio::time::timeout(Duration::from_secs(60), gw.stop())
+        .await
+        .expect("stopped without waiting out the handshake deadline or the grace period");
 }
 
 #[tokio::test]
@@ -555,12 +558,11 @@ async fn otlp_exports_go_to_an_https_collector_trusted_through_ssl_cert_file() {
     let config = dir.path().join("weir.toml");
     std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
     // The system's trust store, replaced by the test CA (rustls-native-certs honours SSL_CERT_FILE).
-    let weir = tokio::task::block_in_place(|| WeirProcess::start_with_env(&config, &[("SSL_CERT_FILE", ca_file.to_str().expect("utf8 path"))]));
+    let weir =
+        tokio::task::block_in_place(|| WeirProcess::start_with_env(&config, &[("SSL_CERT_FILE", ca_file.to_str().expect("utf8 path"))]));
     let r = Client::new().post(&format!("http://{}/ingest/acme/otlp", weir.ingest), &[], "{}").await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    collector
-        .wait_until(Duration::from_secs(30), |got| got.iter().any(|x| x.header("content-type") == "application/x-protobuf"))
-        .await;
+    collector.wait_until(Duration::from_secs(30), |got| got.iter().any(|x| x.header("content-type") == "application/x-protobuf")).await;
 }
 
 #[test]
@@ -580,10 +582,15 @@ fn unusable_certificate_files_are_named_by_check_config() {
     let (code, err) = check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\n", cert.display().to_string(), missing.display().to_string()));
     assert_eq!(code, Some(2));
     assert!(err.contains("server.tls.key") && err.contains("missing.key"), "{err}");
-    let (code, err) = check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\n", cert.display().to_string(), other_key.display().to_string()));
+    let (code, err) =
+        check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\n", cert.display().to_string(), other_key.display().to_string()));
     assert_eq!(code, Some(2));
     assert!(err.contains("does not go with the certificate"), "{err}");
-    let (code, err) = check(&format!("[server.tls]\ncert = {:?}\nkey = {:?}\nmin_version = \"1.1\"\n", cert.display().to_string(), other_key.display().to_string()));
+    let (code, err) = check(&format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\nmin_version = \"1.1\"\n",
+        cert.display().to_string(),
+        other_key.display().to_string()
+    ));
     assert_eq!(code, Some(2));
     assert!(err.contains("server.tls.min_version"), "{err}");
     let (code, err) = check(&format!("[forward]\nca_file = {:?}\n", missing.display().to_string()));

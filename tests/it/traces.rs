@@ -15,7 +15,7 @@ use prost::Message;
 use weir::config::TenantConfig;
 use weir_test_plugins as wasm;
 
-use crate::support::{eventually, Client, Gateway, Mode, Upstream};
+use crate::support::{Client, Gateway, Mode, Upstream, eventually};
 
 /// A loopback OTLP/HTTP receiver keeping every span (and counting requests).
 struct Receiver {
@@ -58,7 +58,14 @@ impl Receiver {
                                                 Some(Data::Gauge(g)) => g.data_points,
                                                 _ => continue,
                                             };
-                                            let total = points.iter().filter_map(|p| match p.value { Some(Value::AsDouble(v)) => Some(v), Some(Value::AsInt(i)) => Some(i as f64), None => None }).sum();
+                                            let total = points
+                                                .iter()
+                                                .filter_map(|p| match p.value {
+                                                    Some(Value::AsDouble(v)) => Some(v),
+                                                    Some(Value::AsInt(i)) => Some(i as f64),
+                                                    None => None,
+                                                })
+                                                .sum();
                                             latest.insert(metric.name, total);
                                         }
                                     }

@@ -40,14 +40,8 @@ struct Watch {
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    let n = ctx
-        .triggers
-        .unwrap_or(if ctx.quick { 5_000 } else { 1_000_000 });
-    let runs = if ctx.runs_explicit || n < 100_000 {
-        ctx.runs
-    } else {
-        1
-    };
+    let n = ctx.triggers.unwrap_or(if ctx.quick { 5_000 } else { 1_000_000 });
+    let runs = if ctx.runs_explicit || n < 100_000 { ctx.runs } else { 1 };
     let cap = Duration::from_secs(if ctx.quick { 8 } else { 180 });
     let plugins = Plugins::ensure()?;
     let mut report = Report::new(
@@ -62,9 +56,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         ),
     );
     if runs < ctx.runs {
-        report.note(format!(
-            "one run only: a {n}-trigger fill is long (pass --runs to repeat)"
-        ));
+        report.note(format!("one run only: a {n}-trigger fill is long (pass --runs to repeat)"));
     }
     let mut all = Vec::new();
     for run in 0..runs {
@@ -75,13 +67,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn one_run(
-    ctx: &Ctx,
-    plugins: &Plugins,
-    n: u64,
-    cap: Duration,
-    report: &mut Report,
-) -> anyhow::Result<Figures> {
+async fn one_run(ctx: &Ctx, plugins: &Plugins, n: u64, cap: Duration, report: &mut Report) -> anyhow::Result<Figures> {
     let work = ctx.workdir("drain")?;
     let upstream = Upstream::reserve()?;
     let setup = forwarding_setup(plugins, upstream.url());
@@ -89,17 +75,8 @@ async fn one_run(
     let target = ingest_target(weir.ingest, "pass")?;
     let filled = fill(ctx, &target, n, report).await?;
     let rate = 0.5 * filled.throughput();
-    eprintln!(
-        "  filled at {:.0}/s; unloaded p99 at {rate:.0}/s",
-        filled.throughput()
-    );
-    let unloaded = measure(
-        &target,
-        &ctx.open(rate),
-        "ingest before the drain (open)",
-        report,
-    )
-    .await?;
+    eprintln!("  filled at {:.0}/s; unloaded p99 at {rate:.0}/s", filled.throughput());
+    let unloaded = measure(&target, &ctx.open(rate), "ingest before the drain (open)", report).await?;
 
     eprintln!("  upstream up: draining");
     let stop = Arc::new(AtomicBool::new(false));
@@ -118,10 +95,7 @@ async fn one_run(
     let during = load.await??;
     let watch = watched?;
     if let Some(f) = during.failures() {
-        report.note(format!(
-            "ingest during the drain: besides {} × 202: {f}",
-            during.ok
-        ));
+        report.note(format!("ingest during the drain: besides {} × 202: {f}", during.ok));
     }
     weir.stop().await?;
     Ok(Figures {
@@ -137,12 +111,7 @@ async fn one_run(
 
 /// Starts the upstream and polls `/v1/status` until the backlog is down to
 /// what steady ingest keeps pending, or `cap` passes.
-async fn watch(
-    weir: &Weir,
-    upstream: &Upstream,
-    rate: f64,
-    cap: Duration,
-) -> anyhow::Result<Watch> {
+async fn watch(weir: &Weir, upstream: &Upstream, rate: f64, cap: Duration) -> anyhow::Result<Watch> {
     let before = weir.status().await?;
     let (pending0, delivered0) = (field(&before, "/pending")?, field(&before, "/delivered")?);
     let requests0 = upstream.requests();
@@ -178,83 +147,37 @@ fn summarize(report: &mut Report, all: &[Figures]) {
     let col = |f: fn(&Figures) -> f64| all.iter().map(f).collect::<Vec<f64>>();
     let fill = col(|f| f.fill_rate);
     let drain = col(|f| f.watch.delivered as f64 / f.watch.secs);
-    let drain_m = Metric::with_samples(
-        "drain: deliveries per second (whole window)",
-        Unit::PerSec,
-        drain.clone(),
-    );
-    report.push(Metric::with_samples(
-        "fill: ingest max (closed loop, growing store)",
-        Unit::PerSec,
-        fill.clone(),
-    ));
+    let drain_m = Metric::with_samples("drain: deliveries per second (whole window)", Unit::PerSec, drain.clone());
+    report.push(Metric::with_samples("fill: ingest max (closed loop, growing store)", Unit::PerSec, fill.clone()));
     report.push(drain_m);
-    report.push(Metric::with_samples(
-        "drain: net backlog reduction per second",
-        Unit::PerSec,
-        col(|f| f.watch.net as f64 / f.watch.secs),
-    ));
-    report.push(Metric::with_samples(
-        "drain: window (to drained or cap)",
-        Unit::Seconds,
-        col(|f| f.watch.secs),
-    ));
+    report.push(Metric::with_samples("drain: net backlog reduction per second", Unit::PerSec, col(|f| f.watch.net as f64 / f.watch.secs)));
+    report.push(Metric::with_samples("drain: window (to drained or cap)", Unit::Seconds, col(|f| f.watch.secs)));
     report.push(Metric::with_samples(
         "drain: time to first delivery",
         Unit::Seconds,
         col(|f| f.watch.first_delivery_secs.unwrap_or(f64::NAN)),
     ));
-    report.push(Metric::with_samples(
-        "drain: upstream requests seen",
-        Unit::Count,
-        col(|f| f.watch.upstream_requests as f64),
-    ));
-    report.push(Metric::with_samples(
-        "ingest at 50 %, before drain: p50",
-        Unit::Millis,
-        col(|f| f.unloaded_p50),
-    ));
-    report.push(Metric::with_samples(
-        "ingest at 50 %, before drain: p99",
-        Unit::Millis,
-        col(|f| f.unloaded_p99),
-    ));
-    report.push(Metric::with_samples(
-        "ingest at 50 %, during drain: achieved",
-        Unit::PerSec,
-        col(|f| f.during_rate),
-    ));
-    report.push(Metric::with_samples(
-        "ingest at 50 %, during drain: p50",
-        Unit::Millis,
-        col(|f| f.during_p50),
-    ));
-    report.push(Metric::with_samples(
-        "ingest at 50 %, during drain: p99",
-        Unit::Millis,
-        col(|f| f.during_p99),
-    ));
+    report.push(Metric::with_samples("drain: upstream requests seen", Unit::Count, col(|f| f.watch.upstream_requests as f64)));
+    report.push(Metric::with_samples("ingest at 50 %, before drain: p50", Unit::Millis, col(|f| f.unloaded_p50)));
+    report.push(Metric::with_samples("ingest at 50 %, before drain: p99", Unit::Millis, col(|f| f.unloaded_p99)));
+    report.push(Metric::with_samples("ingest at 50 %, during drain: achieved", Unit::PerSec, col(|f| f.during_rate)));
+    report.push(Metric::with_samples("ingest at 50 %, during drain: p50", Unit::Millis, col(|f| f.during_p50)));
+    report.push(Metric::with_samples("ingest at 50 %, during drain: p99", Unit::Millis, col(|f| f.during_p99)));
     for (i, f) in all.iter().enumerate() {
         if !f.watch.drained {
-            report.note(format!("run {}: the backlog was not drained within the {:.0} s window; rates are over that window", i + 1, f.watch.secs));
+            report.note(format!(
+                "run {}: the backlog was not drained within the {:.0} s window; rates are over that window",
+                i + 1,
+                f.watch.secs
+            ));
         }
     }
     let ratio = median(&drain) / median(&fill).max(1e-9);
-    report.goal(
-        "drain rate ≥ 0.5 × ingest max",
-        ratio_text(ratio).replace("bare", "ingest max"),
-        Some(ratio >= 0.5),
-    );
-    let (during, unloaded) = (
-        median(&col(|f| f.during_p99)),
-        median(&col(|f| f.unloaded_p99)),
-    );
+    report.goal("drain rate ≥ 0.5 × ingest max", ratio_text(ratio).replace("bare", "ingest max"), Some(ratio >= 0.5));
+    let (during, unloaded) = (median(&col(|f| f.during_p99)), median(&col(|f| f.unloaded_p99)));
     report.goal(
         "ingest p99 during the drain ≤ 2 × unloaded",
-        format!(
-            "{during:.2} ms vs {unloaded:.2} ms ({:.1} ×)",
-            during / unloaded.max(1e-9)
-        ),
+        format!("{during:.2} ms vs {unloaded:.2} ms ({:.1} ×)", during / unloaded.max(1e-9)),
         Some(during <= 2.0 * unloaded),
     );
 }

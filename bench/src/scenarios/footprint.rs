@@ -43,13 +43,7 @@ async fn idle(ctx: &Ctx, settle: Duration, report: &mut Report) -> anyhow::Resul
     let mut start = Metric::new("idle weir: start to /healthz", Unit::Seconds);
     for _ in 0..ctx.runs {
         let work = ctx.workdir("footprint")?;
-        let mut weir = Weir::start(
-            ctx.weir()?,
-            work.path(),
-            &Setup::new(vec![Tenant::plain("acme")]),
-            ctx.start_timeout(),
-        )
-        .await?;
+        let mut weir = Weir::start(ctx.weir()?, work.path(), &Setup::new(vec![Tenant::plain("acme")]), ctx.start_timeout()).await?;
         start.samples.push(weir.spawned_at.elapsed().as_secs_f64());
         tokio::time::sleep(settle).await;
         rss.samples.push(weir.rss_mib()?);
@@ -59,35 +53,16 @@ async fn idle(ctx: &Ctx, settle: Duration, report: &mut Report) -> anyhow::Resul
     tokio::time::sleep(settle).await;
     let bare_rss = rss_mib(bare.pid())?;
     let idle = rss.median();
-    report.goal(
-        "idle RSS ≤ 30 MiB",
-        format!("{idle:.1} MiB"),
-        Some(idle <= 30.0),
-    );
+    report.goal("idle RSS ≤ 30 MiB", format!("{idle:.1} MiB"), Some(idle <= 30.0));
     report.push(rss);
     report.push(start);
-    report.push(Metric::with_samples(
-        "bare hyper server: RSS (reference)",
-        Unit::MiB,
-        vec![bare_rss],
-    ));
+    report.push(Metric::with_samples("bare hyper server: RSS (reference)", Unit::MiB, vec![bare_rss]));
     Ok(idle)
 }
 
-async fn many(
-    ctx: &Ctx,
-    plugins: &Plugins,
-    n: usize,
-    settle: Duration,
-    idle: f64,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+async fn many(ctx: &Ctx, plugins: &Plugins, n: usize, settle: Duration, idle: f64, report: &mut Report) -> anyhow::Result<()> {
     let work = ctx.workdir("footprint-many")?;
-    let setup = Setup::new(
-        (0..n)
-            .map(|i| Tenant::with_plugin(&format!("t{i:04}"), &plugins.path("passthrough")))
-            .collect(),
-    );
+    let setup = Setup::new((0..n).map(|i| Tenant::with_plugin(&format!("t{i:04}"), &plugins.path("passthrough"))).collect());
     let timeout = Duration::from_secs(3600);
     eprintln!("  starting weir with {n} plugin tenants (first start compiles each)");
     let mut weir = Weir::start(ctx.weir()?, work.path(), &setup, timeout).await?;
@@ -107,51 +82,20 @@ async fn many(
     weir.stop().await?;
 
     let label = |s: &str| format!("{n} plugin tenants: {s}");
-    report.push(Metric::with_samples(
-        label("first start to /healthz (compiles)"),
-        Unit::Seconds,
-        vec![first_start],
-    ));
-    report.push(Metric::with_samples(
-        label("RSS after first start"),
-        Unit::MiB,
-        vec![rss_started],
-    ));
-    report.push(Metric::with_samples(
-        label("RSS after one trigger each"),
-        Unit::MiB,
-        vec![rss_used],
-    ));
-    report.push(Metric::with_samples(
-        label("restart to /healthz (cached artifacts)"),
-        Unit::Seconds,
-        vec![restart],
-    ));
-    report.push(Metric::with_samples(
-        label("RSS after restart"),
-        Unit::MiB,
-        vec![rss_restarted],
-    ));
-    report.push(Metric::with_samples(
-        label("plugins.redb size"),
-        Unit::MiB,
-        vec![repo_mib],
-    ));
+    report.push(Metric::with_samples(label("first start to /healthz (compiles)"), Unit::Seconds, vec![first_start]));
+    report.push(Metric::with_samples(label("RSS after first start"), Unit::MiB, vec![rss_started]));
+    report.push(Metric::with_samples(label("RSS after one trigger each"), Unit::MiB, vec![rss_used]));
+    report.push(Metric::with_samples(label("restart to /healthz (cached artifacts)"), Unit::Seconds, vec![restart]));
+    report.push(Metric::with_samples(label("RSS after restart"), Unit::MiB, vec![rss_restarted]));
+    report.push(Metric::with_samples(label("plugins.redb size"), Unit::MiB, vec![repo_mib]));
     let worst = rss_used.max(rss_restarted);
     if n >= 1000 {
-        report.goal(
-            "RSS with 1,000 plugin tenants ≤ 512 MiB",
-            format!("{worst:.1} MiB"),
-            Some(worst <= 512.0),
-        );
+        report.goal("RSS with 1,000 plugin tenants ≤ 512 MiB", format!("{worst:.1} MiB"), Some(worst <= 512.0));
     } else {
         let per = (worst - idle) / n as f64;
         report.goal(
             format!("RSS with 1,000 plugin tenants ≤ 512 MiB (quick: {n} tenants, extrapolated)"),
-            format!(
-                "{worst:.1} MiB with {n}; ≈ {:.0} MiB at 1,000 ({per:.2} MiB per tenant)",
-                idle + per * 1000.0
-            ),
+            format!("{worst:.1} MiB with {n}; ≈ {:.0} MiB at 1,000 ({per:.2} MiB per tenant)", idle + per * 1000.0),
             None,
         );
     }
@@ -163,22 +107,14 @@ async fn one_trigger_each(weir: &Weir, n: usize) -> anyhow::Result<()> {
     let mut conn = Conn::open(weir.ingest).await?;
     for i in 0..n {
         let t = ingest_target(weir.ingest, &format!("t{i:04}"))?;
-        let (status, body) = conn
-            .send(Method::POST, &t.path, &t.headers, t.body.clone())
-            .await?;
+        let (status, body) = conn.send(Method::POST, &t.path, &t.headers, t.body.clone()).await?;
         if status != StatusCode::ACCEPTED {
-            bail!(
-                "POST {} answered {status}: {}",
-                t.path,
-                String::from_utf8_lossy(&body)
-            );
+            bail!("POST {} answered {status}: {}", t.path, String::from_utf8_lossy(&body));
         }
     }
     Ok(())
 }
 
 fn file_mib(path: &Path) -> f64 {
-    std::fs::metadata(path)
-        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
-        .unwrap_or(f64::NAN)
+    std::fs::metadata(path).map(|m| m.len() as f64 / (1024.0 * 1024.0)).unwrap_or(f64::NAN)
 }

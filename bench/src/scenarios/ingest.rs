@@ -41,24 +41,12 @@ impl Flavor {
     fn variants(self, p: &Plugins) -> Vec<(&'static str, Tenant, Option<f64>)> {
         match self {
             Flavor::Passthrough => vec![
-                (
-                    "weir passthrough",
-                    Tenant::with_plugin("pass", &p.path("passthrough")),
-                    Some(0.6),
-                ),
+                ("weir passthrough", Tenant::with_plugin("pass", &p.path("passthrough")), Some(0.6)),
                 ("weir no plugin", Tenant::plain("plain"), None),
             ],
             Flavor::Hmac => vec![
-                (
-                    "weir hmac-verify",
-                    Tenant::with_plugin("hmac", &p.path("hmac_verify")).config("secret", SECRET),
-                    Some(0.5),
-                ),
-                (
-                    "weir json-transform",
-                    Tenant::with_plugin("json", &p.path("json_transform")),
-                    Some(0.5),
-                ),
+                ("weir hmac-verify", Tenant::with_plugin("hmac", &p.path("hmac_verify")).config("secret", SECRET), Some(0.5)),
+                ("weir json-transform", Tenant::with_plugin("json", &p.path("json_transform")), Some(0.5)),
             ],
         }
     }
@@ -75,10 +63,7 @@ pub async fn run(ctx: &Ctx, flavor: Flavor) -> anyhow::Result<Report> {
     setup.max_bytes = BIG_BUDGET;
     let mut weir = Weir::start(ctx.weir()?, work.path(), &setup, ctx.start_timeout()).await?;
     let bare_target = ingest_target(bare.addr, "bare")?;
-    let targets: Vec<Target> = variants
-        .iter()
-        .map(|(_, t, _)| ingest_target(weir.ingest, &t.id))
-        .collect::<Result<_, _>>()?;
+    let targets: Vec<Target> = variants.iter().map(|(_, t, _)| ingest_target(weir.ingest, &t.id)).collect::<Result<_, _>>()?;
     for t in &targets {
         check_accepts(t).await?;
     }
@@ -97,17 +82,9 @@ pub async fn run(ctx: &Ctx, flavor: Flavor) -> anyhow::Result<Report> {
     );
 
     let mut bare_m = LoadMetrics::new("bare hyper 202");
-    let mut weir_m: Vec<LoadMetrics> = variants
-        .iter()
-        .map(|(label, _, _)| LoadMetrics::new(label))
-        .collect();
+    let mut weir_m: Vec<LoadMetrics> = variants.iter().map(|(label, _, _)| LoadMetrics::new(label)).collect();
     for run in 0..ctx.runs {
-        eprintln!(
-            "  {} run {}/{}: closed loop",
-            flavor.name(),
-            run + 1,
-            ctx.runs
-        );
+        eprintln!("  {} run {}/{}: closed loop", flavor.name(), run + 1, ctx.runs);
         bare_m.add(&measure(&bare_target, &ctx.closed(), "bare (closed)", &mut report).await?);
         for ((label, ..), (m, t)) in variants.iter().zip(weir_m.iter_mut().zip(&targets)) {
             m.add(&measure(t, &ctx.closed(), &format!("{label} (closed)"), &mut report).await?);
@@ -118,16 +95,7 @@ pub async fn run(ctx: &Ctx, flavor: Flavor) -> anyhow::Result<Report> {
     }
 
     let rate = 0.5 * weir_m[0].throughput.median();
-    let (open_metrics, fsync_p99) = open_loop(
-        ctx,
-        rate,
-        &bare_target,
-        &targets[0],
-        variants[0].0,
-        work.path(),
-        &mut report,
-    )
-    .await?;
+    let (open_metrics, fsync_p99) = open_loop(ctx, rate, &bare_target, &targets[0], variants[0].0, work.path(), &mut report).await?;
     let rss = weir.rss_mib()?;
     weir.stop().await?;
 
@@ -139,11 +107,7 @@ pub async fn run(ctx: &Ctx, flavor: Flavor) -> anyhow::Result<Report> {
     for m in open_metrics {
         report.push(m);
     }
-    report.push(Metric::with_samples(
-        "weir RSS after the runs",
-        Unit::MiB,
-        vec![rss],
-    ));
+    report.push(Metric::with_samples("weir RSS after the runs", Unit::MiB, vec![rss]));
     Ok(report)
 }
 
@@ -183,51 +147,27 @@ async fn open_loop(
     Ok((out, p99s))
 }
 
-fn goals(
-    report: &mut Report,
-    variants: &[(&str, Tenant, Option<f64>)],
-    weir: &[LoadMetrics],
-    open: &[Metric],
-    fsync_p99: Vec<f64>,
-) {
+fn goals(report: &mut Report, variants: &[(&str, Tenant, Option<f64>)], weir: &[LoadMetrics], open: &[Metric], fsync_p99: Vec<f64>) {
     for ((label, _, goal), m) in variants.iter().zip(weir) {
         if let (Some(g), Some(r)) = (goal, m.throughput.ratio_median()) {
-            report.goal(
-                format!("{label} max throughput ≥ {g} × bare"),
-                ratio_text(r),
-                Some(r >= *g),
-            );
+            report.goal(format!("{label} max throughput ≥ {g} × bare"), ratio_text(r), Some(r >= *g));
         }
     }
     let Some(weir_p99) = open.last() else { return };
     let limit = 2.0 * median(&fsync_p99) + 1.0;
     let p99 = weir_p99.median();
-    report.goal(
-        format!("{} ≤ 2 × fsync p99 + 1 ms = {limit:.2} ms", weir_p99.name),
-        format!("{p99:.2} ms"),
-        Some(p99 <= limit),
-    );
+    report.goal(format!("{} ≤ 2 × fsync p99 + 1 ms = {limit:.2} ms", weir_p99.name), format!("{p99:.2} ms"), Some(p99 <= limit));
 }
 
 /// One request; anything but 202 means the setup is wrong, so stop early.
 pub(super) async fn check_accepts(t: &Target) -> anyhow::Result<()> {
     let mut conn = t.connect().await?;
-    let (status, body) = conn
-        .send(Method::POST, &t.path, &t.headers, t.body.clone())
-        .await?;
+    let (status, body) = conn.send(Method::POST, &t.path, &t.headers, t.body.clone()).await?;
     if status != StatusCode::ACCEPTED {
-        bail!(
-            "POST {} answered {status}, not 202: {}",
-            t.path,
-            String::from_utf8_lossy(&body)
-        );
+        bail!("POST {} answered {status}, not 202: {}", t.path, String::from_utf8_lossy(&body));
     }
     if body.windows(18).any(|w| w == b"\"quarantined\":true") {
-        bail!(
-            "POST {} was quarantined (the plugin failed): {}",
-            t.path,
-            String::from_utf8_lossy(&body)
-        );
+        bail!("POST {} was quarantined (the plugin failed): {}", t.path, String::from_utf8_lossy(&body));
     }
     Ok(())
 }
@@ -254,10 +194,7 @@ pub async fn fsync_probe(dir: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
             hist.saturating_record(t.elapsed().as_micros().max(1) as u64);
         }
         let _ = std::fs::remove_file(&path);
-        Ok((
-            hist.value_at_quantile(0.5) as f64 / 1000.0,
-            hist.value_at_quantile(0.99) as f64 / 1000.0,
-        ))
+        Ok((hist.value_at_quantile(0.5) as f64 / 1000.0, hist.value_at_quantile(0.99) as f64 / 1000.0))
     })
     .await
     .context("fsync probe task")?

@@ -38,13 +38,7 @@ type Transport = (&'static str, SocketAddr, Option<Arc<ClientConfig>>);
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let plugins = Plugins::ensure()?;
     // The first is the headline: no plugin, so TLS is most of the difference.
-    let tenants = [
-        ("no plugin", Tenant::plain("plain")),
-        (
-            "passthrough",
-            Tenant::with_plugin("pass", &plugins.path("passthrough")),
-        ),
-    ];
+    let tenants = [("no plugin", Tenant::plain("plain")), ("passthrough", Tenant::with_plugin("pass", &plugins.path("passthrough")))];
     let work = ctx.workdir("ingest-tls")?;
     let pki = Pki::create(&work.path().join("pki"))?;
     let h1 = pki.client(b"http/1.1")?;
@@ -54,11 +48,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // two transports' worth, over 1 GiB in a full run).
     plain_setup.max_bytes = BIG_BUDGET;
     let mut tls_setup = plain_setup.clone();
-    tls_setup.tls = Some(IngestTls {
-        cert: pki.cert.clone(),
-        key: pki.key.clone(),
-        client: h1.clone(),
-    });
+    tls_setup.tls = Some(IngestTls { cert: pki.cert.clone(), key: pki.key.clone(), client: h1.clone() });
     let (plain_dir, tls_dir) = (work.path().join("plain"), work.path().join("tls"));
     for dir in [&plain_dir, &tls_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -67,11 +57,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let mut plain = Weir::start(bin, &plain_dir, &plain_setup, ctx.start_timeout()).await?;
     let mut tls = Weir::start(bin, &tls_dir, &tls_setup, ctx.start_timeout()).await?;
 
-    let transports: [Transport; 3] = [
-        ("plain", plain.ingest, None),
-        ("tls h1", tls.ingest, Some(h1.clone())),
-        ("tls h2", tls.ingest, Some(h2)),
-    ];
+    let transports: [Transport; 3] =
+        [("plain", plain.ingest, None), ("tls h1", tls.ingest, Some(h1.clone())), ("tls h2", tls.ingest, Some(h2))];
     let negotiated = check_transports(&transports).await?;
     // targets[tenant][transport]
     let mut targets: Vec<Vec<Target>> = Vec::new();
@@ -106,21 +93,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
 
     let mut ingest: Vec<Vec<LoadMetrics>> = tenants
         .iter()
-        .map(|(tenant, _)| {
-            transports
-                .iter()
-                .map(|(transport, ..)| LoadMetrics::new(&format!("{transport}, {tenant}")))
-                .collect()
-        })
+        .map(|(tenant, _)| transports.iter().map(|(transport, ..)| LoadMetrics::new(&format!("{transport}, {tenant}"))).collect())
         .collect();
     let mut conn_plain = churn_metrics("new connections, plain TCP");
     let mut conn_tls = churn_metrics("new connections, TLS full handshake");
     for run in 0..ctx.runs {
-        eprintln!(
-            "  ingest-tls run {}/{}: ingest, closed loop",
-            run + 1,
-            ctx.runs
-        );
+        eprintln!("  ingest-tls run {}/{}: ingest, closed loop", run + 1, ctx.runs);
         for ((tenant, _), (row, metrics)) in tenants.iter().zip(targets.iter().zip(&mut ingest)) {
             for ((transport, ..), (t, m)) in transports.iter().zip(row.iter().zip(metrics)) {
                 let what = format!("{transport}, {tenant} (closed)");
@@ -143,18 +121,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let mut ratios = Vec::new();
     for ((tenant, _), metrics) in tenants.iter().zip(&ingest) {
         for (k, (transport, ..)) in transports.iter().enumerate().skip(1) {
-            ratios.push(ratio(
-                format!("{transport} / plain throughput, {tenant}"),
-                &metrics[k].throughput,
-                &metrics[0].throughput,
-            ));
+            ratios.push(ratio(format!("{transport} / plain throughput, {tenant}"), &metrics[k].throughput, &metrics[0].throughput));
         }
     }
-    let conn_ratio = ratio(
-        "tls / plain new connections".to_string(),
-        &conn_tls.throughput,
-        &conn_plain.throughput,
-    );
+    let conn_ratio = ratio("tls / plain new connections".to_string(), &conn_tls.throughput, &conn_plain.throughput);
     // Headline: the tenant without plugin.
     let summary = format!(
         "no plugin: tls h1 {:.2} × plain ({:.0} vs {:.0} req/s), tls h2 {:.2} × plain; new connections: {:.0}/s TLS vs {:.0}/s plain ({:.2} ×)",
@@ -166,11 +136,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         conn_plain.throughput.median(),
         conn_ratio.median(),
     );
-    report.goal(
-        "TLS cost on ingest (issue 8 sets no target: figures only)",
-        summary,
-        None,
-    );
+    report.goal("TLS cost on ingest (issue 8 sets no target: figures only)", summary, None);
     for row in ingest {
         for m in row {
             m.into_report(&mut report);
@@ -182,16 +148,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     conn_plain.into_report(&mut report);
     conn_tls.into_report(&mut report);
     report.push(conn_ratio);
-    report.push(Metric::with_samples(
-        "weir (plain) RSS after the runs",
-        Unit::MiB,
-        vec![rss_plain],
-    ));
-    report.push(Metric::with_samples(
-        "weir (tls) RSS after the runs",
-        Unit::MiB,
-        vec![rss_tls],
-    ));
+    report.push(Metric::with_samples("weir (plain) RSS after the runs", Unit::MiB, vec![rss_plain]));
+    report.push(Metric::with_samples("weir (tls) RSS after the runs", Unit::MiB, vec![rss_tls]));
     report.note(
         "the load generator's TLS (handshakes, encryption) runs on the same cores as weir: \
          the TLS / plain ratios include the client's share of the cost",
@@ -210,36 +168,18 @@ fn churn_metrics(label: &str) -> LoadMetrics {
 
 /// Per-run ratios `a / b` as a metric of their own.
 fn ratio(name: String, a: &Metric, b: &Metric) -> Metric {
-    let samples = a
-        .samples
-        .iter()
-        .zip(&b.samples)
-        .map(|(a, b)| a / b.max(1e-9))
-        .collect();
+    let samples = a.samples.iter().zip(&b.samples).map(|(a, b)| a / b.max(1e-9)).collect();
     Metric::with_samples(name, Unit::Ratio, samples)
 }
 
 /// Runs a connection-setup loop and notes anything but 200.
-async fn churn(
-    target: &Target,
-    plan: &Plan,
-    what: &str,
-    report: &mut Report,
-) -> anyhow::Result<Outcome> {
-    let o = load::churn(target, plan)
-        .await
-        .with_context(|| format!("new connections, {what}"))?;
+async fn churn(target: &Target, plan: &Plan, what: &str, report: &mut Report) -> anyhow::Result<Outcome> {
+    let o = load::churn(target, plan).await.with_context(|| format!("new connections, {what}"))?;
     if o.ok == 0 {
-        bail!(
-            "new connections, {what}: no GET /healthz answered 200 ({})",
-            o.failures().unwrap_or_default()
-        );
+        bail!("new connections, {what}: no GET /healthz answered 200 ({})", o.failures().unwrap_or_default());
     }
     if let Some(f) = o.failures() {
-        report.note(format!(
-            "new connections, {what}: besides {} × 200: {f}",
-            o.ok
-        ));
+        report.note(format!("new connections, {what}: besides {} × 200: {f}", o.ok));
     }
     Ok(o)
 }
@@ -253,14 +193,9 @@ async fn check_transports(transports: &[Transport]) -> anyhow::Result<String> {
         let conn = crate::client::Conn::open_with(*addr, Some(client)).await?;
         let wants_h2 = client.alpn_protocols.iter().any(|p| p == b"h2");
         if conn.is_h2() != wants_h2 {
-            bail!(
-                "{label}: weir at {addr} answered with {}",
-                if conn.is_h2() { "HTTP/2" } else { "HTTP/1.1" }
-            );
+            bail!("{label}: weir at {addr} answered with {}", if conn.is_h2() { "HTTP/2" } else { "HTTP/1.1" });
         }
-        let tcp = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
+        let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
         let stream = TlsConnector::from(client.clone())
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
@@ -268,12 +203,8 @@ async fn check_transports(transports: &[Transport]) -> anyhow::Result<String> {
         let session = stream.get_ref().1;
         negotiated = format!(
             "{}, {}",
-            session
-                .protocol_version()
-                .map_or_else(|| "TLS ?".to_string(), |v| format!("{v:?}")),
-            session
-                .negotiated_key_exchange_group()
-                .map_or_else(|| "?".to_string(), |g| format!("{:?}", g.name())),
+            session.protocol_version().map_or_else(|| "TLS ?".to_string(), |v| format!("{v:?}")),
+            session.negotiated_key_exchange_group().map_or_else(|| "?".to_string(), |g| format!("{:?}", g.name())),
         );
     }
     Ok(negotiated)

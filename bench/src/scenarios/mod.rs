@@ -106,10 +106,7 @@ impl Ctx {
 
     /// A scratch directory for one scenario (config, log, data), removed on drop.
     pub fn workdir(&self, scenario: &str) -> anyhow::Result<tempfile::TempDir> {
-        tempfile::Builder::new()
-            .prefix(&format!("weir-bench-{scenario}-"))
-            .tempdir()
-            .context("creating a temp directory")
+        tempfile::Builder::new().prefix(&format!("weir-bench-{scenario}-")).tempdir().context("creating a temp directory")
     }
 
     /// Timeout for weir's start: a debug build compiling plugins is slow.
@@ -170,12 +167,7 @@ pub fn body_1k() -> Bytes {
 pub fn github_signature(secret: &str, body: &[u8]) -> anyhow::Result<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).context("HMAC key")?;
     mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("sha256={hex}"))
 }
 
@@ -183,12 +175,7 @@ pub fn github_signature(secret: &str, body: &[u8]) -> anyhow::Result<String> {
 pub fn ingest_target(addr: std::net::SocketAddr, tenant: &str) -> anyhow::Result<Target> {
     let body = body_1k();
     let sig = github_signature(SECRET, &body)?;
-    Target::post(
-        addr,
-        &format!("/ingest/{tenant}/bench"),
-        body,
-        &[("x-hub-signature-256", sig)],
-    )
+    Target::post(addr, &format!("/ingest/{tenant}/bench"), body, &[("x-hub-signature-256", sig)])
 }
 
 /// The example plugins, built if missing.
@@ -201,31 +188,14 @@ impl Plugins {
         let root = workspace_root();
         let dir = root.join("plugins/target/wasm32-wasip2/release");
         let names = ["passthrough", "hmac_verify", "json_transform"];
-        if names
-            .iter()
-            .any(|n| !dir.join(format!("{n}.wasm")).is_file())
-        {
-            let args = [
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-                "plugins/Cargo.toml",
-            ];
-            eprintln!(
-                "weir-bench: example plugins missing in {}; building them: cargo {}",
-                dir.display(),
-                args.join(" ")
-            );
+        if names.iter().any(|n| !dir.join(format!("{n}.wasm")).is_file()) {
+            let args = ["build", "--release", "--target", "wasm32-wasip2", "--manifest-path", "plugins/Cargo.toml"];
+            eprintln!("weir-bench: example plugins missing in {}; building them: cargo {}", dir.display(), args.join(" "));
             crate::weir::cargo(&args)?;
         }
         for n in names {
             if !dir.join(format!("{n}.wasm")).is_file() {
-                bail!(
-                    "{n}.wasm is still missing in {} after building the plugins",
-                    dir.display()
-                );
+                bail!("{n}.wasm is still missing in {} after building the plugins", dir.display());
             }
         }
         Ok(Plugins { dir })
@@ -260,13 +230,7 @@ impl LoadMetrics {
 
     /// Sets per-run ratios of throughput to the paired bare runs.
     pub fn ratio_to(&mut self, bare: &LoadMetrics) {
-        let r = self
-            .throughput
-            .samples
-            .iter()
-            .zip(&bare.throughput.samples)
-            .map(|(w, b)| w / b.max(1e-9))
-            .collect();
+        let r = self.throughput.samples.iter().zip(&bare.throughput.samples).map(|(w, b)| w / b.max(1e-9)).collect();
         self.throughput.ratio = Some(r);
     }
 
@@ -278,21 +242,10 @@ impl LoadMetrics {
 }
 
 /// Runs a plan and notes any answer that was not the expected one.
-pub async fn measure(
-    target: &Target,
-    plan: &Plan,
-    what: &str,
-    report: &mut Report,
-) -> anyhow::Result<Outcome> {
-    let o = load::run(target, plan)
-        .await
-        .with_context(|| format!("load on {what}"))?;
+pub async fn measure(target: &Target, plan: &Plan, what: &str, report: &mut Report) -> anyhow::Result<Outcome> {
+    let o = load::run(target, plan).await.with_context(|| format!("load on {what}"))?;
     if let Some(f) = o.failures() {
-        report.note(format!(
-            "{what}: besides {} × {}: {f}",
-            o.ok,
-            target.expect.as_u16()
-        ));
+        report.note(format!("{what}: besides {} × {}: {f}", o.ok, target.expect.as_u16()));
     }
     Ok(o)
 }
@@ -302,20 +255,9 @@ pub async fn measure(
 pub const BIG_BUDGET: u64 = 64 << 30;
 
 /// Ingests `n` triggers closed-loop, as fast as Weir takes them (no warm-up).
-pub async fn fill(
-    ctx: &Ctx,
-    target: &Target,
-    n: u64,
-    report: &mut Report,
-) -> anyhow::Result<Outcome> {
-    let plan = Plan {
-        pace: Pace::Closed,
-        connections: ctx.connections,
-        warmup: Duration::ZERO,
-        duration: None,
-        max_ok: Some(n),
-        stop: None,
-    };
+pub async fn fill(ctx: &Ctx, target: &Target, n: u64, report: &mut Report) -> anyhow::Result<Outcome> {
+    let plan =
+        Plan { pace: Pace::Closed, connections: ctx.connections, warmup: Duration::ZERO, duration: None, max_ok: Some(n), stop: None };
     measure(target, &plan, "fill", report).await
 }
 
@@ -339,12 +281,8 @@ mod tests {
     #[test]
     fn signature_matches_a_known_vector() {
         // RFC 4231-style check against a value computed with openssl.
-        let sig =
-            github_signature("key", b"The quick brown fox jumps over the lazy dog").expect("sig");
-        assert_eq!(
-            sig,
-            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
-        );
+        let sig = github_signature("key", b"The quick brown fox jumps over the lazy dog").expect("sig");
+        assert_eq!(sig, "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
     }
 }
 

@@ -39,19 +39,9 @@ struct Figures {
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let ph = if ctx.quick {
-        Phases {
-            rate: 200.0,
-            before: Duration::from_secs(1),
-            outage: Duration::from_secs(3),
-            cap: Duration::from_secs(15),
-        }
+        Phases { rate: 200.0, before: Duration::from_secs(1), outage: Duration::from_secs(3), cap: Duration::from_secs(15) }
     } else {
-        Phases {
-            rate: 1000.0,
-            before: Duration::from_secs(10),
-            outage: Duration::from_secs(60),
-            cap: Duration::from_secs(300),
-        }
+        Phases { rate: 1000.0, before: Duration::from_secs(10), outage: Duration::from_secs(60), cap: Duration::from_secs(300) }
     };
     let plugins = Plugins::ensure()?;
     let mut report = Report::new(
@@ -76,12 +66,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn one_run(
-    ctx: &Ctx,
-    plugins: &Plugins,
-    ph: &Phases,
-    report: &mut Report,
-) -> anyhow::Result<Figures> {
+async fn one_run(ctx: &Ctx, plugins: &Plugins, ph: &Phases, report: &mut Report) -> anyhow::Result<Figures> {
     let work = ctx.workdir("outage")?;
     let upstream = Upstream::reserve()?;
     upstream.start().await?;
@@ -162,39 +147,16 @@ async fn max_pending_for(weir: &Weir, d: Duration) -> anyhow::Result<u64> {
 fn summarize(report: &mut Report, all: &[Figures], ph: &Phases) {
     let col = |f: fn(&Figures) -> f64| all.iter().map(f).collect::<Vec<f64>>();
     let ok = col(|f| f.ok_percent);
+    report.push(Metric::with_samples("ingests answered 202", Unit::Percent, ok.clone()));
+    report.push(Metric::with_samples("ingests sent", Unit::Count, col(|f| f.answered as f64)));
+    report.push(Metric::with_samples("ingest p99 over the whole run", Unit::Millis, col(|f| f.p99)));
     report.push(Metric::with_samples(
-        "ingests answered 202",
-        Unit::Percent,
-        ok.clone(),
-    ));
-    report.push(Metric::with_samples(
-        "ingests sent",
-        Unit::Count,
-        col(|f| f.answered as f64),
-    ));
-    report.push(Metric::with_samples(
-        "ingest p99 over the whole run",
-        Unit::Millis,
-        col(|f| f.p99),
-    ));
-    report.push(Metric::with_samples(
-        format!(
-            "upstream attempts during the {} s outage",
-            ph.outage.as_secs()
-        ),
+        format!("upstream attempts during the {} s outage", ph.outage.as_secs()),
         Unit::Count,
         col(|f| f.attempts as f64),
     ));
-    report.push(Metric::with_samples(
-        "failed attempts during the outage",
-        Unit::Count,
-        col(|f| f.failures as f64),
-    ));
-    report.push(Metric::with_samples(
-        "backlog when the upstream came back",
-        Unit::Count,
-        col(|f| f.backlog as f64),
-    ));
+    report.push(Metric::with_samples("failed attempts during the outage", Unit::Count, col(|f| f.failures as f64)));
+    report.push(Metric::with_samples("backlog when the upstream came back", Unit::Count, col(|f| f.backlog as f64)));
     report.push(Metric::with_samples(
         "drain after recovery: bulk (pending back to normal)",
         Unit::Seconds,
@@ -207,17 +169,9 @@ fn summarize(report: &mut Report, all: &[Figures], ph: &Phases) {
     ));
     for (i, f) in all.iter().enumerate() {
         if f.full_secs.is_none() {
-            report.note(format!(
-                "run {}: backlog not completely drained within {} s of recovery",
-                i + 1,
-                ph.cap.as_secs()
-            ));
+            report.note(format!("run {}: backlog not completely drained within {} s of recovery", i + 1, ph.cap.as_secs()));
         }
     }
     let worst = ok.iter().copied().fold(100.0, f64::min);
-    report.goal(
-        "100 % of ingests answered 202 through the outage",
-        format!("{worst:.3} % (worst run)"),
-        Some(worst >= 100.0),
-    );
+    report.goal("100 % of ingests answered 202 through the outage", format!("{worst:.3} % (worst run)"), Some(worst >= 100.0));
 }

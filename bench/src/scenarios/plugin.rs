@@ -15,11 +15,8 @@ use super::{Ctx, Plugins, SECRET, body_1k, github_signature};
 use crate::report::{Metric, Report, Unit};
 
 /// (tenant id, plugin file stem, label).
-const PLUGINS: [(&str, &str, &str); 3] = [
-    ("pass", "passthrough", "passthrough"),
-    ("hmac", "hmac_verify", "hmac-verify"),
-    ("json", "json_transform", "json-transform"),
-];
+const PLUGINS: [(&str, &str, &str); 3] =
+    [("pass", "passthrough", "passthrough"), ("hmac", "hmac_verify", "hmac-verify"), ("json", "json_transform", "json-transform")];
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let plugins = Plugins::ensure()?;
@@ -34,12 +31,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ..TenantConfig::default()
         });
     }
-    let repo = Arc::new(
-        weir::store::PluginRepo::open(dir.path()).context("opening the plugin repository")?,
-    );
-    let host = PluginHost::start(&config, repo)
-        .await
-        .context("starting the plugin host")?;
+    let repo = Arc::new(weir::store::PluginRepo::open(dir.path()).context("opening the plugin repository")?);
+    let host = PluginHost::start(&config, repo).await.context("starting the plugin host")?;
     let iterations = if ctx.quick { 500 } else { 20_000 };
     let mut report = Report::new(
         "plugin",
@@ -49,11 +42,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             body_1k().len(),
             iterations / 10,
             ctx.runs,
-            if cfg!(debug_assertions) {
-                "DEBUG (figures meaningless)"
-            } else {
-                "release"
-            }
+            if cfg!(debug_assertions) { "DEBUG (figures meaningless)" } else { "release" }
         ),
     );
     let mut p50s = Vec::new();
@@ -73,42 +62,25 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         report.push(mean);
     }
     let pass = p50s[0];
-    report.goal(
-        "passthrough ≤ 10 µs (p50)",
-        format!("{pass:.1} µs"),
-        Some(pass <= 10.0),
-    );
+    report.goal("passthrough ≤ 10 µs (p50)", format!("{pass:.1} µs"), Some(pass <= 10.0));
     let both = p50s[1] + p50s[2];
     report.goal(
         "HMAC + JSON ≤ 30 µs (p50 of hmac-verify + p50 of json-transform: two plugins, no single one does both)",
         format!("{both:.1} µs"),
         Some(both <= 30.0),
     );
-    report.note(format!(
-        "median of per-run p50s: {}",
-        p50s.iter()
-            .map(|v| format!("{v:.1}"))
-            .collect::<Vec<_>>()
-            .join(" / ")
-    ));
+    report.note(format!("median of per-run p50s: {}", p50s.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(" / ")));
     Ok(report)
 }
 
 /// Times `iterations` calls on a blocking thread: (p50, p99, mean) in µs.
-async fn time_calls(
-    host: Arc<PluginHost>,
-    tenant: &'static str,
-    iterations: usize,
-) -> anyhow::Result<(f64, f64, f64)> {
+async fn time_calls(host: Arc<PluginHost>, tenant: &'static str, iterations: usize) -> anyhow::Result<(f64, f64, f64)> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, f64, f64)> {
         let input = input(tenant)?;
-        let mut hist =
-            Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).context("histogram")?;
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).context("histogram")?;
         for i in 0..iterations + iterations / 10 {
             let t = Instant::now();
-            let r = host
-                .run_inline(input.clone())
-                .with_context(|| format!("tenant {tenant} has no ready plugin"))?;
+            let r = host.run_inline(input.clone()).with_context(|| format!("tenant {tenant} has no ready plugin"))?;
             let ns = t.elapsed().as_nanos() as u64;
             match r {
                 Ok(Decision::Accept(_)) => {}
@@ -119,11 +91,7 @@ async fn time_calls(
             }
         }
         let us = |ns: u64| ns as f64 / 1000.0;
-        Ok((
-            us(hist.value_at_quantile(0.5)),
-            us(hist.value_at_quantile(0.99)),
-            hist.mean() / 1000.0,
-        ))
+        Ok((us(hist.value_at_quantile(0.5)), us(hist.value_at_quantile(0.99)), hist.mean() / 1000.0))
     })
     .await
     .context("plugin timing task")?
@@ -137,13 +105,7 @@ fn input(tenant: &str) -> anyhow::Result<Input> {
         method: "POST".into(),
         path: format!("/ingest/{tenant}/bench"),
         query: String::new(),
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            (
-                "x-hub-signature-256".into(),
-                github_signature(SECRET, &body)?,
-            ),
-        ],
+        headers: vec![("content-type".into(), "application/json".into()), ("x-hub-signature-256".into(), github_signature(SECRET, &body)?)],
         body,
         received_at_ms: 1_700_000_000_000,
     })

@@ -12,9 +12,7 @@ use crate::report::{Metric, Report, Unit};
 use crate::weir::{Setup, Tenant, Weir, field};
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    let n = ctx
-        .triggers
-        .unwrap_or(if ctx.quick { 5_000 } else { 1_000_000 });
+    let n = ctx.triggers.unwrap_or(if ctx.quick { 5_000 } else { 1_000_000 });
     let mut report = Report::new(
         "restart",
         format!(
@@ -37,11 +35,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         eprintln!("  restart {}/{}", run + 1, ctx.runs);
         shutdown.samples.push(weir.stop().await?.as_secs_f64());
         weir = Weir::spawn(ctx.weir()?, work.path(), &setup)?;
-        ready.samples.push(
-            weir.wait_for("/readyz", ctx.start_timeout())
-                .await?
-                .as_secs_f64(),
-        );
+        ready.samples.push(weir.wait_for("/readyz", ctx.start_timeout()).await?.as_secs_f64());
         rss.samples.push(weir.rss_mib()?);
         let after = field(&weir.status().await?, "/pending")?;
         if after != pending {
@@ -50,40 +44,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     }
     weir.stop().await?;
     let r = ready.median();
-    report.goal(
-        "restart to /readyz ≤ 1 s",
-        format!("{r:.3} s with {pending} pending"),
-        Some(r <= 1.0),
-    );
+    report.goal("restart to /readyz ≤ 1 s", format!("{r:.3} s with {pending} pending"), Some(r <= 1.0));
     report.push(ready);
     report.push(shutdown);
     report.push(rss);
-    report.push(Metric::with_samples(
-        "fill rate (closed loop)",
-        Unit::PerSec,
-        vec![filled.throughput()],
-    ));
-    report.push(Metric::with_samples(
-        "pending before and after each restart",
-        Unit::Count,
-        vec![pending as f64],
-    ));
-    report.push(Metric::with_samples(
-        "store files on disk",
-        Unit::MiB,
-        vec![dir_mib(&work.path().join("data"))],
-    ));
+    report.push(Metric::with_samples("fill rate (closed loop)", Unit::PerSec, vec![filled.throughput()]));
+    report.push(Metric::with_samples("pending before and after each restart", Unit::Count, vec![pending as f64]));
+    report.push(Metric::with_samples("store files on disk", Unit::MiB, vec![dir_mib(&work.path().join("data"))]));
     Ok(report)
 }
 
 fn dir_mib(dir: &Path) -> f64 {
-    let total: u64 = std::fs::read_dir(dir)
-        .map(|it| {
-            it.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
+    let total: u64 = std::fs::read_dir(dir).map(|it| it.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0);
     total as f64 / (1024.0 * 1024.0)
 }

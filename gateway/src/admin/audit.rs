@@ -63,9 +63,10 @@ impl Admin {
             }
         }
         if let (Some(own), Some(asked)) = (scope.tenant(), &tenant)
-            && own != asked {
-                return super::unknown_tenant(asked);
-            }
+            && own != asked
+        {
+            return super::unknown_tenant(asked);
+        }
         let want = tenant.or(scope.tenant().map(str::to_string));
         let mut items = Vec::new();
         let mut next = None;

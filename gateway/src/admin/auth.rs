@@ -1,7 +1,7 @@
 //! Who is asking: the operator token sees every tenant; a tenant's own token
 //! sees only that tenant. Tokens are compared in constant time, never logged.
 
-use http::{header, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode, header};
 
 use crate::config::Config;
 use crate::http::{self as h, Resp};
@@ -94,19 +94,17 @@ impl Auth {
                 "this gateway has no admin token; set [admin] token in the config or WEIR_ADMIN_TOKEN, then restart",
             ));
         }
-        let given = authorization
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let given = authorization.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         let Some(given) = given else {
             return Err(unauthorized("send `Authorization: Bearer <token>` with the operator token or your tenant token"));
         };
         // Compare against every token, without stopping early.
         let mut found = None;
         if let Some(op) = &self.operator
-            && constant_time_eq(given.as_bytes(), op.as_bytes()) {
-                found = Some(Scope::Operator);
-            }
+            && constant_time_eq(given.as_bytes(), op.as_bytes())
+        {
+            found = Some(Scope::Operator);
+        }
         for (tenant, token) in &self.tenants {
             if constant_time_eq(given.as_bytes(), token.as_bytes()) && found.is_none() {
                 found = Some(Scope::Tenant(tenant.clone()));

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use redb::ReadableDatabase;
 
@@ -236,9 +236,10 @@ pub async fn restore(from: &Path, config: &StoreConfig) -> Result<RestoreSummary
                 // Many inserts at once share group commits.
                 inserts.spawn(async move { s.insert(NewTrigger { id, meta, body, transformed }).await });
                 if inserts.len() >= 512
-                    && let Some(r) = inserts.join_next().await {
-                        r.map_err(|e| StoreError::Io(e.to_string()))??;
-                    }
+                    && let Some(r) = inserts.join_next().await
+                {
+                    r.map_err(|e| StoreError::Io(e.to_string()))??;
+                }
                 summary.triggers += 1;
             }
             K_PLUGIN => {
@@ -271,7 +272,12 @@ pub async fn restore(from: &Path, config: &StoreConfig) -> Result<RestoreSummary
     }
     match ended {
         Some(n) if n == summary.triggers => {}
-        Some(n) => return Err(RestoreError::Damaged { offset: r.pos, reason: format!("the trailer says {n} triggers, {} were read", summary.triggers) }),
+        Some(n) => {
+            return Err(RestoreError::Damaged {
+                offset: r.pos,
+                reason: format!("the trailer says {n} triggers, {} were read", summary.triggers),
+            });
+        }
         None => return Err(RestoreError::Damaged { offset: r.pos, reason: "no end frame: the backup is truncated".into() }),
     }
     let repo2 = repo.clone();
@@ -299,7 +305,6 @@ struct Frames<'a> {
     data: &'a [u8],
     pos: usize,
 }
-
 
 /// One frame of a backup: its kind, its payload, and the offset after it.
 type Frame<'a> = (u8, &'a [u8], usize);

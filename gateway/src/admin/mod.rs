@@ -5,8 +5,8 @@
 //! in one table ([`routes::ROUTES`]). A tenant token sees only its tenant:
 //! another tenant's data answers 404, exactly like data that does not exist.
 
-pub mod auth;
 mod audit;
+pub mod auth;
 mod backup;
 mod plugins;
 mod replay;
@@ -27,8 +27,8 @@ use crate::plugin::PluginHost;
 use crate::shutdown::Shutdown;
 use crate::store::{PluginRepo, Store};
 
-pub use auth::{constant_time_eq, AuthError, Scope};
-pub use backup::{restore, RestoreError, RestoreSummary};
+pub use auth::{AuthError, Scope, constant_time_eq};
+pub use backup::{RestoreError, RestoreSummary, restore};
 pub use triggers::TriggerView;
 
 use routes::{Access, Miss, Name};
@@ -131,11 +131,7 @@ impl Admin {
 
     /// A tenant the scope may see and the gateway knows, or the 404 to answer.
     fn tenant_in_scope(&self, scope: &Scope, tenant: &str) -> Result<(), Resp> {
-        if scope.sees(tenant) && self.tenants.iter().any(|t| t == tenant) {
-            Ok(())
-        } else {
-            Err(unknown_tenant(tenant))
-        }
+        if scope.sees(tenant) && self.tenants.iter().any(|t| t == tenant) { Ok(()) } else { Err(unknown_tenant(tenant)) }
     }
 
     async fn status(&self) -> Resp {
@@ -198,7 +194,12 @@ impl Admin {
     }
 
     /// Pushes the metrics to the OTLP collector every `every` until shutdown.
-    pub fn start_metrics_export(self: &Arc<Self>, endpoint: String, resource: opentelemetry_proto::tonic::resource::v1::Resource, every: std::time::Duration) {
+    pub fn start_metrics_export(
+        self: &Arc<Self>,
+        endpoint: String,
+        resource: opentelemetry_proto::tonic::resource::v1::Resource,
+        every: std::time::Duration,
+    ) {
         let admin = self.clone();
         tokio::spawn(async move {
             use prost::Message;
@@ -251,8 +252,7 @@ impl Admin {
         let result = if pause { self.forwarder.pause(tenant).await } else { self.forwarder.resume(tenant).await };
         match result {
             Ok(()) => {
-                self.audit(scope, if pause { "tenant.pause" } else { "tenant.resume" }, Some(tenant), serde_json::json!({}), None)
-                    .await;
+                self.audit(scope, if pause { "tenant.pause" } else { "tenant.resume" }, Some(tenant), serde_json::json!({}), None).await;
                 h::json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "paused": pause}))
             }
             Err(crate::forward::ForwardError::UnknownTenant(_)) => unknown_tenant(tenant),
@@ -275,6 +275,7 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incom
         .await
         .map_err(|e| h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("{e}")))?;
     let bytes = if bytes.is_empty() { bytes::Bytes::from_static(b"{}") } else { bytes };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| h::error(StatusCode::BAD_REQUEST, "invalid_json", &format!("the request body is not valid here: {e}; see docs/api.md")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        h::error(StatusCode::BAD_REQUEST, "invalid_json", &format!("the request body is not valid here: {e}; see docs/api.md"))
+    })
 }

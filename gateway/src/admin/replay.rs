@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::triggers::FilterArgs;
-use super::{json_body, Admin, Scope};
+use super::{Admin, Scope, json_body};
 use crate::http::{self as h, Resp};
 use crate::id::TriggerId;
 use crate::plugin::{Decision, Input};
@@ -107,7 +107,9 @@ impl Admin {
                     StatusCode::OK,
                     &serde_json::json!({"matched": job.matched, "replayed": job.replayed, "not_pending": job.not_pending}),
                 ),
-                _ => h::unavailable("replay_failed", &format!("replay stopped after {}: {}", job.replayed, job.error.unwrap_or_default()), 5),
+                _ => {
+                    h::unavailable("replay_failed", &format!("replay stopped after {}: {}", job.replayed, job.error.unwrap_or_default()), 5)
+                }
             };
         }
         if let Err(e) = self.save(&job).await {
@@ -122,9 +124,7 @@ impl Admin {
     pub(super) fn replay_job(&self, scope: &Scope, id: &str) -> Resp {
         let found = id.parse::<u64>().ok().and_then(|id| self.jobs.get(id));
         match found {
-            Some(job) if scope.tenant().is_none() || job.scope_tenant.as_deref() == scope.tenant() => {
-                h::json(StatusCode::OK, &job)
-            }
+            Some(job) if scope.tenant().is_none() || job.scope_tenant.as_deref() == scope.tenant() => h::json(StatusCode::OK, &job),
             _ => h::not_found(&format!("no replay job {id:?}")),
         }
     }
@@ -145,9 +145,7 @@ impl Admin {
         self.jobs.set(job);
         let bytes = serde_json::to_vec(job).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let (repo, id) = (self.repo.clone(), job.job);
-        tokio::task::spawn_blocking(move || repo.put_job(id, &bytes))
-            .await
-            .map_err(|e| StoreError::Io(e.to_string()))?
+        tokio::task::spawn_blocking(move || repo.put_job(id, &bytes)).await.map_err(|e| StoreError::Io(e.to_string()))?
     }
 
     /// Runs (or resumes) a job to the end, saving progress after every page.
@@ -176,8 +174,7 @@ impl Admin {
             tracing::warn!(job = job.job, error = %e, "replay job state could not be saved");
         }
         let detail = serde_json::to_value(&job.args).unwrap_or_default();
-        self.audit(&scope, "trigger.replay", job.args.tenant.as_deref().or(job.scope_tenant.as_deref()), detail, Some(job.replayed))
-            .await;
+        self.audit(&scope, "trigger.replay", job.args.tenant.as_deref().or(job.scope_tenant.as_deref()), detail, Some(job.replayed)).await;
         tracing::info!(job = job.job, replayed = job.replayed, state = %job.state, "replay finished");
     }
 
@@ -285,4 +282,3 @@ pub async fn resume_all(admin: Arc<Admin>) {
         }
     }
 }
-

@@ -6,8 +6,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-
-use super::{json_body, Admin, Scope};
+use super::{Admin, Scope, json_body};
 use crate::http::{self as h, Resp};
 use crate::id::TriggerId;
 use crate::store::{Change, Filter, Order, State, StoredTrigger, TriggerMeta};
@@ -49,16 +48,23 @@ impl TimeArg {
     fn ms(&self, key: &str) -> Result<u64, Resp> {
         match self {
             TimeArg::Ms(ms) => Ok(*ms),
-            TimeArg::Text(t) => t.parse::<u64>().ok().or_else(|| parse_rfc3339(t)).ok_or_else(|| {
-                bad_request(&format!("`{key}` = {t:?} is neither Unix milliseconds nor RFC 3339 (2026-11-24T02:49:51Z)"))
-            }),
+            TimeArg::Text(t) => {
+                t.parse::<u64>().ok().or_else(|| parse_rfc3339(t)).ok_or_else(|| {
+                    bad_request(&format!("`{key}` = {t:?} is neither Unix milliseconds nor RFC 3339 (2026-11-24T02:49:51Z)"))
+                })
+            }
         }
     }
 }
 
 impl FilterArgs {
     pub fn is_empty(&self) -> bool {
-        self.tenant.is_none() && self.state.is_none() && self.source.is_none() && self.since.is_none() && self.until.is_none() && self.ids.is_none()
+        self.tenant.is_none()
+            && self.state.is_none()
+            && self.source.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.ids.is_none()
     }
 
     /// The store filter, limited to what `scope` may see: a tenant token's
@@ -71,17 +77,15 @@ impl FilterArgs {
         };
         let state = match &self.state {
             None => None,
-            Some(s) => Some(State::parse(s).ok_or_else(|| {
-                bad_request(&format!("state {s:?} is not one of pending, delivered, dead, quarantined"))
-            })?),
+            Some(s) => Some(
+                State::parse(s).ok_or_else(|| bad_request(&format!("state {s:?} is not one of pending, delivered, dead, quarantined")))?,
+            ),
         };
         let ids = match &self.ids {
             None => None,
-            Some(ids) => Some(
-                ids.iter()
-                    .map(|i| i.parse::<TriggerId>().map_err(|e| bad_request(&e.to_string())))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+            Some(ids) => {
+                Some(ids.iter().map(|i| i.parse::<TriggerId>().map_err(|e| bad_request(&e.to_string()))).collect::<Result<Vec<_>, _>>()?)
+            }
         };
         Ok(Filter {
             tenant,
@@ -298,11 +302,7 @@ impl BodyView {
     fn new(bytes: &[u8]) -> BodyView {
         match std::str::from_utf8(bytes) {
             Ok(s) => BodyView { encoding: "utf8", data: s.to_string(), bytes: bytes.len() },
-            Err(_) => BodyView {
-                encoding: "base64",
-                data: base64::engine::general_purpose::STANDARD.encode(bytes),
-                bytes: bytes.len(),
-            },
+            Err(_) => BodyView { encoding: "base64", data: base64::engine::general_purpose::STANDARD.encode(bytes), bytes: bytes.len() },
         }
     }
 }

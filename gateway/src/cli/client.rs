@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
@@ -59,7 +59,13 @@ impl AdminClient {
         Ok(AdminClient { base, token: g.token.clone(), http: Client::builder(TokioExecutor::new()).build(connector) })
     }
 
-    async fn send(&self, method: Method, path: &str, content_type: &str, body: Bytes) -> Result<hyper::Response<hyper::body::Incoming>, CliError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, CliError> {
         let url = format!("{}{path}", self.base);
         let mut req = Request::builder().method(method).uri(&url).header("content-type", content_type);
         if let Some(t) = &self.token {
@@ -119,7 +125,8 @@ impl AdminClient {
         let mut body = resp.into_body();
         let mut n = 0u64;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| CliError::Failed(format!("the backup stream broke after {n} bytes: {e}; nothing was written")))?;
+            let frame =
+                frame.map_err(|e| CliError::Failed(format!("the backup stream broke after {n} bytes: {e}; nothing was written")))?;
             if let Ok(data) = frame.into_data() {
                 file.write_all(&data).map_err(|e| CliError::Failed(format!("cannot write {}: {e}", out.display())))?;
                 n += data.len() as u64;

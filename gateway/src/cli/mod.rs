@@ -55,7 +55,9 @@ pub struct FilterFlags {
 impl FilterFlags {
     fn json(&self) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
-        for (k, v) in [("tenant", &self.tenant), ("state", &self.state), ("source", &self.source), ("since", &self.since), ("until", &self.until)] {
+        for (k, v) in
+            [("tenant", &self.tenant), ("state", &self.state), ("source", &self.source), ("since", &self.since), ("until", &self.until)]
+        {
             if let Some(v) = v {
                 m.insert(k.into(), Value::String(v.clone()));
             }
@@ -97,7 +99,16 @@ pub async fn status(g: &Global) -> Result<(), CliError> {
         .as_array()
         .map(|ups| {
             ups.iter()
-                .map(|u| vec![str_of(&u["url"]), str_of(&u["state"]), str_of(&u["in_flight"]), str_of(&u["delivered"]), str_of(&u["failures"]), str_of(&u["last_error"])])
+                .map(|u| {
+                    vec![
+                        str_of(&u["url"]),
+                        str_of(&u["state"]),
+                        str_of(&u["in_flight"]),
+                        str_of(&u["delivered"]),
+                        str_of(&u["failures"]),
+                        str_of(&u["last_error"]),
+                    ]
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -131,7 +142,17 @@ pub async fn list(g: &Global, filter: &FilterFlags, limit: usize, order: &str, a
     }
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|t| vec![str_of(&t["id"]), str_of(&t["tenant"]), str_of(&t["source"]), str_of(&t["state"]), str_of(&t["received_at"]), str_of(&t["attempts"]), str_of(&t["note"])])
+        .map(|t| {
+            vec![
+                str_of(&t["id"]),
+                str_of(&t["tenant"]),
+                str_of(&t["source"]),
+                str_of(&t["state"]),
+                str_of(&t["received_at"]),
+                str_of(&t["attempts"]),
+                str_of(&t["note"]),
+            ]
+        })
         .collect();
     table::print(&["ID", "TENANT", "SOURCE", "STATE", "RECEIVED", "ATTEMPTS", "NOTE"], &rows);
     if let Some(c) = cursor {
@@ -157,7 +178,20 @@ pub async fn show(g: &Global, id: &str) -> Result<(), CliError> {
     }
     let rows: Vec<Vec<String>> = t["attempts"]
         .as_array()
-        .map(|a| a.iter().map(|a| vec![str_of(&a["at"]), str_of(&a["upstream"]), str_of(&a["outcome"]), str_of(&a["status"]), str_of(&a["duration_ms"]), str_of(&a["detail"])]).collect())
+        .map(|a| {
+            a.iter()
+                .map(|a| {
+                    vec![
+                        str_of(&a["at"]),
+                        str_of(&a["upstream"]),
+                        str_of(&a["outcome"]),
+                        str_of(&a["status"]),
+                        str_of(&a["duration_ms"]),
+                        str_of(&a["detail"]),
+                    ]
+                })
+                .collect()
+        })
         .unwrap_or_default();
     if !rows.is_empty() {
         table::print(&["ATTEMPT AT", "UPSTREAM", "OUTCOME", "STATUS", "MS", "DETAIL"], &rows);
@@ -165,7 +199,14 @@ pub async fn show(g: &Global, id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn replay(g: &Global, filter: &FilterFlags, ids: &[String], dry_run: bool, rerun_plugin: bool, background: bool) -> Result<(), CliError> {
+pub async fn replay(
+    g: &Global,
+    filter: &FilterFlags,
+    ids: &[String],
+    dry_run: bool,
+    rerun_plugin: bool,
+    background: bool,
+) -> Result<(), CliError> {
     let c = AdminClient::new(g)?;
     let mut body = filter.json();
     if !ids.is_empty() {
@@ -190,7 +231,8 @@ pub async fn replay(g: &Global, filter: &FilterFlags, ids: &[String], dry_run: b
     loop {
         let j = c.get(&format!("/v1/replays/{job}")).await?;
         if tty {
-            let (done, total) = (j["replayed"].as_u64().unwrap_or(0) + j["not_pending"].as_u64().unwrap_or(0), j["matched"].as_u64().unwrap_or(0));
+            let (done, total) =
+                (j["replayed"].as_u64().unwrap_or(0) + j["not_pending"].as_u64().unwrap_or(0), j["matched"].as_u64().unwrap_or(0));
             eprint!("\r{} {done}/{total} ", bar(done, total));
             let _ = std::io::stderr().flush();
         }
@@ -249,7 +291,16 @@ pub async fn plugin_list(g: &Global, tenant: &str) -> Result<(), CliError> {
         .as_array()
         .map(|v| {
             v.iter()
-                .map(|v| vec![str_of(&v["version"]), if v["active"] == true { "*".into() } else { String::new() }, str_of(&v["source"]), str_of(&v["size"]), str_of(&v["uploaded_at"]), str_of(&v["sha256"])])
+                .map(|v| {
+                    vec![
+                        str_of(&v["version"]),
+                        if v["active"] == true { "*".into() } else { String::new() },
+                        str_of(&v["source"]),
+                        str_of(&v["size"]),
+                        str_of(&v["uploaded_at"]),
+                        str_of(&v["sha256"]),
+                    ]
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -106,25 +106,13 @@ mod tests {
 
     #[test]
     fn rejects_zero_base() {
-        assert_eq!(
-            Backoff::new(Duration::ZERO, ms(10)),
-            Err(BackoffError::ZeroBase)
-        );
-        assert_eq!(
-            Backoff::new(Duration::ZERO, Duration::ZERO),
-            Err(BackoffError::ZeroBase)
-        );
+        assert_eq!(Backoff::new(Duration::ZERO, ms(10)), Err(BackoffError::ZeroBase));
+        assert_eq!(Backoff::new(Duration::ZERO, Duration::ZERO), Err(BackoffError::ZeroBase));
     }
 
     #[test]
     fn rejects_cap_below_base() {
-        assert_eq!(
-            Backoff::new(ms(100), ms(99)),
-            Err(BackoffError::CapBelowBase {
-                base: ms(100),
-                cap: ms(99)
-            })
-        );
+        assert_eq!(Backoff::new(ms(100), ms(99)), Err(BackoffError::CapBelowBase { base: ms(100), cap: ms(99) }));
     }
 
     #[test]
@@ -178,10 +166,7 @@ mod tests {
     fn duration_max_round_trips_through_nanos() {
         assert_eq!(duration_from_nanos(Duration::MAX.as_nanos()), Duration::MAX);
         assert_eq!(duration_from_nanos(0), Duration::ZERO);
-        assert_eq!(
-            duration_from_nanos(1_500_000_001),
-            Duration::new(1, 500_000_001)
-        );
+        assert_eq!(duration_from_nanos(1_500_000_001), Duration::new(1, 500_000_001));
     }
 
     #[test]
@@ -203,10 +188,7 @@ mod tests {
         }
         // A uniform draw puts ~25% in each quarter and averages the midpoint.
         for (i, count) in buckets.iter().enumerate() {
-            assert!(
-                (800..=1200).contains(count),
-                "quarter {i} has {count} of {n}"
-            );
+            assert!((800..=1200).contains(count), "quarter {i} has {count} of {n}");
         }
         let mean = sum / f64::from(n);
         assert!((mean - (floor + ceiling) / 2.0).abs() < ceiling * 0.05, "mean {mean}");

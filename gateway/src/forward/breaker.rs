@@ -184,18 +184,9 @@ pub enum Admission {
 /// (a closed breaker with a probe in flight) cannot be represented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Closed {
-        failures: u32,
-        limit: usize,
-    },
-    Open {
-        next_probe_at: Instant,
-        probe_in_flight: bool,
-    },
-    HalfOpen {
-        successes: u32,
-        probe_in_flight: bool,
-    },
+    Closed { failures: u32, limit: usize },
+    Open { next_probe_at: Instant, probe_in_flight: bool },
+    HalfOpen { successes: u32, probe_in_flight: bool },
 }
 
 /// A circuit breaker for one upstream. See the module docs for the rules.
@@ -215,16 +206,7 @@ impl Breaker {
     /// upstream is presumed healthy.
     pub fn new(config: BreakerConfig) -> Result<Self, BreakerError> {
         config.validate()?;
-        Ok(Self {
-            config,
-            phase: Phase::Closed {
-                failures: 0,
-                limit: config.max_concurrency,
-            },
-            epoch: 0,
-            last_failure: None,
-            hold: None,
-        })
+        Ok(Self { config, phase: Phase::Closed { failures: 0, limit: config.max_concurrency }, epoch: 0, last_failure: None, hold: None })
     }
 
     pub fn config(&self) -> &BreakerConfig {
@@ -259,14 +241,8 @@ impl Breaker {
             Phase::Open { .. } => Health::Open,
             Phase::HalfOpen { .. } => Health::Degraded,
             Phase::Closed { failures, .. } => {
-                let recent = self.last_failure.is_some_and(|at| {
-                    now.saturating_duration_since(at) < self.config.recent_failure_window
-                });
-                if failures > 0 || recent || self.held_until(now).is_some() {
-                    Health::Degraded
-                } else {
-                    Health::Healthy
-                }
+                let recent = self.last_failure.is_some_and(|at| now.saturating_duration_since(at) < self.config.recent_failure_window);
+                if failures > 0 || recent || self.held_until(now).is_some() { Health::Degraded } else { Health::Healthy }
             }
         }
     }
@@ -283,62 +259,35 @@ impl Breaker {
                 } else if in_flight >= limit {
                     Admission::Saturated
                 } else {
-                    Admission::Allowed(Ticket {
-                        epoch: self.epoch,
-                        probe: false,
-                    })
+                    Admission::Allowed(Ticket { epoch: self.epoch, probe: false })
                 }
             }
-            Phase::Open {
-                next_probe_at,
-                probe_in_flight,
-            } => {
+            Phase::Open { next_probe_at, probe_in_flight } => {
                 if probe_in_flight {
                     // The probe's result may come at any moment, but even a
                     // failure only allows the next probe at `next_probe_at`;
                     // if that has passed, check back one interval from now
                     // rather than inviting a busy loop.
-                    let slot = if next_probe_at > now {
-                        next_probe_at
-                    } else {
-                        now + self.config.probe_interval
-                    };
-                    Admission::Denied {
-                        retry_at: held.map_or(slot, |h| h.max(slot)),
-                    }
+                    let slot = if next_probe_at > now { next_probe_at } else { now + self.config.probe_interval };
+                    Admission::Denied { retry_at: held.map_or(slot, |h| h.max(slot)) }
                 } else if now < next_probe_at || held.is_some() {
                     let retry_at = held.map_or(next_probe_at, |h| h.max(next_probe_at));
                     Admission::Denied { retry_at }
                 } else {
                     self.epoch += 1;
-                    self.phase = Phase::Open {
-                        next_probe_at: now + self.config.probe_interval,
-                        probe_in_flight: true,
-                    };
-                    Admission::Probe(Ticket {
-                        epoch: self.epoch,
-                        probe: true,
-                    })
+                    self.phase = Phase::Open { next_probe_at: now + self.config.probe_interval, probe_in_flight: true };
+                    Admission::Probe(Ticket { epoch: self.epoch, probe: true })
                 }
             }
-            Phase::HalfOpen {
-                successes,
-                probe_in_flight,
-            } => {
+            Phase::HalfOpen { successes, probe_in_flight } => {
                 if let Some(retry_at) = held {
                     Admission::Denied { retry_at }
                 } else if probe_in_flight {
                     Admission::Saturated
                 } else {
                     self.epoch += 1;
-                    self.phase = Phase::HalfOpen {
-                        successes,
-                        probe_in_flight: true,
-                    };
-                    Admission::Probe(Ticket {
-                        epoch: self.epoch,
-                        probe: true,
-                    })
+                    self.phase = Phase::HalfOpen { successes, probe_in_flight: true };
+                    Admission::Probe(Ticket { epoch: self.epoch, probe: true })
                 }
             }
         }
@@ -356,30 +305,15 @@ impl Breaker {
                 let limit = limit.saturating_add(1).min(self.config.max_concurrency);
                 self.phase = Phase::Closed { failures: 0, limit };
             }
-            Phase::Open {
-                probe_in_flight: true,
-                ..
-            } if ticket.probe => {
-                self.transition(Phase::HalfOpen {
-                    successes: 0,
-                    probe_in_flight: false,
-                });
+            Phase::Open { probe_in_flight: true, .. } if ticket.probe => {
+                self.transition(Phase::HalfOpen { successes: 0, probe_in_flight: false });
             }
-            Phase::HalfOpen {
-                successes,
-                probe_in_flight: true,
-            } if ticket.probe => {
+            Phase::HalfOpen { successes, probe_in_flight: true } if ticket.probe => {
                 let successes = successes.saturating_add(1);
                 if successes >= self.config.half_open_successes {
-                    self.transition(Phase::Closed {
-                        failures: 0,
-                        limit: 1,
-                    });
+                    self.transition(Phase::Closed { failures: 0, limit: 1 });
                 } else {
-                    self.phase = Phase::HalfOpen {
-                        successes,
-                        probe_in_flight: false,
-                    };
+                    self.phase = Phase::HalfOpen { successes, probe_in_flight: false };
                 }
             }
             // A repeated report for a probe that already completed.
@@ -402,29 +336,16 @@ impl Breaker {
                 } else {
                     // Still ramping up: back off multiplicatively, as the
                     // upstream is evidently not ready for more.
-                    let limit = if limit < self.config.max_concurrency {
-                        (limit / 2).max(1)
-                    } else {
-                        limit
-                    };
+                    let limit = if limit < self.config.max_concurrency { (limit / 2).max(1) } else { limit };
                     self.phase = Phase::Closed { failures, limit };
                 }
             }
-            Phase::Open {
-                next_probe_at,
-                probe_in_flight: true,
-            } if ticket.probe => {
+            Phase::Open { next_probe_at, probe_in_flight: true } if ticket.probe => {
                 self.last_failure = Some(now);
                 // The next probe stays one interval after this one's launch.
-                self.phase = Phase::Open {
-                    next_probe_at,
-                    probe_in_flight: false,
-                };
+                self.phase = Phase::Open { next_probe_at, probe_in_flight: false };
             }
-            Phase::HalfOpen {
-                probe_in_flight: true,
-                ..
-            } if ticket.probe => {
+            Phase::HalfOpen { probe_in_flight: true, .. } if ticket.probe => {
                 self.last_failure = Some(now);
                 self.open(now);
             }
@@ -440,23 +361,11 @@ impl Breaker {
             return;
         }
         match self.phase {
-            Phase::Open {
-                next_probe_at,
-                probe_in_flight: true,
-            } => {
-                self.phase = Phase::Open {
-                    next_probe_at,
-                    probe_in_flight: false,
-                };
+            Phase::Open { next_probe_at, probe_in_flight: true } => {
+                self.phase = Phase::Open { next_probe_at, probe_in_flight: false };
             }
-            Phase::HalfOpen {
-                successes,
-                probe_in_flight: true,
-            } => {
-                self.phase = Phase::HalfOpen {
-                    successes,
-                    probe_in_flight: false,
-                };
+            Phase::HalfOpen { successes, probe_in_flight: true } => {
+                self.phase = Phase::HalfOpen { successes, probe_in_flight: false };
             }
             _ => {}
         }
@@ -470,10 +379,7 @@ impl Breaker {
     }
 
     fn open(&mut self, now: Instant) {
-        self.transition(Phase::Open {
-            next_probe_at: now + self.config.probe_interval,
-            probe_in_flight: false,
-        });
+        self.transition(Phase::Open { next_probe_at: now + self.config.probe_interval, probe_in_flight: false });
     }
 
     fn transition(&mut self, phase: Phase) {
@@ -557,49 +463,13 @@ mod tests {
     fn rejects_bad_config() {
         let d = cfg();
         let err = |c| Breaker::new(c).map(|_| ()).expect_err("should be rejected");
-        assert_eq!(
-            err(BreakerConfig {
-                failure_threshold: 0,
-                ..d
-            }),
-            BreakerError::ZeroFailureThreshold
-        );
-        assert_eq!(
-            err(BreakerConfig {
-                probe_interval: Duration::ZERO,
-                ..d
-            }),
-            BreakerError::ZeroProbeInterval
-        );
-        assert_eq!(
-            err(BreakerConfig {
-                half_open_successes: 0,
-                ..d
-            }),
-            BreakerError::ZeroHalfOpenSuccesses
-        );
-        assert_eq!(
-            err(BreakerConfig {
-                max_concurrency: 0,
-                ..d
-            }),
-            BreakerError::ZeroMaxConcurrency
-        );
+        assert_eq!(err(BreakerConfig { failure_threshold: 0, ..d }), BreakerError::ZeroFailureThreshold);
+        assert_eq!(err(BreakerConfig { probe_interval: Duration::ZERO, ..d }), BreakerError::ZeroProbeInterval);
+        assert_eq!(err(BreakerConfig { half_open_successes: 0, ..d }), BreakerError::ZeroHalfOpenSuccesses);
+        assert_eq!(err(BreakerConfig { max_concurrency: 0, ..d }), BreakerError::ZeroMaxConcurrency);
         let long = MAX_PROBE_INTERVAL + Duration::from_nanos(1);
-        assert_eq!(
-            err(BreakerConfig {
-                probe_interval: long,
-                ..d
-            }),
-            BreakerError::ProbeIntervalTooLong(long)
-        );
-        assert!(
-            Breaker::new(BreakerConfig {
-                probe_interval: MAX_PROBE_INTERVAL,
-                ..d
-            })
-            .is_ok()
-        );
+        assert_eq!(err(BreakerConfig { probe_interval: long, ..d }), BreakerError::ProbeIntervalTooLong(long));
+        assert!(Breaker::new(BreakerConfig { probe_interval: MAX_PROBE_INTERVAL, ..d }).is_ok());
         assert!(Breaker::new(BreakerConfig::default()).is_ok());
     }
 
@@ -651,10 +521,7 @@ mod tests {
         assert_eq!(denied(&mut b, t0), t0 + INTERVAL);
         assert_eq!(denied(&mut b, t0 + ms(999)), t0 + INTERVAL);
         // Closed-state concurrency does not leak into open: in_flight is ignored.
-        assert!(matches!(
-            b.try_acquire(t0 + ms(500), 0),
-            Admission::Denied { .. }
-        ));
+        assert!(matches!(b.try_acquire(t0 + ms(500), 0), Admission::Denied { .. }));
         let _p = probe(&mut b, t0 + INTERVAL);
     }
 
@@ -923,10 +790,7 @@ mod tests {
         let mut b = breaker();
         b.hold_until(t0 + Duration::from_secs(10));
         b.hold_until(t0 + Duration::from_secs(2));
-        assert_eq!(
-            denied(&mut b, t0 + Duration::from_secs(5)),
-            t0 + Duration::from_secs(10)
-        );
+        assert_eq!(denied(&mut b, t0 + Duration::from_secs(5)), t0 + Duration::from_secs(10));
         b.hold_until(t0 + Duration::from_secs(20));
         assert_eq!(b.held_until(t0), Some(t0 + Duration::from_secs(20)));
         assert_eq!(b.held_until(t0 + Duration::from_secs(20)), None);

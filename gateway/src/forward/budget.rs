@@ -42,12 +42,7 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     fn default() -> Self {
-        Self {
-            ratio: 0.2,
-            min_per_sec: 1,
-            window: Duration::from_secs(10),
-            buckets: 10,
-        }
+        Self { ratio: 0.2, min_per_sec: 1, window: Duration::from_secs(10), buckets: 10 }
     }
 }
 
@@ -88,23 +83,14 @@ impl RetryBudget {
         }
         let bucket_nanos = config.window.as_nanos() / u128::from(config.buckets);
         if bucket_nanos == 0 {
-            return Err(BudgetError::WindowTooShort {
-                window: config.window,
-                buckets: config.buckets,
-            });
+            return Err(BudgetError::WindowTooShort { window: config.window, buckets: config.buckets });
         }
         // The floor is a per-window allowance; float maths then truncation
         // keeps fractional windows sensible (0.5 s × 1/s → 0 retries).
         let floor = (f64::from(config.min_per_sec) * config.window.as_secs_f64()) as u64;
         // `buckets` is at most MAX_BUCKETS, so this always fits.
         let len = usize::try_from(config.buckets).unwrap_or(1);
-        Ok(Self {
-            ratio: config.ratio,
-            floor,
-            bucket_nanos,
-            origin: now,
-            slots: vec![Slot::default(); len],
-        })
+        Ok(Self { ratio: config.ratio, floor, bucket_nanos, origin: now, slots: vec![Slot::default(); len] })
     }
 
     /// Counts an original (non-retry) attempt: it earns `ratio` retries.
@@ -155,9 +141,7 @@ impl RetryBudget {
         self.slots
             .iter()
             .filter(|s| s.epoch <= current && current - s.epoch < len)
-            .fold((0u64, 0u64), |(f, r), s| {
-                (f.saturating_add(s.firsts), r.saturating_add(s.retries))
-            })
+            .fold((0u64, 0u64), |(f, r), s| (f.saturating_add(s.firsts), r.saturating_add(s.retries)))
     }
 
     /// The slot for `now`, cleared first if it still holds an older epoch.
@@ -166,11 +150,7 @@ impl RetryBudget {
         let idx = usize::try_from(epoch % self.len()).unwrap_or(0);
         let slot = &mut self.slots[idx];
         if slot.epoch != epoch {
-            *slot = Slot {
-                epoch,
-                firsts: 0,
-                retries: 0,
-            };
+            *slot = Slot { epoch, firsts: 0, retries: 0 };
         }
         slot
     }
@@ -292,11 +272,7 @@ mod tests {
     #[test]
     fn zero_ratio_and_zero_floor_disallow_retries() {
         let t0 = Instant::now();
-        let cfg = BudgetConfig {
-            ratio: 0.0,
-            min_per_sec: 0,
-            ..BudgetConfig::default()
-        };
+        let cfg = BudgetConfig { ratio: 0.0, min_per_sec: 0, ..BudgetConfig::default() };
         let mut b = RetryBudget::new(cfg, t0).expect("valid");
         for _ in 0..1000 {
             b.record_first_attempt(t0);
@@ -317,54 +293,16 @@ mod tests {
     fn rejects_bad_config() {
         let t0 = Instant::now();
         let d = BudgetConfig::default();
-        let bad = |cfg| {
-            RetryBudget::new(cfg, t0)
-                .map(|_| ())
-                .expect_err("should be rejected")
-        };
-        assert!(matches!(
-            bad(BudgetConfig { ratio: -0.1, ..d }),
-            BudgetError::BadRatio(_)
-        ));
-        assert!(matches!(
-            bad(BudgetConfig {
-                ratio: f64::NAN,
-                ..d
-            }),
-            BudgetError::BadRatio(_)
-        ));
-        assert!(matches!(
-            bad(BudgetConfig {
-                ratio: f64::INFINITY,
-                ..d
-            }),
-            BudgetError::BadRatio(_)
-        ));
+        let bad = |cfg| RetryBudget::new(cfg, t0).map(|_| ()).expect_err("should be rejected");
+        assert!(matches!(bad(BudgetConfig { ratio: -0.1, ..d }), BudgetError::BadRatio(_)));
+        assert!(matches!(bad(BudgetConfig { ratio: f64::NAN, ..d }), BudgetError::BadRatio(_)));
+        assert!(matches!(bad(BudgetConfig { ratio: f64::INFINITY, ..d }), BudgetError::BadRatio(_)));
+        assert_eq!(bad(BudgetConfig { window: Duration::ZERO, ..d }), BudgetError::ZeroWindow);
+        assert_eq!(bad(BudgetConfig { buckets: 0, ..d }), BudgetError::BadBuckets(0));
+        assert_eq!(bad(BudgetConfig { buckets: 5000, ..d }), BudgetError::BadBuckets(5000));
         assert_eq!(
-            bad(BudgetConfig {
-                window: Duration::ZERO,
-                ..d
-            }),
-            BudgetError::ZeroWindow
-        );
-        assert_eq!(
-            bad(BudgetConfig { buckets: 0, ..d }),
-            BudgetError::BadBuckets(0)
-        );
-        assert_eq!(
-            bad(BudgetConfig { buckets: 5000, ..d }),
-            BudgetError::BadBuckets(5000)
-        );
-        assert_eq!(
-            bad(BudgetConfig {
-                window: Duration::from_nanos(5),
-                buckets: 10,
-                ..d
-            }),
-            BudgetError::WindowTooShort {
-                window: Duration::from_nanos(5),
-                buckets: 10
-            }
+            bad(BudgetConfig { window: Duration::from_nanos(5), buckets: 10, ..d }),
+            BudgetError::WindowTooShort { window: Duration::from_nanos(5), buckets: 10 }
         );
     }
 }

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, StatusCode, Uri};
+use http::{HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::retry_after::parse_retry_after_bytes;
@@ -91,10 +91,8 @@ pub async fn attempt(client: &HttpClient, req: Request<Full<Bytes>>, timeout: Du
     let result = tokio::time::timeout(timeout, async {
         let resp = client.request(req).await.map_err(|e| describe_client_error(&e))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| parse_retry_after_bytes(v.as_bytes(), SystemTime::now(), MAX_RETRY_AFTER));
+        let retry_after =
+            resp.headers().get(header::RETRY_AFTER).and_then(|v| parse_retry_after_bytes(v.as_bytes(), SystemTime::now(), MAX_RETRY_AFTER));
         // Read (a bounded part of) the body so the connection can be reused
         // and an error response leaves a snippet for the operator.
         let body = Limited::new(resp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();

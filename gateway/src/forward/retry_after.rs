@@ -76,19 +76,10 @@ mod tests {
 
     #[test]
     fn http_date_in_future() {
-        assert_eq!(
-            parse("Wed, 21 Oct 2015 07:30:00 GMT"),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(parse("Wed, 21 Oct 2015 07:30:00 GMT"), Some(Duration::from_secs(120)));
         // Obsolete forms are still accepted by recipients (RFC 9110 §5.6.7).
-        assert_eq!(
-            parse("Wednesday, 21-Oct-15 07:29:00 GMT"),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            parse("Wed Oct 21 07:28:30 2015"),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(parse("Wednesday, 21-Oct-15 07:29:00 GMT"), Some(Duration::from_secs(60)));
+        assert_eq!(parse("Wed Oct 21 07:28:30 2015"), Some(Duration::from_secs(30)));
     }
 
     #[test]
@@ -106,10 +97,7 @@ mod tests {
     #[test]
     fn sub_second_now_is_handled() {
         let now = base() + Duration::from_millis(250);
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:01 GMT", now, MAX),
-            Some(Duration::from_millis(750))
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:01 GMT", now, MAX), Some(Duration::from_millis(750)));
     }
 
     #[test]
@@ -135,18 +123,12 @@ mod tests {
 
     #[test]
     fn zero_max_clamps_everything() {
-        assert_eq!(
-            parse_retry_after("120", base(), Duration::ZERO),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("120", base(), Duration::ZERO), Some(Duration::ZERO));
     }
 
     #[test]
     fn bytes_variant() {
-        assert_eq!(
-            parse_retry_after_bytes(b"5", base(), MAX),
-            Some(Duration::from_secs(5))
-        );
+        assert_eq!(parse_retry_after_bytes(b"5", base(), MAX), Some(Duration::from_secs(5)));
         assert_eq!(parse_retry_after_bytes(&[0xff, 0x31], base(), MAX), None);
     }
 }

@@ -14,10 +14,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Uri;
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, BreakerConfig, Ticket};
@@ -32,7 +32,6 @@ use crate::store::{Attempt, Change, Outcome, PluginRepo, State, Store};
 const LANE_PAGE: usize = 64;
 /// A retry refused by the budget waits this long before asking again.
 const BUDGET_WAIT: Duration = Duration::from_millis(250);
-
 
 /// A retry waiting in the heap: (due, sequence, upstream, trigger, retries so far).
 type Delayed = (Instant, u64, usize, TriggerId, u32);
@@ -188,9 +187,19 @@ struct Job {
 }
 
 enum Done {
-    Attempted { job: Job, upstream: usize, ticket: Ticket, result: AttemptResult, finished: bool },
+    Attempted {
+        job: Job,
+        upstream: usize,
+        ticket: Ticket,
+        result: AttemptResult,
+        finished: bool,
+    },
     /// The trigger is no longer pending (purged, replayed elsewhere): nothing was sent.
-    Skipped { job: Job, upstream: usize, ticket: Ticket },
+    Skipped {
+        job: Job,
+        upstream: usize,
+        ticket: Ticket,
+    },
 }
 
 struct Scheduler {
@@ -360,9 +369,7 @@ impl Scheduler {
                         lane.cursor = Some(*last);
                     }
                     let scheduled = &self.scheduled;
-                    lane.buffer.extend(
-                        ids.into_iter().filter(|id| !scheduled.contains(id)).map(|id| Job { id, lane: index, retries: 0 }),
-                    );
+                    lane.buffer.extend(ids.into_iter().filter(|id| !scheduled.contains(id)).map(|id| Job { id, lane: index, retries: 0 }));
                 }
                 Err(e) => {
                     tracing::warn!(tenant = %lane.tenant, error = %e, "cannot read pending triggers; will retry");
@@ -684,12 +691,19 @@ impl AttemptCtx {
         let result = match deliver::request(&self.url, &trigger) {
             Ok(mut req) => {
                 if let Some(s) = &span
-                    && let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent()) {
-                        req.headers_mut().insert("traceparent", v);
-                    }
+                    && let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent())
+                {
+                    req.headers_mut().insert("traceparent", v);
+                }
                 deliver::attempt(&self.client, req, self.timeout).await
             }
-            Err(e) => AttemptResult { class: Class::Permanent, status: None, retry_after: None, elapsed: Duration::ZERO, detail: format!("cannot build request: {e}") },
+            Err(e) => AttemptResult {
+                class: Class::Permanent,
+                status: None,
+                retry_after: None,
+                elapsed: Duration::ZERO,
+                detail: format!("cannot build request: {e}"),
+            },
         };
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let attempts = trigger.meta.attempts.len() as u32 + 1;
@@ -699,7 +713,11 @@ impl AttemptCtx {
             Class::Permanent => (
                 State::Dead,
                 Outcome::Dead,
-                Some(format!("upstream refused it for good ({}): {}", result.status.map_or("no status".into(), |s| format!("HTTP {s}")), result.detail)),
+                Some(format!(
+                    "upstream refused it for good ({}): {}",
+                    result.status.map_or("no status".into(), |s| format!("HTTP {s}")),
+                    result.detail
+                )),
             ),
             Class::Retry if attempts >= self.max_attempts => {
                 (State::Dead, Outcome::Dead, Some(format!("gave up after {attempts} attempts; last: {}", last(&result))))
@@ -739,7 +757,9 @@ impl AttemptCtx {
         }
         self.tracer.end(span);
         match state {
-            State::Dead => tracing::warn!(trigger_id = %job.id, tenant = %tenant, status = ?result.status, "trigger is dead: {}", result.detail),
+            State::Dead => {
+                tracing::warn!(trigger_id = %job.id, tenant = %tenant, status = ?result.status, "trigger is dead: {}", result.detail)
+            }
             State::Delivered => tracing::debug!(trigger_id = %job.id, tenant = %tenant, "trigger delivered"),
             _ => tracing::debug!(trigger_id = %job.id, tenant = %tenant, status = ?result.status, "attempt failed; will retry"),
         }

@@ -15,13 +15,13 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::config::{validate_label, Config, OnPluginError, TenantConfig};
+use crate::config::{Config, OnPluginError, TenantConfig, validate_label};
 use crate::http::{self as h, BodyError, Resp};
 use crate::plugin::{Decision, Input, PluginHost, Ran, Transform};
-use crate::telemetry::{Kind, SpanContext};
 use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
+use crate::telemetry::{Kind, SpanContext};
 
-pub use headers::{is_stored_header, IDEMPOTENCY_KEY_MAX};
+pub use headers::{IDEMPOTENCY_KEY_MAX, is_stored_header};
 
 /// Everything a request needs; shared by all connections of the listener.
 pub struct Ingest {
@@ -71,9 +71,7 @@ impl Ingest {
             return resp;
         }
         let Some((tenant, source)) = parse_ingest_path(&path) else {
-            return h::not_found(&format!(
-                "no route for {path}; send triggers to POST /ingest/{{tenant}}/{{source}}"
-            ));
+            return h::not_found(&format!("no route for {path}; send triggers to POST /ingest/{{tenant}}/{{source}}"));
         };
         if req.method() != Method::POST {
             return h::method_not_allowed("POST", req.method(), &path);
@@ -83,7 +81,9 @@ impl Ingest {
             return h::error(
                 StatusCode::NOT_FOUND,
                 "unknown_tenant",
-                &format!("tenant {tenant:?} is not configured on this gateway; check the URL, or add a [[tenants]] block with id = {tenant:?}"),
+                &format!(
+                    "tenant {tenant:?} is not configured on this gateway; check the URL, or add a [[tenants]] block with id = {tenant:?}"
+                ),
             );
         };
         if let Err(m) = validate_label(source) {
@@ -213,15 +213,18 @@ impl Ingest {
                     (false, State::Quarantined) => "quarantined",
                     _ => "accepted",
                 };
-                let resp = tag(h::json(
-                    StatusCode::ACCEPTED,
-                    &Accepted {
-                        id: Some(done.id.to_string()),
-                        duplicate: done.duplicate,
-                        quarantined: done.state == State::Quarantined,
-                        dropped: false,
-                    },
-                ), outcome);
+                let resp = tag(
+                    h::json(
+                        StatusCode::ACCEPTED,
+                        &Accepted {
+                            id: Some(done.id.to_string()),
+                            duplicate: done.duplicate,
+                            quarantined: done.state == State::Quarantined,
+                            dropped: false,
+                        },
+                    ),
+                    outcome,
+                );
                 let mut resp = resp;
                 resp.extensions_mut().insert(TriggerIdTag(done.id.to_string()));
                 resp
@@ -320,23 +323,17 @@ fn body_error_resp(e: BodyError) -> Resp {
             "body_too_large",
             &format!("the body is larger than this gateway's limit of {limit} bytes (server.max_body_bytes); send a smaller payload"),
         ),
-        BodyError::Timeout(t) => h::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            &format!("the body did not arrive within {} ms; retry", t.as_millis()),
-        ),
-        BodyError::Read(e) => {
-            h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("the body could not be read ({e}); retry"))
+        BodyError::Timeout(t) => {
+            h::error(StatusCode::REQUEST_TIMEOUT, "body_timeout", &format!("the body did not arrive within {} ms; retry", t.as_millis()))
         }
+        BodyError::Read(e) => h::error(StatusCode::BAD_REQUEST, "body_unreadable", &format!("the body could not be read ({e}); retry")),
     }
 }
 
 /// `/healthz` and `/readyz`, served on both listeners. Neither looks at the upstream.
 pub fn health(store: &Store, headroom: u64, method: &Method, path: &str) -> Option<Resp> {
     match path {
-        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => {
-            Some(h::method_not_allowed("GET", method, path))
-        }
+        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => Some(h::method_not_allowed("GET", method, path)),
         "/healthz" => Some(h::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         "/readyz" => Some(match store.not_ready_reason(headroom) {
             None => h::json(StatusCode::OK, &serde_json::json!({"status": "ready"})),

@@ -1,8 +1,8 @@
 //! The one wasmtime `Engine`: pooling allocator sized to the plugin
 //! concurrency Weir allows, epoch interruption driven by one OS thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -41,12 +41,14 @@ pub fn build(concurrency: u32, max_memory_bytes: u64) -> Result<Engine, PluginEr
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
         .concurrency_support(false);
-    Engine::new(&config).map_err(|e| PluginError::Engine(format!(
-        "cannot set up the plugin engine for {concurrency} concurrent instances of up to {} MiB each ({e}); \
+    Engine::new(&config).map_err(|e| {
+        PluginError::Engine(format!(
+            "cannot set up the plugin engine for {concurrency} concurrent instances of up to {} MiB each ({e}); \
          the pool reserves address space up front: lower plugins.concurrency or the tenants' plugin_memory_mb, \
          or raise the process's virtual memory limit (ulimit -v)",
-        max_memory_bytes / (1024 * 1024)
-    )))
+            max_memory_bytes / (1024 * 1024)
+        ))
+    })
 }
 
 /// The epoch ticker: one OS thread per Engine (more would make deadlines fire early).

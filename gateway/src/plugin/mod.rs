@@ -23,8 +23,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
 
 use crate::config::{Config, OnPluginError, PluginsConfig};
 use crate::store::{PluginRepo, PluginVersion, StoreError};
@@ -55,7 +55,10 @@ enum Slot {
     Ready(Arc<Loaded>),
     /// The configured plugin could not be loaded: every trigger is a plugin
     /// failure (quarantined or refused), never forwarded unchecked.
-    Broken { version: Option<u32>, reason: Arc<str> },
+    Broken {
+        version: Option<u32>,
+        reason: Arc<str>,
+    },
 }
 
 struct TenantPlugin {
@@ -164,21 +167,23 @@ impl PluginHost {
     async fn load_all(self: &Arc<Self>, config: &Config) -> Result<(), PluginError> {
         for t in &config.tenants {
             if let Some(path) = &t.plugin
-                && let Err(e) = self.register_file(&t.id, path).await {
-                    tracing::error!(tenant = %t.id, file = %path.display(), error = %e,
+                && let Err(e) = self.register_file(&t.id, path).await
+            {
+                tracing::error!(tenant = %t.id, file = %path.display(), error = %e,
                         "tenant plugin could not be loaded; its triggers are quarantined until it is fixed");
-                    self.set_slot(&t.id, Slot::Broken { version: None, reason: format!("plugin file {}: {e}", path.display()).into() });
-                    continue;
-                }
+                self.set_slot(&t.id, Slot::Broken { version: None, reason: format!("plugin file {}: {e}", path.display()).into() });
+                continue;
+            }
             let repo = self.repo.clone();
             let id = t.id.clone();
             let active = blocking(move || repo.active(&id)).await?;
             if let Some(version) = active
-                && let Err(e) = self.activate_version(&t.id, version).await {
-                    tracing::error!(tenant = %t.id, version, error = %e,
+                && let Err(e) = self.activate_version(&t.id, version).await
+            {
+                tracing::error!(tenant = %t.id, version, error = %e,
                         "stored plugin version could not be loaded; its triggers are quarantined until it is fixed");
-                    self.set_slot(&t.id, Slot::Broken { version: Some(version), reason: e.to_string().into() });
-                }
+                self.set_slot(&t.id, Slot::Broken { version: Some(version), reason: e.to_string().into() });
+            }
         }
         Ok(())
     }
@@ -292,8 +297,7 @@ impl PluginHost {
         let art = artifact.clone();
         blocking(move || repo.put_artifact(&sha, compat, &art)).await?;
         // SAFETY: `artifact` was just produced by this engine.
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
-            .map_err(|e| UploadError::Compile(e.to_string()))?;
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
         self.link(component, v.version, &v.sha256)
     }
 
@@ -325,9 +329,7 @@ pub fn truncate_note(s: &str) -> String {
     bindings::truncate(s, 1024).to_string()
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("plugin store task failed: {e}")))?
 }
 

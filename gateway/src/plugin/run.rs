@@ -11,8 +11,8 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
-use super::bindings::{HostState, Trigger, Verdict};
 use super::Loaded;
+use super::bindings::{HostState, Trigger, Verdict};
 
 /// What a plugin sees of a trigger.
 #[derive(Debug, Clone)]
@@ -180,11 +180,7 @@ impl Job {
                 UpdateDeadline::Continue(1)
             })
         });
-        let outcome = self
-            .loaded
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.call_handle(&mut store, trigger));
+        let outcome = self.loaded.pre.instantiate(&mut store).and_then(|instance| instance.call_handle(&mut store, trigger));
         match outcome {
             Ok(verdict) => check(verdict, self.max_output_bytes),
             Err(e) => Err(classify(&e, started.elapsed() >= timeout * WALL_FACTOR, &stderr, timeout)),
@@ -228,9 +224,10 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
         }
         Verdict::Accept(a) => {
             if let Some(body) = &a.body
-                && body.len() > max_output {
-                    return bad(format!("returned a {} byte body, over the {max_output} byte cap", body.len()));
-                }
+                && body.len() > max_output
+            {
+                return bad(format!("returned a {} byte body, over the {max_output} byte cap", body.len()));
+            }
             let mut set_headers = Vec::with_capacity(a.set_headers.len());
             for h in a.set_headers {
                 let name = h.name.to_ascii_lowercase();
@@ -243,13 +240,15 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
                 set_headers.push((name, h.value));
             }
             if let Some(k) = &a.idempotency_key
-                && (k.is_empty() || k.len() > crate::ingest::IDEMPOTENCY_KEY_MAX || !k.bytes().all(|b| b.is_ascii_graphic())) {
-                    return bad("returned an idempotency key that is empty, too long or not visible ASCII".into());
-                }
+                && (k.is_empty() || k.len() > crate::ingest::IDEMPOTENCY_KEY_MAX || !k.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return bad("returned an idempotency key that is empty, too long or not visible ASCII".into());
+            }
             if let Some(r) = &a.route
-                && crate::config::validate_label(r).is_err() {
-                    return bad(format!("returned an invalid route name {r:?}"));
-                }
+                && crate::config::validate_label(r).is_err()
+            {
+                return bad(format!("returned an invalid route name {r:?}"));
+            }
             Ok(Decision::Accept(Transform {
                 body: a.body,
                 set_headers,

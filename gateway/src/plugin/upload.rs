@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::{blocking, Loaded, PluginHost, Slot};
+use super::{Loaded, PluginHost, Slot, blocking};
 use crate::store::{PluginVersion, StoreError};
 
 /// Why an upload (or a configured plugin file) was refused. The previous
@@ -18,7 +18,9 @@ use crate::store::{PluginVersion, StoreError};
 pub enum UploadError {
     #[error("the component is {size} bytes, over the limit of {limit} (plugins.max_component_bytes)")]
     TooLarge { size: u64, limit: u64 },
-    #[error("not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file that `cargo build --target wasm32-wasip2` produced")]
+    #[error(
+        "not a WebAssembly binary (it does not start with \\0asm); upload the .wasm file that `cargo build --target wasm32-wasip2` produced"
+    )]
     NotWasm,
     #[error("this is a core WebAssembly module, not a component; build the plugin for the wasm32-wasip2 target (see docs/plugins.md)")]
     CoreModule,
@@ -26,7 +28,9 @@ pub enum UploadError {
     Compile(String),
     #[error("compiling the component took longer than {0:?}; it was abandoned")]
     CompileTimeout(Duration),
-    #[error("the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}")]
+    #[error(
+        "the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}"
+    )]
     Imports(String),
     #[error("the component does not target the weir:plugin/trigger-plugin@0.1.0 world (it must export `handle`): {0}")]
     WrongWorld(String),
@@ -105,16 +109,15 @@ impl PluginHost {
             None => {
                 let artifact = self.compile((*bytes).clone()).await?;
                 // SAFETY: `artifact` was just produced by this engine.
-                let component = unsafe { Component::deserialize(&self.engine, &artifact) }
-                    .map_err(|e| UploadError::Compile(e.to_string()))?;
+                let component =
+                    unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
                 (artifact, component)
             }
         };
         // Link before storing: a component for the wrong world is never stored.
         let probe = self.link(component, 0, &sha256)?;
         let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
-        let version =
-            blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
+        let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
         let loaded = Arc::new(Loaded { version, sha256, pre: probe.pre });
         self.set_slot(tenant, Slot::Ready(loaded.clone()));
         tracing::info!(tenant, version, sha256 = %loaded.sha256, source, "plugin version activated");

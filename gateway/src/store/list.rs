@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase};
 
 use super::record::{State, TriggerMeta};
 use super::tables::{BY_STATE, TRIGGERS};
-use super::{io_err, StoreError};
+use super::{StoreError, io_err};
 use crate::id::TriggerId;
 
 /// Which triggers to list. Every field narrows the set; none means all.
@@ -135,11 +135,8 @@ pub(crate) fn merge(pages: Vec<ShardPage>, limit: usize, order: Order) -> (Vec<(
     // Items past the point where some shard stopped scanning could hide
     // unscanned items of that shard: only return up to the earliest stop.
     let boundary = pages.iter().filter_map(|p| p.stopped_at).reduce(|a, b| if before(a, b) { a } else { b });
-    let mut items: Vec<(TriggerId, TriggerMeta)> = pages
-        .into_iter()
-        .flat_map(|p| p.items)
-        .filter(|(id, _)| boundary.is_none_or(|b| *id == b || before(*id, b)))
-        .collect();
+    let mut items: Vec<(TriggerId, TriggerMeta)> =
+        pages.into_iter().flat_map(|p| p.items).filter(|(id, _)| boundary.is_none_or(|b| *id == b || before(*id, b))).collect();
     items.sort_by(|a, b| if order == Order::Asc { a.0.cmp(&b.0) } else { b.0.cmp(&a.0) });
     if items.len() > limit {
         items.truncate(limit);

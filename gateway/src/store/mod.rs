@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use list::{Filter, Order};
 pub use plugins::{PluginRepo, PluginVersion};
-pub use record::{Attempt, DecodeError, Outcome, State, TriggerMeta, FORMAT_VERSION};
+pub use record::{Attempt, DecodeError, FORMAT_VERSION, Outcome, State, TriggerMeta};
 
 use crate::config::StoreConfig;
 use crate::id::{IdGenerator, TriggerId};
@@ -41,7 +41,9 @@ use writer::Command;
 /// are Weir's own transient faults (ingest answers 503 with Retry-After).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store is over its disk budget ({used} of {budget} bytes used); delivered triggers are removed as they age out, or raise store.max_bytes")]
+    #[error(
+        "the store is over its disk budget ({used} of {budget} bytes used); delivered triggers are removed as they age out, or raise store.max_bytes"
+    )]
     Full { used: u64, budget: u64 },
     #[error("the store cannot accept writes right now: {0}")]
     Unavailable(String),
@@ -194,10 +196,8 @@ impl Store {
         for index in 0..shard_count {
             let path = dir.join(format!("shard-{index:02}.redb"));
             let db = open_database(&path, config.cache_mb)?;
-            let (counts, used, tenant_pending) = tables::init(&db).map_err(|e| StoreError::Open {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let (counts, used, tenant_pending) =
+                tables::init(&db).map_err(|e| StoreError::Open { path: path.clone(), reason: e.to_string() })?;
             shards.push(Arc::new(Shard {
                 index,
                 path,
@@ -211,13 +211,7 @@ impl Store {
             }));
         }
         let store = Store {
-            inner: Arc::new(Inner {
-                dir,
-                shards,
-                budget: config.max_bytes,
-                ids: IdGenerator::default(),
-                round_robin: AtomicUsize::new(0),
-            }),
+            inner: Arc::new(Inner { dir, shards, budget: config.max_bytes, ids: IdGenerator::default(), round_robin: AtomicUsize::new(0) }),
         };
         for shard in &store.inner.shards {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
@@ -419,10 +413,11 @@ impl Store {
                     s.writable_shards += 1;
                 }
                 if let Ok(db) = shard.database()
-                    && let Some(first) = tables::ids_in_state(&db, State::Pending, None, 1)?.first() {
-                        let ms = first.timestamp_ms();
-                        s.oldest_pending_ms = Some(s.oldest_pending_ms.map_or(ms, |o: u64| o.min(ms)));
-                    }
+                    && let Some(first) = tables::ids_in_state(&db, State::Pending, None, 1)?.first()
+                {
+                    let ms = first.timestamp_ms();
+                    s.oldest_pending_ms = Some(s.oldest_pending_ms.map_or(ms, |o: u64| o.min(ms)));
+                }
             }
             Ok(s)
         })
@@ -440,13 +435,8 @@ impl Store {
                 self.inner.budget
             ));
         }
-        let down: Vec<String> = self
-            .inner
-            .shards
-            .iter()
-            .filter(|s| !s.writable.load(Ordering::Relaxed))
-            .map(|s| s.path.display().to_string())
-            .collect();
+        let down: Vec<String> =
+            self.inner.shards.iter().filter(|s| !s.writable.load(Ordering::Relaxed)).map(|s| s.path.display().to_string()).collect();
         if !down.is_empty() {
             return Some(format!("store file(s) not writable: {}", down.join(", ")));
         }
@@ -478,10 +468,7 @@ pub type TriggerVisitor<'a> = dyn FnMut(TriggerId, &[u8], &[u8], Option<&[u8]>) 
 
 /// Calls `f` for every trigger in a read transaction, in id order, with its
 /// raw record bytes and bodies; returns how many. Stops at the first error.
-pub fn for_each_trigger(
-    txn: &redb::ReadTransaction,
-    f: &mut TriggerVisitor<'_>,
-) -> Result<u64, StoreError> {
+pub fn for_each_trigger(txn: &redb::ReadTransaction, f: &mut TriggerVisitor<'_>) -> Result<u64, StoreError> {
     use redb::ReadableTable;
     let triggers = txn.open_table(tables::TRIGGERS).map_err(io_err)?;
     let bodies = txn.open_table(tables::BODIES).map_err(io_err)?;
@@ -521,9 +508,7 @@ pub(crate) fn open_database(path: &Path, cache_mb: u64) -> Result<Database, Stor
     builder.set_cache_size((cache_mb as usize) * 1024 * 1024);
     builder.create(path).map_err(|e| {
         let reason = match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                "it is already open (is another weir process using this store.path?)".to_string()
-            }
+            redb::DatabaseError::DatabaseAlreadyOpen => "it is already open (is another weir process using this store.path?)".to_string(),
             other => format!("{other}; the file is left untouched: move it aside to start empty, or restore a backup"),
         };
         StoreError::Open { path: path.to_path_buf(), reason }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{io_err, open_database, StoreError};
+use super::{StoreError, io_err, open_database};
 
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 const VERSIONS: TableDefinition<(&str, u32), (&str, u64, &str, u64)> = TableDefinition::new("versions");
@@ -50,7 +50,6 @@ pub struct PluginRepo {
     db: Database,
     path: PathBuf,
 }
-
 
 /// An audit entry's key: (Unix ms, sequence).
 pub type AuditKey = (u64, u64);
@@ -147,13 +146,7 @@ impl PluginRepo {
         for e in t.range((tenant, 0)..=(tenant, u32::MAX)).map_err(io_err)? {
             let (k, v) = e.map_err(io_err)?;
             let (sha256, uploaded_at_ms, source, size) = v.value();
-            out.push(PluginVersion {
-                version: k.value().1,
-                sha256: sha256.to_string(),
-                uploaded_at_ms,
-                source: source.to_string(),
-                size,
-            });
+            out.push(PluginVersion { version: k.value().1, sha256: sha256.to_string(), uploaded_at_ms, source: source.to_string(), size });
         }
         Ok(out)
     }
@@ -231,8 +224,7 @@ impl PluginRepo {
             txn.open_table(COMPONENTS).map_err(io_err)?.insert(sha256, component).map_err(io_err)?;
             let mut t = txn.open_table(VERSIONS).map_err(io_err)?;
             for (tenant, v) in versions.iter().filter(|(_, v)| v.sha256 == sha256) {
-                t.insert((tenant.as_str(), v.version), (v.sha256.as_str(), v.uploaded_at_ms, v.source.as_str(), v.size))
-                    .map_err(io_err)?;
+                t.insert((tenant.as_str(), v.version), (v.sha256.as_str(), v.uploaded_at_ms, v.source.as_str(), v.size)).map_err(io_err)?;
             }
         }
         txn.commit().map_err(io_err)

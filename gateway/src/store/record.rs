@@ -288,15 +288,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_meta() -> impl Strategy<Value = TriggerMeta> {
-        let attempt = (any::<u64>(), any::<u32>(), any::<u16>(), 0u8..3, proptest::option::of(100u16..600), ".{0,20}")
-            .prop_map(|(at_ms, duration_ms, upstream, o, status, detail)| Attempt {
+        let attempt = (any::<u64>(), any::<u32>(), any::<u16>(), 0u8..3, proptest::option::of(100u16..600), ".{0,20}").prop_map(
+            |(at_ms, duration_ms, upstream, o, status, detail)| Attempt {
                 at_ms,
                 duration_ms,
                 upstream,
                 outcome: Outcome::from_code(o).unwrap_or(Outcome::Retry),
                 status,
                 detail,
-            });
+            },
+        );
         (
             (0u8..4, any::<u64>(), "[a-z]{1,10}", "[a-z]{1,10}", proptest::option::of("[ -~]{1,30}")),
             proptest::collection::vec(("[a-z-]{1,20}", ".{0,40}"), 0..5),

@@ -79,4 +79,3 @@ pub async fn sweep(store: &Store, retention: Duration) -> Result<usize, StoreErr
         }
     }
 }
-

@@ -14,7 +14,7 @@
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::record::{State, TriggerMeta};
-use super::{io_err, StoreError, StoredTrigger};
+use super::{StoreError, StoredTrigger, io_err};
 use crate::id::TriggerId;
 
 pub(crate) const TRIGGERS: TableDefinition<u128, &[u8]> = TableDefinition::new("triggers");
@@ -60,9 +60,7 @@ pub(crate) fn init(db: &Database) -> Result<Loaded, StoreError> {
     txn.commit().map_err(io_err)?;
     let read = db.begin_read().map_err(io_err)?;
     let counters = read.open_table(COUNTERS).map_err(io_err)?;
-    let get = |name: &str| -> Result<u64, StoreError> {
-        Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0))
-    };
+    let get = |name: &str| -> Result<u64, StoreError> { Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0)) };
     let mut counts = [0u64; 4];
     for st in State::ALL {
         counts[st.code() as usize] = get(counter_name(st))?;
@@ -94,12 +92,7 @@ pub(crate) fn read_trigger(db: &Database, id: TriggerId) -> Result<Option<Stored
     Ok(Some(StoredTrigger { id, meta, body, transformed }))
 }
 
-pub(crate) fn ids_in_state(
-    db: &Database,
-    state: State,
-    after: Option<TriggerId>,
-    limit: usize,
-) -> Result<Vec<TriggerId>, StoreError> {
+pub(crate) fn ids_in_state(db: &Database, state: State, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
     let txn = db.begin_read().map_err(io_err)?;
     let index = txn.open_table(BY_STATE).map_err(io_err)?;
     let code = state.code();
@@ -120,12 +113,7 @@ pub(crate) fn ids_in_state(
 }
 
 /// A tenant's pending ids, oldest first, after `after`; at most `limit`.
-pub(crate) fn pending_of_tenant(
-    db: &Database,
-    tenant: &str,
-    after: Option<TriggerId>,
-    limit: usize,
-) -> Result<Vec<TriggerId>, StoreError> {
+pub(crate) fn pending_of_tenant(db: &Database, tenant: &str, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
     let txn = db.begin_read().map_err(io_err)?;
     let index = txn.open_table(PENDING_BY_TENANT).map_err(io_err)?;
     let start = match after {

@@ -99,12 +99,8 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         let want_n = model.triggers.values().filter(|t| t.0 == State::Pending && t.3 == tenant).count() as u64;
         prop_assert_eq!(per_tenant.get(tenant).copied().unwrap_or(0), want_n);
         let got = r.block_on(store.pending_of_tenant(tenant, None, 10_000)).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let want: Vec<TriggerId> = model
-            .triggers
-            .iter()
-            .filter(|(_, t)| t.0 == State::Pending && t.3 == tenant)
-            .map(|(id, _)| *id)
-            .collect();
+        let want: Vec<TriggerId> =
+            model.triggers.iter().filter(|(_, t)| t.0 == State::Pending && t.3 == tenant).map(|(id, _)| *id).collect();
         prop_assert_eq!(got, want);
     }
     // Listing: paging by cursor (both orders, small pages) rebuilds exactly
@@ -121,7 +117,8 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
             let mut got = Vec::new();
             let mut cursor = None;
             loop {
-                let (items, next) = r.block_on(store.list(filter.clone(), cursor, 3, order)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let (items, next) =
+                    r.block_on(store.list(filter.clone(), cursor, 3, order)).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 got.extend(items.into_iter().map(|(id, _)| id));
                 match next {
                     Some(n) => cursor = Some(n),

@@ -8,16 +8,16 @@
 //! answer 2xx. A failed commit fails the whole batch (redb refuses further
 //! writes on that handle), and the writer reopens the file before taking more.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{State, TriggerMeta};
-use super::tables::{self, Deltas, Tables, PER_TRIGGER_OVERHEAD};
-use super::{io_err, open_database, Change, Inserted, NewTrigger, Shard, StoreError};
+use super::tables::{self, Deltas, PER_TRIGGER_OVERHEAD, Tables};
+use super::{Change, Inserted, NewTrigger, Shard, StoreError, io_err, open_database};
 use crate::config::StoreConfig;
 use crate::id::TriggerId;
 
@@ -29,9 +29,7 @@ pub(crate) enum Command {
 impl Command {
     fn bytes(&self) -> u64 {
         match self {
-            Command::Insert { trigger, .. } => {
-                (trigger.body.len() + trigger.transformed.as_ref().map_or(0, |b| b.len())) as u64
-            }
+            Command::Insert { trigger, .. } => (trigger.body.len() + trigger.transformed.as_ref().map_or(0, |b| b.len())) as u64,
             Command::Update { .. } => 64,
         }
     }
@@ -240,10 +238,7 @@ impl Writer {
             }
         }
         let record = t.meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let cost = record.len() as u64
-            + t.body.len() as u64
-            + t.transformed.as_ref().map_or(0, |b| b.len() as u64)
-            + PER_TRIGGER_OVERHEAD;
+        let cost = record.len() as u64 + t.body.len() as u64 + t.transformed.as_ref().map_or(0, |b| b.len() as u64) + PER_TRIGGER_OVERHEAD;
         // Checked before anything is written, so a refused trigger leaves no trace.
         let used = self.budget.used().saturating_add_signed(deltas.bytes);
         if used + cost > self.budget.limit {

@@ -27,7 +27,12 @@ pub struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_micro: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micro: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 
     pub fn observe(&self, v: f64) {
@@ -202,7 +207,11 @@ impl Metrics {
         [
             ("weir_connections", "Open connections per listener.", open),
             ("weir_connections_max", "The connection limit per listener (server.max_connections).", max),
-            ("weir_tls_reload_failing", "1 while a listener's certificate files on disk are rejected (the previous certificate is still served).", failing),
+            (
+                "weir_tls_reload_failing",
+                "1 while a listener's certificate files on disk are rejected (the previous certificate is still served).",
+                failing,
+            ),
             ("weir_tls_certificate_not_after_seconds", "When the certificate a listener serves expires (Unix seconds).", not_after),
             ("weir_tls_certificate_expiring", "1 when the certificate a listener serves expires within expiry_warn_days.", expiring),
         ]
@@ -222,7 +231,12 @@ impl Metrics {
         for (t, h) in self.plugin_seconds.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             h.render(&mut out, "weir_plugin_duration_seconds", &format!("tenant=\"{}\"", escape(t)));
         }
-        help(&mut out, "weir_plugin_failures_total", "counter", "Plugin failures by tenant and kind (deadline, memory, trap, malformed_output, unavailable, reject).");
+        help(
+            &mut out,
+            "weir_plugin_failures_total",
+            "counter",
+            "Plugin failures by tenant and kind (deadline, memory, trap, malformed_output, unavailable, reject).",
+        );
         self.plugin_failures.render(&mut out, "weir_plugin_failures_total", &["tenant", "kind"]);
         help(&mut out, "weir_commit_batch_size", "histogram", "Triggers per group commit.");
         self.commit_batch.render(&mut out, "weir_commit_batch_size", "");
@@ -248,7 +262,12 @@ impl Metrics {
         }
         for (name, kind, text, v) in [
             ("weir_triggers", "gauge", "Stored triggers by state.", None),
-            ("weir_oldest_pending_age_seconds", "gauge", "Age of the oldest pending trigger (0 when none).", Some(gauges.oldest_pending_age_secs)),
+            (
+                "weir_oldest_pending_age_seconds",
+                "gauge",
+                "Age of the oldest pending trigger (0 when none).",
+                Some(gauges.oldest_pending_age_secs),
+            ),
             ("weir_store_bytes", "gauge", "Size of the store files on disk.", Some(gauges.store_bytes as f64)),
             ("weir_store_used_bytes", "gauge", "Bytes of live triggers (what the budget counts).", Some(gauges.used_bytes as f64)),
             ("weir_store_budget_bytes", "gauge", "The store's disk budget (store.max_bytes).", Some(gauges.budget_bytes as f64)),
@@ -271,7 +290,12 @@ impl Metrics {
         let _ = writeln!(out, "weir_trace_spans_exported_total {}", gauges.trace_spans.0);
         help(&mut out, "weir_trace_spans_dropped_total", "counter", "Trace spans dropped: export queue full or collector unreachable.");
         let _ = writeln!(out, "weir_trace_spans_dropped_total {}", gauges.trace_spans.1);
-        help(&mut out, "weir_tls_handshake_failures_total", "counter", "TLS connections that never reached HTTP, by listener and reason (timeout, plain_http, not_tls, closed, error).");
+        help(
+            &mut out,
+            "weir_tls_handshake_failures_total",
+            "counter",
+            "TLS connections that never reached HTTP, by listener and reason (timeout, plain_http, not_tls, closed, error).",
+        );
         self.tls_handshake_failures.render(&mut out, "weir_tls_handshake_failures_total", &["listener", "reason"]);
         help(&mut out, "weir_tls_reloads_total", "counter", "Certificate reloads by listener and result (ok, error).");
         self.tls_reloads.render(&mut out, "weir_tls_reloads_total", &["listener", "result"]);
@@ -291,9 +315,9 @@ impl Metrics {
 
 /// OTLP export of the same instruments (cumulative temporality).
 pub mod otlp {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::metrics::v1::{
-        metric, number_data_point, AggregationTemporality, Gauge, Histogram as OHistogram, HistogramDataPoint, Metric, NumberDataPoint, Sum,
+        AggregationTemporality, Gauge, Histogram as OHistogram, HistogramDataPoint, Metric, NumberDataPoint, Sum, metric, number_data_point,
     };
 
     use super::*;
@@ -301,12 +325,22 @@ pub mod otlp {
     fn attrs(keys: &[&str], values: &[String]) -> Vec<KeyValue> {
         keys.iter()
             .zip(values)
-            .map(|(k, v)| KeyValue { key: (*k).into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.clone())) }), ..Default::default() })
+            .map(|(k, v)| KeyValue {
+                key: (*k).into(),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.clone())) }),
+                ..Default::default()
+            })
             .collect()
     }
 
     fn point(attributes: Vec<KeyValue>, v: f64, start: u64, now: u64) -> NumberDataPoint {
-        NumberDataPoint { attributes, start_time_unix_nano: start, time_unix_nano: now, value: Some(number_data_point::Value::AsDouble(v)), ..Default::default() }
+        NumberDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        }
     }
 
     fn sum(name: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
@@ -323,7 +357,12 @@ pub mod otlp {
     }
 
     fn gauge(name: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
-        Metric { name: name.into(), description: description.into(), data: Some(metric::Data::Gauge(Gauge { data_points: points })), ..Default::default() }
+        Metric {
+            name: name.into(),
+            description: description.into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: points })),
+            ..Default::default()
+        }
     }
 
     fn histogram(name: &str, h: &Histogram, attributes: Vec<KeyValue>, start: u64, now: u64) -> HistogramDataPoint {
@@ -363,8 +402,16 @@ pub mod otlp {
         /// The instruments as OTLP metrics; `start` is when counting began.
         pub fn to_otlp(&self, g: &Gauges, start: u64, now: u64) -> Vec<Metric> {
             let mut out = vec![
-                sum("weir_ingest_requests_total", "Ingest requests by tenant and outcome.", family(&self.ingest_requests, &["tenant", "outcome"], start, now)),
-                hist_metric("weir_ingest_duration_seconds", "Ingest request latency.", vec![histogram("", &self.ingest_seconds, vec![], start, now)]),
+                sum(
+                    "weir_ingest_requests_total",
+                    "Ingest requests by tenant and outcome.",
+                    family(&self.ingest_requests, &["tenant", "outcome"], start, now),
+                ),
+                hist_metric(
+                    "weir_ingest_duration_seconds",
+                    "Ingest request latency.",
+                    vec![histogram("", &self.ingest_seconds, vec![], start, now)],
+                ),
                 hist_metric(
                     "weir_plugin_duration_seconds",
                     "Plugin run time per trigger, by tenant.",
@@ -375,13 +422,41 @@ pub mod otlp {
                         .map(|(t, h)| histogram("", h, attrs(&["tenant"], std::slice::from_ref(t)), start, now))
                         .collect(),
                 ),
-                sum("weir_plugin_failures_total", "Plugin failures by tenant and kind.", family(&self.plugin_failures, &["tenant", "kind"], start, now)),
-                hist_metric("weir_commit_batch_size", "Triggers per group commit.", vec![histogram("", &self.commit_batch, vec![], start, now)]),
-                hist_metric("weir_commit_duration_seconds", "Group commit time including fsync.", vec![histogram("", &self.commit_seconds, vec![], start, now)]),
-                sum("weir_forward_attempts_total", "Delivery attempts by upstream and outcome.", family(&self.forward_attempts, &["upstream", "outcome"], start, now)),
-                sum("weir_delivered_total", "Triggers delivered.", vec![point(vec![], self.delivered.load(Ordering::Relaxed) as f64, start, now)]),
-                sum("weir_dead_total", "Triggers that became dead.", vec![point(vec![], self.dead.load(Ordering::Relaxed) as f64, start, now)]),
-                sum("weir_replayed_total", "Triggers replayed.", vec![point(vec![], self.replayed.load(Ordering::Relaxed) as f64, start, now)]),
+                sum(
+                    "weir_plugin_failures_total",
+                    "Plugin failures by tenant and kind.",
+                    family(&self.plugin_failures, &["tenant", "kind"], start, now),
+                ),
+                hist_metric(
+                    "weir_commit_batch_size",
+                    "Triggers per group commit.",
+                    vec![histogram("", &self.commit_batch, vec![], start, now)],
+                ),
+                hist_metric(
+                    "weir_commit_duration_seconds",
+                    "Group commit time including fsync.",
+                    vec![histogram("", &self.commit_seconds, vec![], start, now)],
+                ),
+                sum(
+                    "weir_forward_attempts_total",
+                    "Delivery attempts by upstream and outcome.",
+                    family(&self.forward_attempts, &["upstream", "outcome"], start, now),
+                ),
+                sum(
+                    "weir_delivered_total",
+                    "Triggers delivered.",
+                    vec![point(vec![], self.delivered.load(Ordering::Relaxed) as f64, start, now)],
+                ),
+                sum(
+                    "weir_dead_total",
+                    "Triggers that became dead.",
+                    vec![point(vec![], self.dead.load(Ordering::Relaxed) as f64, start, now)],
+                ),
+                sum(
+                    "weir_replayed_total",
+                    "Triggers replayed.",
+                    vec![point(vec![], self.replayed.load(Ordering::Relaxed) as f64, start, now)],
+                ),
             ];
             let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
             for (t, n) in &g.pending_by_tenant {
@@ -412,7 +487,11 @@ pub mod otlp {
                 "TLS connections that never reached HTTP, by listener and reason.",
                 family(&self.tls_handshake_failures, &["listener", "reason"], start, now),
             ));
-            out.push(sum("weir_tls_reloads_total", "Certificate reloads by listener and result.", family(&self.tls_reloads, &["listener", "result"], start, now)));
+            out.push(sum(
+                "weir_tls_reloads_total",
+                "Certificate reloads by listener and result.",
+                family(&self.tls_reloads, &["listener", "result"], start, now),
+            ));
             for (name, text, values) in self.listener_gauges() {
                 out.push(gauge(name, text, values.into_iter().map(|(l, v)| point(attrs(&["listener"], &[l]), v, start, now)).collect()));
             }

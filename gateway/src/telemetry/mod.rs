@@ -14,9 +14,7 @@ use tracing_subscriber::EnvFilter;
 /// terminal, JSON otherwise), `human` or `json`; `level` is a filter such as
 /// `info`. `RUST_LOG`, when set, wins over `level`.
 pub fn init_logging(format: &str, level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
         "json" => true,
         "human" => false,

@@ -14,20 +14,20 @@
 //! its blocking client pulls in OpenSSL; this exporter runs on the gateway's
 //! runtime with the hyper client Weir already has.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span as ProtoSpan, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as ProtoSpan, Status, status};
 use prost::Message;
 use rand::RngCore;
 use tokio::sync::mpsc;
@@ -277,7 +277,11 @@ async fn export_loop(
                 resource_spans: vec![ResourceSpans {
                     resource: Some(resource.clone()),
                     scope_spans: vec![ScopeSpans {
-                        scope: Some(InstrumentationScope { name: "weir".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }),
+                        scope: Some(InstrumentationScope {
+                            name: "weir".into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            ..Default::default()
+                        }),
                         spans: std::mem::take(&mut batch),
                         ..Default::default()
                     }],
@@ -321,10 +325,8 @@ pub async fn send(client: &OtlpClient, url: &str, body: Vec<u8>) -> Result<(), S
         .header("content-type", "application/x-protobuf")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(EXPORT_TIMEOUT, client.request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let resp =
+        tokio::time::timeout(EXPORT_TIMEOUT, client.request(req)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
     if resp.status().is_success() { Ok(()) } else { Err(format!("collector answered {}", resp.status())) }
 }
 
@@ -337,7 +339,13 @@ mod tests {
         let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let ctx = SpanContext::from_traceparent(tp).expect("valid");
         assert_eq!(ctx.traceparent(), tp);
-        for bad in ["", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331", "00-00000000000000000000000000000000-b7ad6b7169203331-01", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "00-xyz-b7ad6b7169203331-01"] {
+        for bad in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-xyz-b7ad6b7169203331-01",
+        ] {
             assert!(SpanContext::from_traceparent(bad).is_none(), "{bad}");
         }
     }

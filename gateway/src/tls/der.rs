@@ -61,9 +61,7 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
 }
 
 fn time(tag: u8, text: &[u8]) -> Option<i64> {
-    let digits = |s: &[u8]| -> Option<i64> {
-        s.iter().try_fold(0i64, |acc, c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
-    };
+    let digits = |s: &[u8]| -> Option<i64> { s.iter().try_fold(0i64, |acc, c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))) };
     let (year, rest) = match tag {
         // RFC 5280: two-digit years 50..99 are 19xx, 00..49 are 20xx.
         UTC_TIME if text.len() == 13 => {

@@ -12,10 +12,10 @@ pub mod upstream;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::SupportedProtocolVersion;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::SupportedProtocolVersion;
 
 pub use server::{HandshakeError, ServerTls};
 
@@ -24,7 +24,9 @@ pub use server::{HandshakeError, ServerTls};
 pub enum TlsError {
     #[error("config key `{key}`: cannot read {path}: {reason}")]
     Read { key: String, path: String, reason: String },
-    #[error("config key `{key}`: {path} holds no PEM certificate; it must contain the chain, leaf first, as -----BEGIN CERTIFICATE----- blocks")]
+    #[error(
+        "config key `{key}`: {path} holds no PEM certificate; it must contain the chain, leaf first, as -----BEGIN CERTIFICATE----- blocks"
+    )]
     NoCertificate { key: String, path: String },
     #[error("config key `{key}`: {path} holds no PEM private key; it must contain one PKCS#8, PKCS#1 (RSA) or SEC1 (EC) key")]
     NoKey { key: String, path: String },

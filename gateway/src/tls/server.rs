@@ -5,16 +5,16 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
-use super::{certificates, private_key, provider, read, versions, TlsError};
+use super::{TlsError, certificates, private_key, provider, read, versions};
 use crate::config::TlsConfig;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
@@ -137,7 +137,12 @@ struct Watch {
 
 impl ServerTls {
     /// Loads the certificate; an error here stops startup.
-    pub fn load(listener: &'static str, prefix: &'static str, config: &TlsConfig, metrics: Arc<Metrics>) -> Result<Arc<ServerTls>, TlsError> {
+    pub fn load(
+        listener: &'static str,
+        prefix: &'static str,
+        config: &TlsConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<ServerTls>, TlsError> {
         let files = Files::read(prefix, config);
         let seen = files.fingerprint;
         let loaded = parse(prefix, config, files)?;
@@ -209,7 +214,7 @@ impl ServerTls {
     /// Polls the files every `watch_interval_ms` (0: never) and reloads on
     /// SIGHUP, until shutdown.
     pub fn spawn_watcher(self: &Arc<Self>, mut shutdown: Shutdown) {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         let tls = self.clone();
         let every = Duration::from_millis(self.config.watch_interval_ms);
         let mut tick = (!every.is_zero()).then(|| tokio::time::interval_at(tokio::time::Instant::now() + every, every));

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
-use super::{certificates, private_key, provider, read, read_certificates, versions, TlsError};
+use super::{TlsError, certificates, private_key, provider, read, read_certificates, versions};
 use crate::config::ForwardConfig;
 
 /// The system's trusted roots, read once per process (a few hundred
@@ -34,12 +34,14 @@ pub fn client_config(f: &ForwardConfig) -> Result<ClientConfig, TlsError> {
             return Err(TlsError::Invalid {
                 key: "forward.client_cert".into(),
                 reason: "forward.client_cert and forward.client_key go together; set both for mutual TLS, or neither".into(),
-            })
+            });
         }
     };
     let config = client_tls(f.ca_file.as_deref().map(|p| ("forward.ca_file", p)), identity, "forward")?;
     if f.ca_file.is_none() && system_roots().is_empty() && f.upstreams.iter().any(|u| u.starts_with("https://")) {
-        tracing::warn!("no trusted CA certificates: the system has none and forward.ca_file is not set, so https upstreams will fail verification");
+        tracing::warn!(
+            "no trusted CA certificates: the system has none and forward.ca_file is not set, so https upstreams will fail verification"
+        );
     }
     Ok(config)
 }
@@ -137,7 +139,9 @@ fn alert_hint_by_name(alert: &str) -> &'static str {
 fn certificate_problem(c: &rustls::CertificateError) -> String {
     use rustls::CertificateError as C;
     match c {
-        C::UnknownIssuer => "unknown issuer (the upstream's certificate is not signed by a trusted CA; add its CA to forward.ca_file)".into(),
+        C::UnknownIssuer => {
+            "unknown issuer (the upstream's certificate is not signed by a trusted CA; add its CA to forward.ca_file)".into()
+        }
         C::NotValidForName | C::NotValidForNameContext { .. } => {
             format!("{c} (the certificate does not name the host in the upstream URL)")
         }
@@ -156,14 +160,29 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
         let text = describe(&io).expect("found");
         assert!(text.starts_with("certificate verify failed: unknown issuer"), "{text}");
-        let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)));
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        ));
         let text = describe(&nested).expect("found");
         assert!(text.starts_with("certificate verify failed: ") && text.contains("has expired"), "{text}");
-        let alert = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired));
-        assert!(describe(&alert).expect("found").starts_with("TLS handshake failed: received fatal alert: CertificateRequired (the upstream requires"));
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        );
+        assert!(
+            describe(&alert)
+                .expect("found")
+                .starts_with("TLS handshake failed: received fatal alert: CertificateRequired (the upstream requires")
+        );
         let flattened = std::io::Error::new(std::io::ErrorKind::InvalidData, "received fatal alert: BadCertificate");
         let text = describe(&flattened).expect("found");
-        assert!(text.ends_with("BadCertificate (the upstream did not accept the client certificate, or its absence: check forward.client_cert)"), "{text}");
+        assert!(
+            text.ends_with(
+                "BadCertificate (the upstream did not accept the client certificate, or its absence: check forward.client_cert)"
+            ),
+            "{text}"
+        );
         assert_eq!(describe(&std::io::Error::other("refused")), None);
     }
 
