@@ -259,8 +259,19 @@ pub struct PluginsConfig {
     pub concurrency: u32,
     /// Largest component accepted by upload or from a `plugin` file.
     pub max_component_bytes: u64,
-    /// How long compiling one component may take.
+    /// Most functions a component's core modules may define together; a
+    /// cheap check before compiling (compile time and memory grow with it).
+    pub max_functions: u32,
+    /// How long compiling one component may take (wall clock); the compiler
+    /// process is killed then. Also its CPU time, per core.
     pub compile_timeout_ms: u64,
+    /// Memory one compile may allocate, on top of the compiler's fixed setup.
+    pub compile_memory_mb: u64,
+    /// Compiles at once across all tenants (each tenant has at most one).
+    pub compile_concurrency: u32,
+    /// The `weir` executable that compiles plugins in a child process
+    /// (`<compiler> compile-plugin`); unset: the running executable.
+    pub compiler: Option<PathBuf>,
     /// Log calls a plugin may make per trigger; the rest are dropped and counted.
     pub max_log_calls: u32,
     /// Longest log message kept; longer ones are truncated.
@@ -272,7 +283,11 @@ impl Default for PluginsConfig {
         PluginsConfig {
             concurrency: 32,
             max_component_bytes: 16 * 1024 * 1024,
+            max_functions: 50_000,
             compile_timeout_ms: 60_000,
+            compile_memory_mb: 512,
+            compile_concurrency: 2,
+            compiler: None,
             max_log_calls: 64,
             max_log_bytes: 1024,
         }
@@ -493,8 +508,23 @@ impl Config {
                 format!("must be between 1024 and 268435456 (256 MiB); got {}", p.max_component_bytes),
             ));
         }
-        if p.compile_timeout_ms < 100 {
-            return Err(invalid("plugins.compile_timeout_ms", "must be at least 100".into()));
+        if !(100..=3_600_000).contains(&p.compile_timeout_ms) {
+            return Err(invalid(
+                "plugins.compile_timeout_ms",
+                format!("must be between 100 and 3600000 (one hour); got {}", p.compile_timeout_ms),
+            ));
+        }
+        if !(1..=1_000_000).contains(&p.max_functions) {
+            return Err(invalid("plugins.max_functions", format!("must be between 1 and 1000000; got {}", p.max_functions)));
+        }
+        if !(16..=65_536).contains(&p.compile_memory_mb) {
+            return Err(invalid(
+                "plugins.compile_memory_mb",
+                format!("must be between 16 and 65536; got {} (the default 512 compiles large plugins)", p.compile_memory_mb),
+            ));
+        }
+        if !(1..=64).contains(&p.compile_concurrency) {
+            return Err(invalid("plugins.compile_concurrency", format!("must be between 1 and 64; got {}", p.compile_concurrency)));
         }
         if p.max_log_bytes < 16 {
             return Err(invalid("plugins.max_log_bytes", "must be at least 16".into()));
@@ -627,6 +657,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     example.forward.ca_file = Some(PathBuf::new());
     example.forward.client_cert = Some(PathBuf::new());
     example.forward.client_key = Some(PathBuf::new());
+    example.plugins.compiler = Some(PathBuf::new());
     example.tenants.push(TenantConfig {
         plugin: Some(PathBuf::new()),
         token: Some(String::new()),
@@ -773,6 +804,10 @@ mod tests {
             ("[[tenants]]\nid = \"a\"\n[[tenants]]\nid = \"a\"", "tenants[1].id"),
             ("[admin]\ntoken = \" \"", "admin.token"),
             ("[log]\nformat = \"xml\"", "log.format"),
+            ("[plugins]\nmax_functions = 0", "plugins.max_functions"),
+            ("[plugins]\ncompile_memory_mb = 1", "plugins.compile_memory_mb"),
+            ("[plugins]\ncompile_concurrency = 0", "plugins.compile_concurrency"),
+            ("[plugins]\ncompile_timeout_ms = 10", "plugins.compile_timeout_ms"),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();

@@ -113,6 +113,10 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Internal: the gateway runs this to compile a plugin in a limited child
+    /// process (component on stdin, artifact on stdout).
+    #[command(name = weir::plugin::COMPILE_SUBCOMMAND, hide = true)]
+    CompilePlugin(weir::plugin::CompileArgs),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::CompilePlugin(args) => weir::plugin::compile_child(&args),
         Command::Serve { config, log_format } => match serve(config, log_format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -264,7 +269,7 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 );
                 Ok(())
             }
-            Command::Serve { .. } | Command::CheckConfig { .. } => Err(CliError::Usage("not an admin command".into())),
+            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) => Err(CliError::Usage("not an admin command".into())),
         }
     })
 }

@@ -79,6 +79,9 @@ impl Gateway {
     /// trusts the test CA when the listeners speak TLS).
     pub async fn start_with_client(dir: tempfile::TempDir, extra: &str, tweak: impl FnOnce(&mut weir::Config), client: Client) -> Gateway {
         let mut config = weir::Config::from_toml(&config_toml(dir.path(), extra)).expect("test config is valid");
+        // In process, the running executable is this test binary: plugins
+        // compile in the real weir binary instead.
+        config.plugins.compiler.get_or_insert_with(weir_bin);
         tweak(&mut config);
         let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -69,8 +69,10 @@ impl Scenario {
         }
     }
 
+    /// Every scenario does: even `plugin`, in process, compiles its plugins
+    /// in a `weir compile-plugin` child.
     fn needs_weir(self) -> bool {
-        self != Scenario::Plugin
+        true
     }
 }
 
@@ -86,7 +88,7 @@ pub struct Ctx {
     pub duration: Duration,
     /// Backlog size for `drain` and `restart` (overrides the mode's default).
     pub triggers: Option<u64>,
-    /// The `weir` binary (resolved lazily: `plugin` does not need it).
+    /// The `weir` binary.
     pub weir: Option<PathBuf>,
 }
 

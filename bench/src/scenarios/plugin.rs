@@ -23,6 +23,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let dir = ctx.workdir("plugin")?;
     let mut config = weir::Config::default();
     config.store.path = dir.path().to_path_buf();
+    // This process is weir-bench: plugins compile in the weir binary.
+    config.plugins.compiler = Some(ctx.weir()?.to_path_buf());
     for (id, file, _) in PLUGINS {
         config.tenants.push(TenantConfig {
             id: id.into(),

@@ -12,6 +12,7 @@
 //! [`crate::store::PluginRepo`].
 
 mod bindings;
+mod compile;
 mod engine;
 mod run;
 mod upload;
@@ -30,6 +31,7 @@ use crate::config::{Config, OnPluginError, PluginsConfig};
 use crate::store::{PluginRepo, PluginVersion, StoreError};
 
 pub use run::{Decision, Failure, FailureKind, Input, Transform};
+pub use compile::{child_main as compile_child, CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND};
 pub use upload::UploadError;
 
 use bindings::{HostState, TriggerPluginPre};
@@ -108,7 +110,8 @@ pub struct PluginHost {
     tenants: HashMap<String, TenantPlugin>,
     active: RwLock<HashMap<String, Slot>>,
     slots: Semaphore,
-    compile_slots: Arc<Semaphore>,
+    /// Compiles in child processes, with limits and per-tenant fairness.
+    compiler: compile::Compiler,
     /// The clock of `TenantPlugin::pooled_until_ms`.
     clock: std::time::Instant,
     _ticker: engine::Ticker,
@@ -155,7 +158,7 @@ impl PluginHost {
             tenants,
             active: RwLock::new(HashMap::new()),
             slots: Semaphore::new(config.plugins.concurrency as usize),
-            compile_slots: Arc::new(Semaphore::new(1)),
+            compiler: compile::Compiler::new(&config.plugins, config.plugins.concurrency, max_memory),
             clock: std::time::Instant::now(),
             _ticker: ticker,
         });
@@ -271,14 +274,14 @@ impl PluginHost {
             .into_iter()
             .find(|v| v.version == version)
             .ok_or_else(|| UploadError::NotFound(format!("tenant {tenant} has no plugin version {version}")))?;
-        let loaded = Arc::new(self.load_stored(&v).await?);
+        let loaded = Arc::new(self.load_stored(tenant, &v).await?);
         self.set_slot(tenant, Slot::Ready(loaded.clone()));
         Ok(loaded)
     }
 
     /// Links a stored version, from Weir's own artifact when it deserializes,
     /// otherwise recompiling from the component (never trusting a bad artifact).
-    async fn load_stored(self: &Arc<Self>, v: &PluginVersion) -> Result<Loaded, UploadError> {
+    async fn load_stored(self: &Arc<Self>, tenant: &str, v: &PluginVersion) -> Result<Loaded, UploadError> {
         let (repo, sha, compat) = (self.repo.clone(), v.sha256.clone(), self.compat);
         if let Some(bytes) = blocking(move || repo.artifact(&sha, compat)).await? {
             // SAFETY: artifacts are produced by this engine's precompile_component
@@ -292,7 +295,7 @@ impl PluginHost {
         let component = blocking(move || repo.component(&sha))
             .await?
             .ok_or_else(|| UploadError::NotFound(format!("component {} is missing from the plugin store", v.sha256)))?;
-        let artifact = self.compile(component).await?;
+        let artifact = self.compile(tenant, &component).await?;
         let (repo, sha) = (self.repo.clone(), v.sha256.clone());
         let art = artifact.clone();
         blocking(move || repo.put_artifact(&sha, compat, &art)).await?;

@@ -1,10 +1,10 @@
 //! Uploads, startup registration of configured plugin files, rollback:
-//! validate → compile (off the request path, one at a time, with a timeout)
-//! → store durably → activate atomically.
+//! validate (cheap checks first) → compile (in a limited child process, see
+//! `compile.rs`) → store durably → activate atomically.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -24,13 +24,21 @@ pub enum UploadError {
     NotWasm,
     #[error("this is a core WebAssembly module, not a component; build the plugin for the wasm32-wasip2 target (see docs/plugins.md)")]
     CoreModule,
+    #[error("the component defines {count} functions, over the limit of {limit} (plugins.max_functions)")]
+    TooManyFunctions { count: u64, limit: u32 },
     #[error("the component failed to compile: {0}")]
     Compile(String),
-    #[error("compiling the component took longer than {0:?}; it was abandoned")]
-    CompileTimeout(Duration),
-    #[error(
-        "the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}"
-    )]
+    #[error("compiling the component took longer than the limit of {ms} ms (plugins.compile_timeout_ms); the compiler was stopped")]
+    CompileTimeout { ms: u64 },
+    #[error("compiling the component used more than {secs} s of CPU time, the limit of plugins.compile_timeout_ms ({ms} ms) on every core; the compiler was stopped")]
+    CompileCpu { secs: u64, ms: u64 },
+    #[error("compiling the component needed more than the limit of {mb} MiB of memory (plugins.compile_memory_mb); the compiler was stopped")]
+    CompileMemory { mb: u64 },
+    #[error("tenant {0} already has a plugin compiling, and a tenant compiles one at a time; retry once that upload is answered")]
+    CompileBusy(String),
+    #[error("the plugin compiler is unavailable: {0}")]
+    CompilerUnavailable(String),
+    #[error("the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}")]
     Imports(String),
     #[error("the component does not target the weir:plugin/trigger-plugin@0.1.0 world (it must export `handle`): {0}")]
     WrongWorld(String),
@@ -51,7 +59,12 @@ impl UploadError {
             UploadError::TooLarge { .. } => (400, "component_too_large"),
             UploadError::NotWasm => (400, "not_wasm"),
             UploadError::CoreModule => (400, "core_module"),
-            UploadError::Compile(_) | UploadError::CompileTimeout(_) => (422, "compile_failed"),
+            UploadError::TooManyFunctions { .. } => (400, "too_many_functions"),
+            UploadError::Compile(_) => (422, "compile_failed"),
+            UploadError::CompileTimeout { .. } | UploadError::CompileCpu { .. } => (422, "compile_timeout"),
+            UploadError::CompileMemory { .. } => (422, "compile_memory"),
+            UploadError::CompileBusy(_) => (429, "compile_in_progress"),
+            UploadError::CompilerUnavailable(_) => (503, "compiler_unavailable"),
             UploadError::Imports(_) => (422, "unsupported_imports"),
             UploadError::WrongWorld(_) => (422, "wrong_world"),
             UploadError::NotFound(_) => (404, "not_found"),
@@ -77,6 +90,28 @@ pub fn check_header(bytes: &[u8], limit: u64) -> Result<(), UploadError> {
     }
 }
 
+/// Cheap check before compiling: how many functions the component's core
+/// modules (nested ones included) define. Compile time and memory grow with
+/// it, and counting reads section headers only. A component that does not
+/// parse is refused as not compiling.
+pub fn check_functions(bytes: &[u8], limit: u32) -> Result<(), UploadError> {
+    let (mut declared, mut bodies) = (0u64, 0u64);
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| UploadError::Compile(format!("malformed component: {e}")))? {
+            wasmparser::Payload::FunctionSection(reader) => declared += u64::from(reader.count()),
+            wasmparser::Payload::CodeSectionStart { count, .. } => bodies += u64::from(count),
+            _ => {}
+        }
+    }
+    // A module states its function count twice (function and code
+    // sections); a mismatch fails validation later, but count the larger.
+    let count = declared.max(bodies);
+    if count > u64::from(limit) {
+        return Err(UploadError::TooManyFunctions { count, limit });
+    }
+    Ok(())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -95,6 +130,7 @@ impl PluginHost {
 
     async fn add(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>, source: &'static str) -> Result<Arc<Loaded>, UploadError> {
         check_header(&bytes, self.limits.max_component_bytes)?;
+        check_functions(&bytes, self.limits.max_functions)?;
         let sha256 = sha256_hex(&bytes);
         let bytes = Arc::new(bytes);
         // The same component (another tenant, or a re-upload) compiles once:
@@ -107,7 +143,7 @@ impl PluginHost {
         let (artifact, component) = match reused {
             Some(pair) => pair,
             None => {
-                let artifact = self.compile((*bytes).clone()).await?;
+                let artifact = self.compile(tenant, &bytes).await?;
                 // SAFETY: `artifact` was just produced by this engine.
                 let component =
                     unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
@@ -124,28 +160,10 @@ impl PluginHost {
         Ok(loaded)
     }
 
-    /// Compiles on a blocking thread, one compile at a time, bounded in time.
-    /// A compile that overruns keeps its permit until it really ends, so
-    /// abandoned compiles cannot pile up.
-    pub(super) async fn compile(&self, bytes: Vec<u8>) -> Result<Vec<u8>, UploadError> {
-        let timeout = Duration::from_millis(self.limits.compile_timeout_ms);
-        let permit = self
-            .compile_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| UploadError::Compile("the plugin host is shutting down".into()))?;
-        let engine = self.engine.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            engine.precompile_component(&bytes)
-        });
-        match tokio::time::timeout(timeout, task).await {
-            Err(_) => Err(UploadError::CompileTimeout(timeout)),
-            Ok(Err(e)) => Err(UploadError::Compile(format!("compiler task failed: {e}"))),
-            Ok(Ok(Err(e))) => Err(UploadError::Compile(format!("{e:#}"))),
-            Ok(Ok(Ok(artifact))) => Ok(artifact),
-        }
+    /// Compiles in a child process under the compile limits (`compile.rs`):
+    /// this process's memory does not grow with what the compile needed.
+    pub(super) async fn compile(&self, tenant: &str, bytes: &[u8]) -> Result<Vec<u8>, UploadError> {
+        self.compiler.compile(tenant, bytes).await
     }
 
     /// At startup: a configured plugin file becomes a new version (and active)
