@@ -13,3 +13,4 @@ mod shutdown;
 mod support;
 mod tls;
 mod traces;
+mod upload_limits;

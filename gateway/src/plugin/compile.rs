@@ -166,14 +166,12 @@ impl Compiler {
         })
     }
 
-    /// CPU seconds the child may use: the wall-clock limit on every core
-    /// (compilation is parallel). The gateway's timeout normally comes first;
-    /// this bounds a child whose gateway is gone.
+    /// CPU seconds the child may use: twice the wall-clock limit on every
+    /// core (compilation is parallel). The gateway's timeout comes first;
+    /// this bounds a child whose gateway is gone or late.
     fn cpu_secs(&self) -> u64 {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get() as u64)
-            .unwrap_or(1);
-        self.timeout.as_millis().div_ceil(1000) as u64 * cores
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+        (2 * self.timeout.as_millis()).div_ceil(1000) as u64 * cores
     }
 
     /// An artifact cannot be larger than the memory the compile had.

@@ -30,7 +30,7 @@ pub enum UploadError {
     Compile(String),
     #[error("compiling the component took longer than the limit of {ms} ms (plugins.compile_timeout_ms); the compiler was stopped")]
     CompileTimeout { ms: u64 },
-    #[error("compiling the component used more than {secs} s of CPU time, the limit of plugins.compile_timeout_ms ({ms} ms) on every core; the compiler was stopped")]
+    #[error("compiling the component used more than {secs} s of CPU time, the limit derived from plugins.compile_timeout_ms ({ms} ms: twice that on every core); the compiler was stopped")]
     CompileCpu { secs: u64, ms: u64 },
     #[error("compiling the component needed more than the limit of {mb} MiB of memory (plugins.compile_memory_mb); the compiler was stopped")]
     CompileMemory { mb: u64 },
