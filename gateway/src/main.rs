@@ -269,7 +269,9 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 );
                 Ok(())
             }
-            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) => Err(CliError::Usage("not an admin command".into())),
+            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) => {
+                Err(CliError::Usage("not an admin command".into()))
+            }
         }
     })
 }

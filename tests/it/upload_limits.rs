@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use weir_test_plugins as wasm;
 
-use crate::support::{Client, Gateway, Reply, WeirProcess, TOKEN};
+use crate::support::{Client, Gateway, Reply, TOKEN, WeirProcess};
 
 /// 100k functions: ~600 KB; compiling it needed ~600 MiB and 6 s of CPU in
 /// a debug build here (BENCHMARKS-style figures are in the helper's notes).
@@ -75,6 +75,14 @@ fn children_of(pid: u32) -> Vec<u32> {
             rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)
         })
         .collect()
+}
+
+/// The nice value of a process (/proc/PID/stat, field 19).
+fn nice_of(pid: u32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    // Fields from the third (state) on; nice is the 19th field overall.
+    rest.split_whitespace().nth(16)?.parse().ok()
 }
 
 /// A `/proc/PID/status` figure in KiB (VmRSS, VmHWM).
@@ -245,6 +253,15 @@ async fn a_heavy_compile_costs_the_gateway_no_memory_and_other_tenants_nothing()
     let other = c.put(&admin(&w, "/v1/tenants/globex/plugin"), TOKEN, std::fs::read(wasm::PASSTHROUGH).expect("passthrough")).await;
     assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
     assert!(!hostile.is_finished(), "the heavy compile was still running when the other tenant's upload finished");
+    // The compiler still running is the heavy one: lowest priority, kernel limits.
+    for child in children_of(pid) {
+        assert_eq!(nice_of(child), Some(19), "compiler {child} runs at the lowest priority");
+        let limits = std::fs::read_to_string(format!("/proc/{child}/limits")).expect("limits");
+        for name in ["Max cpu time", "Max data size"] {
+            let line = limits.lines().find(|l| l.starts_with(name)).expect("limit line");
+            assert!(!line.contains("unlimited"), "{line}");
+        }
+    }
 
     let (r, took) = hostile.await.expect("upload task");
     let (children, child_peak_mib) = watch.finish().await;
@@ -319,7 +336,9 @@ async fn a_compile_over_the_memory_limit_is_stopped_and_the_limit_named() {
     assert!(message.contains("64 MiB") && message.contains("plugins.compile_memory_mb"), "{message}");
     assert!(children_of(pid).is_empty(), "no compiler outlives its upload");
     let after = rss_mib(pid);
-    eprintln!("memory-capped compile: compiler peak RSS {child_peak_mib} MiB (children {children:?}); gateway RSS {before} MiB before, {after} MiB after");
+    eprintln!(
+        "memory-capped compile: compiler peak RSS {child_peak_mib} MiB (children {children:?}); gateway RSS {before} MiB before, {after} MiB after"
+    );
     assert!(after <= before + 64, "gateway RSS grew from {before} MiB to {after} MiB");
     // Normal plugins fit in that limit.
     let ok = c.put(&admin(&w, "/v1/tenants/acme/plugin"), TOKEN, std::fs::read(wasm::HMAC_VERIFY).expect("hmac")).await;
@@ -336,4 +355,24 @@ async fn a_compiler_that_is_not_weir_is_named_and_nothing_is_stored() {
     assert_eq!(code, "compiler_unavailable");
     assert!(message.contains("/bin/true") && message.contains("plugins.compiler"), "{message}");
     gw.stop().await;
+}
+
+/// The CPU limit is the kernel's, in the child itself: it holds even with no
+/// gateway around to enforce the timeout.
+#[test]
+fn the_compiler_process_is_stopped_by_its_own_cpu_limit() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = std::process::Command::new(crate::support::weir_bin())
+        .args(["compile-plugin", "--pool-concurrency", "4", "--pool-memory-bytes", "1048576"])
+        .args(["--memory-mb", "4096", "--cpu-secs", "1", "--max-input-bytes", "16777216"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the compiler");
+    let wasm = many_functions(HOSTILE_FUNCTIONS, 5);
+    child.stdin.take().expect("stdin").write_all(&wasm).expect("write the component");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGXCPU), "{status}");
 }

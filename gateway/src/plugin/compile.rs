@@ -86,10 +86,7 @@ struct Turn<'a> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.tenant);
+        self.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.tenant);
     }
 }
 
@@ -121,29 +118,19 @@ impl Compiler {
     /// tenant holds at most one place in the queue and one slot.
     pub async fn compile(&self, tenant: &str, wasm: &[u8]) -> Result<Vec<u8>, UploadError> {
         let _turn = self.claim(tenant)?;
-        let _slot = self.slots.acquire().await.map_err(|_| {
-            UploadError::CompilerUnavailable("the plugin host is shutting down".into())
-        })?;
+        let _slot = self.slots.acquire().await.map_err(|_| UploadError::CompilerUnavailable("the plugin host is shutting down".into()))?;
         let started = Instant::now();
         let mut child = self.spawn()?;
         let pid = child.id();
-        let outcome = tokio::time::timeout(
-            self.timeout,
-            exchange(&mut child, wasm, self.max_artifact_bytes()),
-        )
-        .await;
+        let outcome = tokio::time::timeout(self.timeout, exchange(&mut child, wasm, self.max_artifact_bytes())).await;
         // No compiler outlives its compile: after a timeout, an oversized
         // artifact or a failed read, the child is killed and reaped here.
         if child.try_wait().ok().flatten().is_none() {
             let _ = child.kill().await;
         }
         let result = match outcome {
-            Err(_) => Err(UploadError::CompileTimeout {
-                ms: self.timeout.as_millis() as u64,
-            }),
-            Ok(Err(e)) => Err(UploadError::CompilerUnavailable(format!(
-                "talking to the plugin compiler failed: {e}"
-            ))),
+            Err(_) => Err(UploadError::CompileTimeout { ms: self.timeout.as_millis() as u64 }),
+            Ok(Err(e)) => Err(UploadError::CompilerUnavailable(format!("talking to the plugin compiler failed: {e}"))),
             Ok(Ok(x)) => {
                 log_stats(tenant, pid, started, &x.stderr);
                 self.judge(x)
@@ -160,10 +147,7 @@ impl Compiler {
         if !busy.insert(tenant.to_string()) {
             return Err(UploadError::CompileBusy(tenant.to_string()));
         }
-        Ok(Turn {
-            busy: &self.busy,
-            tenant: tenant.to_string(),
-        })
+        Ok(Turn { busy: &self.busy, tenant: tenant.to_string() })
     }
 
     /// CPU seconds the child may use: twice the wall-clock limit on every
@@ -208,12 +192,7 @@ impl Compiler {
 
     /// Turns the child's exit into the artifact or an error naming the limit.
     fn judge(&self, x: Exchange) -> Result<Vec<u8>, UploadError> {
-        let Exchange {
-            status,
-            mut stdout,
-            stdout_overflow,
-            stderr,
-        } = x;
+        let Exchange { status, mut stdout, stdout_overflow, stderr } = x;
         let detail = diagnostics(&stderr);
         if !stdout.starts_with(MAGIC) {
             return Err(UploadError::CompilerUnavailable(format!(
@@ -232,16 +211,9 @@ impl Compiler {
             (Some(EXIT_OUT_OF_MEMORY), _) => Err(memory()),
             // Rust's allocation-failure handler prints this, then aborts.
             (_, Some(libc::SIGABRT)) if stderr.contains("memory allocation of") => Err(memory()),
-            (_, Some(libc::SIGXCPU)) => Err(UploadError::CompileCpu {
-                secs: self.cpu_secs(),
-                ms: self.timeout.as_millis() as u64,
-            }),
-            (Some(101), _) => Err(UploadError::Compile(format!(
-                "the compiler crashed on this component: {detail}"
-            ))),
-            _ => Err(UploadError::CompilerUnavailable(format!(
-                "the plugin compiler ended with {status}: {detail}"
-            ))),
+            (_, Some(libc::SIGXCPU)) => Err(UploadError::CompileCpu { secs: self.cpu_secs(), ms: self.timeout.as_millis() as u64 }),
+            (Some(101), _) => Err(UploadError::Compile(format!("the compiler crashed on this component: {detail}"))),
+            _ => Err(UploadError::CompilerUnavailable(format!("the plugin compiler ended with {status}: {detail}"))),
         }
     }
 }
@@ -257,26 +229,14 @@ async fn exchange(child: &mut Child, wasm: &[u8], max_stdout: usize) -> std::io:
             let _ = stdin.write_all(wasm).await;
         }
     };
-    let ((), out, err) = tokio::join!(
-        write,
-        read_capped(stdout, max_stdout),
-        read_capped(stderr, MAX_STDERR)
-    );
+    let ((), out, err) = tokio::join!(write, read_capped(stdout, max_stdout), read_capped(stderr, MAX_STDERR));
     let ((stdout, stdout_overflow), (stderr, _)) = (out?, err?);
     let status = child.wait().await?;
-    Ok(Exchange {
-        status,
-        stdout,
-        stdout_overflow,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+    Ok(Exchange { status, stdout, stdout_overflow, stderr: String::from_utf8_lossy(&stderr).into_owned() })
 }
 
 /// Reads to the end, keeping at most `cap` bytes; true when more came.
-async fn read_capped(
-    reader: Option<impl AsyncRead + Unpin>,
-    cap: usize,
-) -> std::io::Result<(Vec<u8>, bool)> {
+async fn read_capped(reader: Option<impl AsyncRead + Unpin>, cap: usize) -> std::io::Result<(Vec<u8>, bool)> {
     let Some(mut reader) = reader else {
         return Ok((Vec::new(), false));
     };
@@ -297,30 +257,16 @@ fn diagnostics(stderr: &str) -> String {
     let text: Vec<&str> = stderr.lines().filter(|l| !l.starts_with(STATS)).collect();
     let text = text.join("\n");
     let text = text.trim();
-    if text.is_empty() {
-        "no diagnostics".into()
-    } else {
-        super::truncate_note(text)
-    }
+    if text.is_empty() { "no diagnostics".into() } else { super::truncate_note(text) }
 }
 
 fn log_stats(tenant: &str, pid: Option<u32>, started: Instant, stderr: &str) {
     let Some(line) = stderr.lines().find(|l| l.starts_with(STATS)) else {
         return;
     };
-    let mut fields = line
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse::<u64>().unwrap_or(0));
+    let mut fields = line.split_whitespace().skip(1).map(|v| v.parse::<u64>().unwrap_or(0));
     let (peak_rss_kib, cpu_ms) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
-    tracing::info!(
-        tenant,
-        pid,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        peak_rss_kib,
-        cpu_ms,
-        "plugin compiler finished"
-    );
+    tracing::info!(tenant, pid, elapsed_ms = started.elapsed().as_millis() as u64, peak_rss_kib, cpu_ms, "plugin compiler finished");
 }
 
 /// The default compiler: this very executable. `/proc/self/exe` names it even
@@ -342,11 +288,7 @@ pub fn child_main(args: &CompileArgs) -> std::process::ExitCode {
 
 fn run_child(args: &CompileArgs) -> i32 {
     let mut stdout = std::io::stdout().lock();
-    if stdout
-        .write_all(MAGIC)
-        .and_then(|()| stdout.flush())
-        .is_err()
-    {
+    if stdout.write_all(MAGIC).and_then(|()| stdout.flush()).is_err() {
         return EXIT_SETUP_FAILED;
     }
     if let Err(e) = contain(args.cpu_secs) {
@@ -354,11 +296,7 @@ fn run_child(args: &CompileArgs) -> i32 {
         return EXIT_SETUP_FAILED;
     }
     let mut wasm = Vec::new();
-    match std::io::stdin()
-        .lock()
-        .take(args.max_input_bytes.saturating_add(1))
-        .read_to_end(&mut wasm)
-    {
+    match std::io::stdin().lock().take(args.max_input_bytes.saturating_add(1)).read_to_end(&mut wasm) {
         Ok(n) if n as u64 > args.max_input_bytes => {
             eprintln!("the component is over {} bytes", args.max_input_bytes);
             return EXIT_SETUP_FAILED;
@@ -386,11 +324,7 @@ fn run_child(args: &CompileArgs) -> i32 {
     drop(wasm);
     match result {
         Ok(artifact) => {
-            if stdout
-                .write_all(&artifact)
-                .and_then(|()| stdout.flush())
-                .is_err()
-            {
+            if stdout.write_all(&artifact).and_then(|()| stdout.flush()).is_err() {
                 return EXIT_SETUP_FAILED;
             }
             let (peak_rss_kib, cpu_ms) = usage();
@@ -401,11 +335,7 @@ fn run_child(args: &CompileArgs) -> i32 {
             let message = format!("{e:#}");
             eprintln!("{message}");
             // Allocation failures inside wasmtime that surface as errors.
-            if message.contains("os error 12") || message.contains("out of memory") {
-                EXIT_OUT_OF_MEMORY
-            } else {
-                EXIT_COMPILE_FAILED
-            }
+            if message.contains("os error 12") || message.contains("out of memory") { EXIT_OUT_OF_MEMORY } else { EXIT_COMPILE_FAILED }
         }
     }
 }
@@ -456,10 +386,7 @@ type Resource = libc::__rlimit_resource_t;
 type Resource = libc::c_int;
 
 fn set_limit(resource: Resource, soft: u64, hard: u64) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
-    };
+    let limit = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
     // SAFETY: setrlimit reads the struct we pass and keeps no pointer.
     if unsafe { libc::setrlimit(resource, &limit) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -476,4 +403,74 @@ fn usage() -> (u64, u64) {
     }
     let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
     (u.ru_maxrss as u64, ms(u.ru_utime) + ms(u.ru_stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiler() -> Compiler {
+        let limits = PluginsConfig { compile_memory_mb: 64, compile_timeout_ms: 1500, ..PluginsConfig::default() };
+        Compiler::new(&limits, 4, 1 << 20)
+    }
+
+    fn exit(raw: i32, stdout: &[u8], stderr: &str) -> Exchange {
+        Exchange { status: ExitStatus::from_raw(raw), stdout: stdout.to_vec(), stdout_overflow: false, stderr: stderr.to_string() }
+    }
+
+    /// A wait status: exit code in the second byte, or the signal number.
+    fn code(c: i32) -> i32 {
+        c << 8
+    }
+
+    #[test]
+    fn each_way_a_child_ends_maps_to_its_error() {
+        let c = compiler();
+        let magic_and = |rest: &[u8]| [MAGIC.as_slice(), rest].concat();
+        let ok = c.judge(exit(code(0), &magic_and(b"artifact"), &format!("{STATS} 1 2\n")));
+        assert_eq!(ok.expect("artifact"), b"artifact");
+        let cases: Vec<(Exchange, &str)> = vec![
+            (exit(code(EXIT_COMPILE_FAILED), MAGIC, "bad opcode"), "compile_failed"),
+            (exit(code(EXIT_OUT_OF_MEMORY), MAGIC, "os error 12"), "compile_memory"),
+            (exit(libc::SIGABRT, MAGIC, "memory allocation of 4096 bytes failed"), "compile_memory"),
+            (exit(libc::SIGXCPU, MAGIC, ""), "compile_timeout"),
+            (exit(code(101), MAGIC, "panicked at"), "compile_failed"),
+            (exit(code(EXIT_SETUP_FAILED), MAGIC, "no engine"), "compiler_unavailable"),
+            (exit(libc::SIGABRT, MAGIC, "something else"), "compiler_unavailable"),
+            // Not weir at all: no magic, whatever the status.
+            (exit(code(0), b"", ""), "compiler_unavailable"),
+            (exit(code(EXIT_COMPILE_FAILED), b"usage", ""), "compiler_unavailable"),
+        ];
+        for (x, want) in cases {
+            let status = x.status;
+            let err = c.judge(x).expect_err("an error");
+            assert_eq!(err.status_and_code().1, want, "{status}: {err}");
+        }
+    }
+
+    #[test]
+    fn limit_errors_name_their_key() {
+        let c = compiler();
+        let memory = c.judge(exit(libc::SIGABRT, MAGIC, "memory allocation of 1 bytes failed")).expect_err("memory");
+        assert!(memory.to_string().contains("64 MiB") && memory.to_string().contains("plugins.compile_memory_mb"), "{memory}");
+        let cpu = c.judge(exit(libc::SIGXCPU, MAGIC, "")).expect_err("cpu");
+        assert!(cpu.to_string().contains("plugins.compile_timeout_ms"), "{cpu}");
+    }
+
+    #[test]
+    fn one_compile_per_tenant_until_its_turn_ends() {
+        let c = compiler();
+        let turn = c.claim("acme").expect("first");
+        assert!(matches!(c.claim("acme"), Err(UploadError::CompileBusy(t)) if t == "acme"));
+        let other = c.claim("globex").expect("another tenant is not held up");
+        drop(turn);
+        c.claim("acme").expect("free again once the first ended");
+        drop(other);
+    }
+
+    #[test]
+    fn the_cpu_backstop_is_twice_the_timeout_per_core() {
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+        assert_eq!(compiler().cpu_secs(), 3 * cores);
+    }
 }

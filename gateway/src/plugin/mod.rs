@@ -30,8 +30,8 @@ use wasmtime::component::{Component, Linker};
 use crate::config::{Config, OnPluginError, PluginsConfig};
 use crate::store::{PluginRepo, PluginVersion, StoreError};
 
+pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
 pub use run::{Decision, Failure, FailureKind, Input, Transform};
-pub use compile::{child_main as compile_child, CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND};
 pub use upload::UploadError;
 
 use bindings::{HostState, TriggerPluginPre};

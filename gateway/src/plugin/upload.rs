@@ -30,15 +30,21 @@ pub enum UploadError {
     Compile(String),
     #[error("compiling the component took longer than the limit of {ms} ms (plugins.compile_timeout_ms); the compiler was stopped")]
     CompileTimeout { ms: u64 },
-    #[error("compiling the component used more than {secs} s of CPU time, the limit derived from plugins.compile_timeout_ms ({ms} ms: twice that on every core); the compiler was stopped")]
+    #[error(
+        "compiling the component used more than {secs} s of CPU time, the limit derived from plugins.compile_timeout_ms ({ms} ms: twice that on every core); the compiler was stopped"
+    )]
     CompileCpu { secs: u64, ms: u64 },
-    #[error("compiling the component needed more than the limit of {mb} MiB of memory (plugins.compile_memory_mb); the compiler was stopped")]
+    #[error(
+        "compiling the component needed more than the limit of {mb} MiB of memory (plugins.compile_memory_mb); the compiler was stopped"
+    )]
     CompileMemory { mb: u64 },
     #[error("tenant {0} already has a plugin compiling, and a tenant compiles one at a time; retry once that upload is answered")]
     CompileBusy(String),
     #[error("the plugin compiler is unavailable: {0}")]
     CompilerUnavailable(String),
-    #[error("the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}")]
+    #[error(
+        "the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}"
+    )]
     Imports(String),
     #[error("the component does not target the weir:plugin/trigger-plugin@0.1.0 world (it must export `handle`): {0}")]
     WrongWorld(String),
@@ -217,6 +223,20 @@ mod tests {
         assert!(matches!(check_header(b"\0asm\x01\0\0\0rest", 100), Err(UploadError::CoreModule)));
         assert!(matches!(check_header(b"\0asm\x0d\0\x01\0rest", 100), Ok(())));
         assert!(matches!(check_header(&[0u8; 200], 100), Err(UploadError::TooLarge { size: 200, limit: 100 })));
+    }
+
+    #[test]
+    fn function_count_is_checked_in_nested_modules() {
+        // A component holding one core module of three `() -> ()` functions.
+        let module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x04\x03\0\0\0\x0a\x0a\x03\x02\0\x0b\x02\0\x0b\x02\0\x0b";
+        let mut component = b"\0asm\x0d\0\x01\0\x01".to_vec();
+        component.push(module.len() as u8);
+        component.extend_from_slice(module);
+        assert!(check_functions(&component, 3).is_ok());
+        let err = check_functions(&component, 2).unwrap_err();
+        assert!(matches!(err, UploadError::TooManyFunctions { count: 3, limit: 2 }), "{err}");
+        assert!(err.to_string().contains("plugins.max_functions"));
+        assert!(matches!(check_functions(&component[..component.len() - 3], 10), Err(UploadError::Compile(_))));
     }
 
     #[test]
