@@ -109,10 +109,10 @@ fn admin(w: &WeirProcess, path: &str) -> String {
 }
 
 /// The other tenant under steady load: triggers sent one after another until
-/// stopped; every status is kept.
+/// stopped; every status is kept, with its latency (reported, not asserted).
 struct Load {
     stop: Arc<AtomicBool>,
-    statuses: Arc<Mutex<Vec<u16>>>,
+    statuses: Arc<Mutex<Vec<(u16, Duration)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,18 +123,25 @@ impl Load {
         let task = tokio::spawn(async move {
             let c = Client::new();
             while !flag.load(Ordering::Relaxed) {
+                let sent = Instant::now();
                 let status = c.post(&url, &[], "{\"steady\":true}").await.status.as_u16();
-                sink.lock().expect("statuses").push(status);
+                sink.lock().expect("statuses").push((status, sent.elapsed()));
             }
         });
         Load { stop, statuses, task }
     }
 
-    /// Stops and returns every status seen.
-    async fn finish(self) -> Vec<u16> {
+    /// Stops and returns every status seen, after printing the latency
+    /// percentiles of those from index `from` on.
+    async fn finish(self, what: &str, from: usize) -> Vec<u16> {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("load task");
-        self.statuses.lock().expect("statuses").clone()
+        let seen = self.statuses.lock().expect("statuses").clone();
+        let mut latencies: Vec<Duration> = seen.iter().skip(from).map(|(_, d)| *d).collect();
+        latencies.sort();
+        let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied();
+        eprintln!("other tenant {what}: {} triggers, p50 {:?}, p99 {:?}", latencies.len(), at(0.5), at(0.99));
+        seen.into_iter().map(|(s, _)| s).collect()
     }
 }
 
@@ -234,6 +241,10 @@ async fn a_heavy_compile_costs_the_gateway_no_memory_and_other_tenants_nothing()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before = rss_mib(pid);
+    let baseline = load.statuses.lock().expect("statuses").clone();
+    let mut sorted: Vec<Duration> = baseline.iter().map(|(_, d)| *d).collect();
+    sorted.sort();
+    eprintln!("other tenant before the compile: p50 {:?}, p99 {:?}", sorted[sorted.len() / 2], sorted[sorted.len() * 99 / 100]);
 
     let watch = Watch::start(pid);
     let hostile = {
@@ -265,7 +276,7 @@ async fn a_heavy_compile_costs_the_gateway_no_memory_and_other_tenants_nothing()
 
     let (r, took) = hostile.await.expect("upload task");
     let (children, child_peak_mib) = watch.finish().await;
-    let statuses = load.finish().await;
+    let statuses = load.finish("during the compile", baseline.len()).await;
     let after = rss_mib(pid);
     // It compiled (in full), then was refused for not being a plugin.
     assert_eq!(error_of(&r).0, "wrong_world", "{:?}", r.body);
@@ -300,7 +311,7 @@ async fn a_compile_past_the_timeout_is_killed_and_the_limit_named() {
     // Right at the answer: the compiler was killed and reaped before it.
     assert!(children_of(pid).is_empty(), "a compiler process outlived the timeout");
     let (children, child_peak_mib) = watch.finish().await;
-    let statuses = load.finish().await;
+    let statuses = load.finish("during the timed-out compile", 0).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     let (code, message) = error_of(&r);
     assert_eq!(code, "compile_timeout");

@@ -72,7 +72,6 @@ pub struct Compiler {
     pool_memory_bytes: u64,
     timeout: Duration,
     memory_mb: u64,
-    max_input_bytes: u64,
     slots: Semaphore,
     /// Tenants with a compile queued or running.
     busy: Mutex<HashSet<String>>,
@@ -107,7 +106,6 @@ impl Compiler {
             pool_memory_bytes,
             timeout: Duration::from_millis(limits.compile_timeout_ms),
             memory_mb: limits.compile_memory_mb,
-            max_input_bytes: limits.max_component_bytes,
             slots: Semaphore::new(limits.compile_concurrency as usize),
             busy: Mutex::new(HashSet::new()),
         }
@@ -120,7 +118,7 @@ impl Compiler {
         let _turn = self.claim(tenant)?;
         let _slot = self.slots.acquire().await.map_err(|_| UploadError::CompilerUnavailable("the plugin host is shutting down".into()))?;
         let started = Instant::now();
-        let mut child = self.spawn()?;
+        let mut child = self.spawn(wasm.len())?;
         let pid = child.id();
         let outcome = tokio::time::timeout(self.timeout, exchange(&mut child, wasm, self.max_artifact_bytes())).await;
         // No compiler outlives its compile: after a timeout, an oversized
@@ -163,7 +161,9 @@ impl Compiler {
         (self.memory_mb as usize).saturating_mul(1024 * 1024) + MAGIC.len()
     }
 
-    fn spawn(&self) -> Result<Child, UploadError> {
+    /// `input_len`: the child reads exactly this much (a stored component
+    /// may be larger than today's `max_component_bytes`).
+    fn spawn(&self, input_len: usize) -> Result<Child, UploadError> {
         Command::new(&self.program)
             .arg(SUBCOMMAND)
             .arg("--pool-concurrency")
@@ -175,7 +175,7 @@ impl Compiler {
             .arg("--cpu-secs")
             .arg(self.cpu_secs().to_string())
             .arg("--max-input-bytes")
-            .arg(self.max_input_bytes.to_string())
+            .arg(input_len.to_string())
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -299,7 +299,8 @@ impl PluginHost {
         let (repo, sha) = (self.repo.clone(), v.sha256.clone());
         let art = artifact.clone();
         blocking(move || repo.put_artifact(&sha, compat, &art)).await?;
-        // SAFETY: `artifact` was just produced by this engine.
+        // SAFETY: `artifact` was just produced by Weir's own compiler process
+        // (this binary, or plugins.compiler) with this engine's configuration.
         let component = unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
         self.link(component, v.version, &v.sha256)
     }

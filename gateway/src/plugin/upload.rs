@@ -150,7 +150,8 @@ impl PluginHost {
             Some(pair) => pair,
             None => {
                 let artifact = self.compile(tenant, &bytes).await?;
-                // SAFETY: `artifact` was just produced by this engine.
+                // SAFETY: `artifact` was just produced by Weir's own compiler process
+                // (this binary, or plugins.compiler) with this engine's configuration.
                 let component =
                     unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
                 (artifact, component)
