@@ -11,6 +11,8 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+#[cfg(test)]
+pub(crate) mod fault;
 mod list;
 mod plugins;
 mod record;
@@ -154,6 +156,7 @@ pub(crate) struct Shard {
     pub(crate) counts: [AtomicU64; 4],
     pub(crate) used_bytes: AtomicU64,
     pub(crate) tenant_pending: Mutex<std::collections::HashMap<String, u64>>,
+    pub(crate) files: Files,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -179,6 +182,11 @@ impl Store {
 
     /// Like [`Store::open`], recording commit metrics into `metrics`.
     pub fn open_with(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
+        Store::open_in(config, metrics, Files::default())
+    }
+
+    /// Like [`Store::open_with`], with the shard files opened through `files`.
+    pub(crate) fn open_in(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>, files: Files) -> Result<Store, StoreError> {
         let dir = config.path.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
             path: dir.clone(),
@@ -195,7 +203,7 @@ impl Store {
         let mut shards = Vec::with_capacity(shard_count);
         for index in 0..shard_count {
             let path = dir.join(format!("shard-{index:02}.redb"));
-            let db = open_database(&path, config.cache_mb)?;
+            let db = open_database_in(&files, &path, config.cache_mb)?;
             let (counts, used, tenant_pending) =
                 tables::init(&db).map_err(|e| StoreError::Open { path: path.clone(), reason: e.to_string() })?;
             shards.push(Arc::new(Shard {
@@ -206,6 +214,7 @@ impl Store {
                 counts: counts.map(AtomicU64::new),
                 used_bytes: AtomicU64::new(used),
                 tenant_pending: Mutex::new(tenant_pending),
+                files: files.clone(),
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
             }));
@@ -504,9 +513,35 @@ fn existing_shard_count(dir: &Path) -> Result<Option<usize>, StoreError> {
 }
 
 pub(crate) fn open_database(path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
+    open_database_in(&Files::default(), path, cache_mb)
+}
+
+/// Where a store's files live: the real filesystem, or (in tests) a
+/// [`fault::Disk`] that can lose power and fail. Production only ever uses
+/// the default.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Files {
+    #[cfg(test)]
+    pub(crate) disk: Option<fault::Disk>,
+}
+
+pub(crate) fn open_database_in(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
     let mut builder = Database::builder();
     builder.set_cache_size((cache_mb as usize) * 1024 * 1024);
-    builder.create(path).map_err(|e| {
+    #[cfg(test)]
+    let opened = match &files.disk {
+        Some(disk) => {
+            let backend = disk.open(path).map_err(|e| StoreError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+            builder.create_with_backend(backend)
+        }
+        None => builder.create(path),
+    };
+    #[cfg(not(test))]
+    let opened = {
+        let Files {} = files;
+        builder.create(path)
+    };
+    opened.map_err(|e| {
         let reason = match e {
             redb::DatabaseError::DatabaseAlreadyOpen => "it is already open (is another weir process using this store.path?)".to_string(),
             other => format!("{other}; the file is left untouched: move it aside to start empty, or restore a backup"),

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::record::{State, TriggerMeta};
 use super::tables::{self, Deltas, PER_TRIGGER_OVERHEAD, Tables};
-use super::{Change, Inserted, NewTrigger, Shard, StoreError, io_err, open_database};
+use super::{Change, Inserted, NewTrigger, Shard, StoreError, io_err, open_database_in};
 use crate::config::StoreConfig;
 use crate::id::TriggerId;
 
@@ -304,7 +304,8 @@ impl Writer {
                 }
             }
         }
-        match open_database(&self.shard.path, self.config.cache_mb).and_then(|db| tables::init(&db).map(|c| (db, c))) {
+        match open_database_in(&self.shard.files, &self.shard.path, self.config.cache_mb).and_then(|db| tables::init(&db).map(|c| (db, c)))
+        {
             Ok((db, (counts, used, tenant_pending))) => {
                 for (slot, c) in self.shard.counts.iter().zip(counts) {
                     slot.store(c, Ordering::Relaxed);
