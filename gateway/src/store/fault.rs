@@ -206,6 +206,34 @@ impl Disk {
         Ok(FaultFile { disk: self.clone(), path: path.to_path_buf(), handle: s.next_handle, boot: s.boot })
     }
 
+    /// Whether `path` exists (power off: as far as anyone can tell, no).
+    pub(crate) fn exists(&self, path: &Path) -> bool {
+        let s = self.lock();
+        !s.powered_off && s.files.contains_key(path)
+    }
+
+    /// Renames `from` to `to`, replacing it: atomic and durable at once (the
+    /// store syncs the directory after a rename). Counts as an operation.
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let mut s = self.lock();
+        if !s.tick() {
+            return Err(errno(EIO));
+        }
+        let file = s.files.remove(from).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        s.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
+    /// Removes `path` if it exists.
+    pub(crate) fn remove(&self, path: &Path) -> std::io::Result<()> {
+        let mut s = self.lock();
+        if s.powered_off {
+            return Err(errno(EIO));
+        }
+        s.files.remove(path);
+        Ok(())
+    }
+
     /// Makes the next `op` fail with `code` (EIO, ENOSPC), once or always.
     pub(crate) fn inject(&self, op: Op, code: i32, times: Times) {
         self.lock().faults.push((op, code, times));
@@ -372,7 +400,7 @@ impl redb::StorageBackend for FaultFile {
         if s.boot != self.boot {
             return Ok(());
         }
-        let f = file(&mut s, &self.path);
+        let Some(f) = s.files.get_mut(&self.path) else { return Ok(()) };
         f.open_handles = f.open_handles.saturating_sub(1);
         if f.open_handles == 0 {
             // Nothing holds the file: its cache is gone, a reopen reads the disk.

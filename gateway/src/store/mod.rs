@@ -525,7 +525,61 @@ pub(crate) struct Files {
     pub(crate) disk: Option<fault::Disk>,
 }
 
+impl Files {
+    fn exists(&self, path: &Path) -> bool {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            return disk.exists(path);
+        }
+        path.exists()
+    }
+
+    /// Renames and makes the rename durable (the directory is synced).
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            return disk.rename(from, to);
+        }
+        std::fs::rename(from, to)?;
+        std::fs::File::open(to.parent().unwrap_or(Path::new(".")))?.sync_all()
+    }
+
+    fn remove_if_present(&self, path: &Path) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            return disk.remove(path);
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates a missing store file under a temporary name and renames it
+    /// into place once redb has written and synced its header. redb refuses a
+    /// non-empty file without its magic number, and a power cut during
+    /// creation can leave exactly that (the new length reaches the disk
+    /// before the header): the store would then refuse to start forever.
+    /// A cut now leaves at most a `.redb.new` leftover, replaced next time.
+    fn create_if_missing(&self, path: &Path, cache_mb: u64) -> Result<(), StoreError> {
+        if self.exists(path) {
+            return Ok(());
+        }
+        let fresh = path.with_extension("redb.new");
+        let fail = |e: std::io::Error| StoreError::Open { path: path.to_path_buf(), reason: format!("cannot create it: {e}") };
+        self.remove_if_present(&fresh).map_err(fail)?;
+        drop(open_redb(self, &fresh, cache_mb)?);
+        self.rename(&fresh, path).map_err(fail)
+    }
+}
+
+/// Opens a store file, creating it (crash-safely) if it is missing.
 pub(crate) fn open_database_in(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
+    files.create_if_missing(path, cache_mb)?;
+    open_redb(files, path, cache_mb)
+}
+
+fn open_redb(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
     let mut builder = Database::builder();
     builder.set_cache_size((cache_mb as usize) * 1024 * 1024);
     #[cfg(test)]
