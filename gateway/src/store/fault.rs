@@ -70,7 +70,8 @@ struct State {
     /// Writes, `set_len`s and syncs so far: the clock armed cuts count on.
     ops: u64,
     cut: Option<(u64, Loss)>,
-    faults: Vec<(Op, i32, Times)>,
+    /// (first operation it may hit, target, errno, how often)
+    faults: Vec<(u64, Op, i32, Times)>,
     tear_next: Option<usize>,
     next_handle: u64,
     failed_handles: HashSet<u64>,
@@ -95,6 +96,9 @@ struct File {
     cache: Vec<u8>,
     unsynced: Vec<Pending>,
     open_handles: usize,
+    /// (operation number, handle) of the last failed and last good sync.
+    failed_sync: Option<(u64, u64)>,
+    good_sync: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,8 +156,9 @@ impl State {
     }
 
     fn take_fault(&mut self, op: Op) -> Option<i32> {
-        let i = self.faults.iter().position(|(o, _, _)| *o == op)?;
-        let (_, code, times) = self.faults[i];
+        let now = self.ops;
+        let i = self.faults.iter().position(|(from, o, _, _)| *o == op && *from < now)?;
+        let (_, _, code, times) = self.faults[i];
         if times == Times::Once {
             self.faults.remove(i);
         }
@@ -236,7 +241,14 @@ impl Disk {
 
     /// Makes the next `op` fail with `code` (EIO, ENOSPC), once or always.
     pub(crate) fn inject(&self, op: Op, code: i32, times: Times) {
-        self.lock().faults.push((op, code, times));
+        let mut s = self.lock();
+        let now = s.ops;
+        s.faults.push((now, op, code, times));
+    }
+
+    /// Like [`Disk::inject`], from the `from`-th mutating operation on.
+    pub(crate) fn inject_from(&self, from: u64, op: Op, code: i32, times: Times) {
+        self.lock().faults.push((from, op, code, times));
     }
 
     /// Removes every injected fault (the disk is healthy again).
@@ -276,6 +288,18 @@ impl Disk {
             file.cache = file.durable.clone();
             file.unsynced.clear();
             file.open_handles = 0;
+        }
+    }
+
+    /// Whether `path` may acknowledge writes: no sync of it ever failed, or
+    /// since the last failure a handle opened after the failed one synced it.
+    pub(crate) fn synced_since_failure(&self, path: &Path) -> bool {
+        let s = self.lock();
+        let Some(f) = s.files.get(path) else { return true };
+        match (f.failed_sync, f.good_sync) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some((failed_at, failed_handle)), Some((good_at, good_handle))) => good_at > failed_at && good_handle > failed_handle,
         }
     }
 
@@ -360,11 +384,16 @@ impl redb::StorageBackend for FaultFile {
                 // fsyncgate: the failed pages are dropped from writeback.
                 s.failed_handles.insert(self.handle);
                 s.stats.failed_syncs += 1;
-                file(s, &self.path).unsynced.clear();
+                let at = s.ops;
+                let f = file(s, &self.path);
+                f.unsynced.clear();
+                f.failed_sync = Some((at, self.handle));
                 return Err(errno(code));
             }
             s.stats.syncs += 1;
+            let at = s.ops;
             let f = file(s, &self.path);
+            f.good_sync = Some((at, self.handle));
             for p in std::mem::take(&mut f.unsynced) {
                 apply(&mut f.durable, &p);
             }

@@ -345,4 +345,5 @@ async fn budget_pressure_removes_the_oldest_delivered_first_and_never_pending() 
     assert!(store.get(pending).await.expect("get").is_some() && store.get(pending2).await.expect("get").is_some());
     store.close().await;
 }
+mod io_errors;
 mod power_cut;

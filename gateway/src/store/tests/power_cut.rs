@@ -23,7 +23,7 @@ use crate::store::tables::{self, PER_TRIGGER_OVERHEAD};
 
 /// What a trigger looks like from outside, or that it is absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum View {
+pub(super) enum View {
     Absent,
     Present { state: State, body: Vec<u8>, transformed: Option<Vec<u8>>, attempts: usize },
 }
@@ -133,7 +133,7 @@ fn apply(before: &View, change: &Change) -> View {
 
 /// Everything one shard's file must satisfy on its own: bodies with every
 /// record, indexes and counters equal to a recount, no orphans.
-fn audit(db: &redb::Database) -> Result<(), String> {
+pub(super) fn audit(db: &redb::Database) -> Result<(), String> {
     let txn = db.begin_read().map_err(s)?;
     macro_rules! open {
         ($d:expr) => {
@@ -306,7 +306,7 @@ async fn cut_run(disk: &Disk, cfg: &StoreConfig, workload: &[Vec<Op>], loss: Los
     Ok(Run { cut, ops, acks: ledgers.iter().map(|l| l.acks).sum() })
 }
 
-async fn view(store: &Store, id: TriggerId) -> Result<View, String> {
+pub(super) async fn view(store: &Store, id: TriggerId) -> Result<View, String> {
     Ok(match store.get(id).await.map_err(|e| format!("{id}: {e}"))? {
         None => View::Absent,
         Some(t) => View::Present { state: t.meta.state, body: t.body, transformed: t.transformed, attempts: t.meta.attempts.len() },
@@ -330,7 +330,7 @@ fn workloads(count: usize, writers: usize, ops: usize) -> Vec<Vec<Vec<Op>>> {
 }
 
 /// A disk holding a freshly created, cleanly closed store.
-fn created(rt: &tokio::runtime::Runtime, cfg: &StoreConfig) -> Disk {
+pub(super) fn created(rt: &tokio::runtime::Runtime, cfg: &StoreConfig) -> Disk {
     let disk = Disk::new();
     let store = Store::open_in(cfg, Arc::new(crate::telemetry::Metrics::new(10)), Files { disk: Some(disk.clone()) }).expect("create");
     rt.block_on(store.close());
