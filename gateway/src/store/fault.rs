@@ -74,6 +74,9 @@ struct State {
     faults: Vec<(u64, Op, i32, Times)>,
     tear_next: Option<usize>,
     next_handle: u64,
+    /// Linux keeps a file's pages cached after its last close, including
+    /// pages whose writeback failed (they are marked clean): a reopen reads them.
+    sticky_cache: bool,
     failed_handles: HashSet<u64>,
     stats: Stats,
 }
@@ -249,6 +252,25 @@ impl Disk {
     /// Like [`Disk::inject`], from the `from`-th mutating operation on.
     pub(crate) fn inject_from(&self, from: u64, op: Op, code: i32, times: Times) {
         self.lock().faults.push((from, op, code, times));
+    }
+
+    /// Keeps cached pages (also those whose sync failed) after the last close.
+    pub(crate) fn set_sticky_cache(&self, sticky: bool) {
+        self.lock().sticky_cache = sticky;
+    }
+
+    /// Evicts `path`'s cached pages that are not waiting for writeback, as
+    /// `posix_fadvise(POSIX_FADV_DONTNEED)` does: reads then see the disk
+    /// plus the writes still queued.
+    pub(crate) fn drop_cache(&self, path: &Path) {
+        let mut s = self.lock();
+        if let Some(f) = s.files.get_mut(path) {
+            let mut image = f.durable.clone();
+            for p in &f.unsynced {
+                apply(&mut image, p);
+            }
+            f.cache = image;
+        }
     }
 
     /// Removes every injected fault (the disk is healthy again).
@@ -429,9 +451,10 @@ impl redb::StorageBackend for FaultFile {
         if s.boot != self.boot {
             return Ok(());
         }
+        let sticky = s.sticky_cache;
         let Some(f) = s.files.get_mut(&self.path) else { return Ok(()) };
         f.open_handles = f.open_handles.saturating_sub(1);
-        if f.open_handles == 0 {
+        if f.open_handles == 0 && !sticky {
             // Nothing holds the file: its cache is gone, a reopen reads the disk.
             // Unsynced writes that did not fail stay queued for writeback.
             let mut image = f.durable.clone();

@@ -544,6 +544,30 @@ impl Files {
         std::fs::File::open(to.parent().unwrap_or(Path::new(".")))?.sync_all()
     }
 
+    /// Evicts the file's clean cached pages before it is opened. After a
+    /// failed fsync Linux marks the pages it could not write clean and keeps
+    /// them cached: a reopen (even by a restarted process) would read a
+    /// failed commit as if it were on disk, later commits would build on
+    /// pages the disk never got, and a power cut would then corrupt
+    /// acknowledged triggers. Evicted, they are read back from the disk.
+    /// Best effort: pages still dirty are kept, and will be written.
+    fn drop_cache(&self, path: &Path) {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            disk.drop_cache(path);
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Ok(file) = std::fs::File::open(path) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an advisory syscall on a descriptor that `file` keeps open for the call.
+            let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if rc != 0 {
+                tracing::warn!(file = %path.display(), errno = rc, "could not drop the store file's cached pages before opening it");
+            }
+        }
+    }
+
     fn remove_if_present(&self, path: &Path) -> std::io::Result<()> {
         #[cfg(test)]
         if let Some(disk) = &self.disk {
@@ -573,9 +597,11 @@ impl Files {
     }
 }
 
-/// Opens a store file, creating it (crash-safely) if it is missing.
+/// Opens a store file, creating it (crash-safely) if it is missing, and
+/// reading it from the disk rather than from cached pages.
 pub(crate) fn open_database_in(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
     files.create_if_missing(path, cache_mb)?;
+    files.drop_cache(path);
     open_redb(files, path, cache_mb)
 }
 

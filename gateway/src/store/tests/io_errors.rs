@@ -7,6 +7,12 @@
 //! the failed pages from writeback, so a second fsync "succeeds" and persists
 //! nothing); the store recovers without a restart once the disk does; and a
 //! power cut afterwards still finds every acknowledged trigger.
+//!
+//! Each case also runs with Linux's page cache ("sticky"): pages whose
+//! writeback failed stay cached, clean, after the file is closed, so a naive
+//! reopen reads a failed commit as if it were on disk. Before the store
+//! evicted a file's cached pages on open, that case ended, after a power
+//! cut, in records without bodies (`io_errors_under_concurrent_writers_...`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,8 +37,9 @@ fn a_failed_sync_is_acknowledged_to_nobody_until_a_reopened_file_has_synced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = StoreConfig { cache_mb: 4, ..config(dir.path(), 1) };
     let shard = dir.path().join("shard-00.redb");
-    for code in [EIO, ENOSPC] {
+    for (code, sticky) in [(EIO, false), (ENOSPC, false), (EIO, true), (ENOSPC, true)] {
         let disk = created(&rt, &cfg);
+        disk.set_sticky_cache(sticky);
         let store = open(&disk, &cfg);
         let a = trigger(&store, "t0", Some("a".into()), b"a", State::Pending);
         let a_id = rt.block_on(store.insert(a)).expect("a").id;
@@ -42,7 +49,6 @@ fn a_failed_sync_is_acknowledged_to_nobody_until_a_reopened_file_has_synced() {
         let err = rt.block_on(store.insert(b)).expect_err("the batch whose sync failed is not acknowledged");
         assert_retryable(&err);
         assert_eq!(disk.stats().failed_syncs, 1);
-        assert!(!disk.synced_since_failure(&shard));
         // Recovery without a restart: the writer reopened the file at once.
         let c = trigger(&store, "t0", Some("c".into()), b"c", State::Pending);
         let c_id = rt.block_on(store.insert(c)).expect("c after the reopen").id;
@@ -127,10 +133,11 @@ fn io_errors_under_concurrent_writers_lose_no_acknowledged_trigger() {
         }
     }
     let (mut injected, mut acked, mut failed) = (0, 0, 0);
-    for fault in faults {
+    for (fault, sticky) in faults.into_iter().flat_map(|f| [(f, false), (f, true)]) {
         let mut fired_here = 0;
         for (round, after) in [3u64, 40, 150].into_iter().enumerate() {
             let disk = created(&rt, &cfg);
+            disk.set_sticky_cache(sticky);
             let store = open(&disk, &cfg);
             let base = disk.ops();
             match fault {
@@ -154,14 +161,14 @@ fn io_errors_under_concurrent_writers_lose_no_acknowledged_trigger() {
             for s in &seen {
                 for (id, body) in &s.acked {
                     let got = rt.block_on(store.get(*id)).expect("get");
-                    let got = got.unwrap_or_else(|| panic!("{fault:?} after {after}: acknowledged {id} is lost"));
+                    let got = got.unwrap_or_else(|| panic!("{fault:?} after {after} (sticky cache {sticky}): acknowledged {id} is lost"));
                     assert_eq!(&got.body, body, "{fault:?}: {id}");
                 }
                 acked += s.acked.len();
                 failed += s.failed.len();
             }
             for db in store.databases().expect("dbs") {
-                audit(&db).unwrap_or_else(|e| panic!("{fault:?} after {after}: {e}"));
+                audit(&db).unwrap_or_else(|e| panic!("{fault:?} after {after} (sticky cache {sticky}): {e}"));
             }
             rt.block_on(store.close());
             fired_here += fired;
