@@ -11,6 +11,7 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+pub mod check;
 #[cfg(test)]
 pub(crate) mod fault;
 mod list;

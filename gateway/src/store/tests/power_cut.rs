@@ -9,17 +9,15 @@
 //! acknowledged update is applied, an unacknowledged operation is all there or
 //! not at all, and the counters and indexes equal a recount of the triggers.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
-use redb::ReadableTable;
 
 use super::*;
 use crate::store::fault::{Disk, Loss};
-use crate::store::tables::{self, PER_TRIGGER_OVERHEAD};
 
 /// What a trigger looks like from outside, or that it is absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,118 +129,7 @@ fn apply(before: &View, change: &Change) -> View {
     }
 }
 
-/// Everything one shard's file must satisfy on its own: bodies with every
-/// record, indexes and counters equal to a recount, no orphans.
-pub(super) fn audit(db: &redb::Database) -> Result<(), String> {
-    let txn = db.begin_read().map_err(s)?;
-    macro_rules! open {
-        ($d:expr) => {
-            txn.open_table($d).map_err(s)
-        };
-    }
-    let triggers = open!(tables::TRIGGERS)?;
-    let bodies = open!(tables::BODIES)?;
-    let transformed = open!(tables::TRANSFORMED)?;
-    let mut counts = [0u64; 4];
-    let mut used = 0u64;
-    let mut tenant_pending: BTreeMap<String, u64> = BTreeMap::new();
-    let mut want_by_state = BTreeSet::new();
-    let mut want_pending = BTreeSet::new();
-    let mut want_keys = Vec::new();
-    for entry in triggers.iter().map_err(s)? {
-        let (k, v) = entry.map_err(s)?;
-        let id = k.value();
-        let meta = TriggerMeta::decode(v.value()).map_err(|x| format!("{id}: {x}"))?;
-        let body = bodies.get(id).map_err(s)?.ok_or(format!("{id}: record without body"))?;
-        if body.value().len() != meta.body_len as usize {
-            return Err(format!("{id}: body of {} bytes, record says {}", body.value().len(), meta.body_len));
-        }
-        let t = transformed.get(id).map_err(s)?;
-        if t.is_some() != meta.has_transformed {
-            return Err(format!("{id}: transformed body present {} but record says {}", t.is_some(), meta.has_transformed));
-        }
-        counts[meta.state.code() as usize] += 1;
-        used += v.value().len() as u64 + body.value().len() as u64 + t.map_or(0, |t| t.value().len() as u64) + PER_TRIGGER_OVERHEAD;
-        want_by_state.insert((meta.state.code(), id));
-        if meta.state == State::Pending {
-            *tenant_pending.entry(meta.tenant.clone()).or_default() += 1;
-            want_pending.insert((meta.tenant.clone(), id));
-        }
-        if let Some(key) = meta.idempotency_key {
-            want_keys.push((meta.tenant, key, id));
-        }
-    }
-    for entry in bodies.iter().map_err(s)? {
-        let id = entry.map_err(s)?.0.value();
-        if triggers.get(id).map_err(s)?.is_none() {
-            return Err(format!("{id}: body without record"));
-        }
-    }
-    for entry in transformed.iter().map_err(s)? {
-        let id = entry.map_err(s)?.0.value();
-        if triggers.get(id).map_err(s)?.is_none() {
-            return Err(format!("{id}: transformed body without record"));
-        }
-    }
-    let mut by_state = BTreeSet::new();
-    for entry in open!(tables::BY_STATE)?.iter().map_err(s)? {
-        by_state.insert(entry.map_err(s)?.0.value());
-    }
-    if by_state != want_by_state {
-        return Err(format!("by_state index {by_state:?} but records say {want_by_state:?}"));
-    }
-    let mut pending = BTreeSet::new();
-    for entry in open!(tables::PENDING_BY_TENANT)?.iter().map_err(s)? {
-        let (k, _) = entry.map_err(s)?;
-        let (tenant, id) = k.value();
-        pending.insert((tenant.to_string(), id));
-    }
-    if pending != want_pending {
-        return Err(format!("pending_by_tenant {pending:?} but records say {want_pending:?}"));
-    }
-    let idempotency = open!(tables::IDEMPOTENCY)?;
-    let expiry = open!(tables::IDEM_EXPIRY)?;
-    for (tenant, key, id) in want_keys {
-        let Some(v) = idempotency.get((tenant.as_str(), key.as_str())).map_err(s)? else {
-            return Err(format!("{id}: key {key} of a stored trigger is not remembered"));
-        };
-        let (kid, first_ms) = v.value();
-        if kid != id {
-            return Err(format!("{id}: key {key} names {kid}"));
-        }
-        if expiry.get((first_ms, id)).map_err(s)?.is_none() {
-            return Err(format!("{id}: key {key} has no expiry entry"));
-        }
-    }
-    let counters = open!(tables::COUNTERS)?;
-    let counter = |name: &str| -> Result<u64, String> { Ok(counters.get(name).map_err(s)?.map_or(0, |v| v.value())) };
-    for st in State::ALL {
-        let got = counter(tables::counter_name(st))?;
-        if got != counts[st.code() as usize] {
-            return Err(format!("counter {st:?} is {got}, recount {}", counts[st.code() as usize]));
-        }
-    }
-    if counter(tables::USED_BYTES)? != used {
-        return Err(format!("used_bytes counter {} but recount {used}", counter(tables::USED_BYTES)?));
-    }
-    for entry in counters.iter().map_err(s)? {
-        let (k, v) = entry.map_err(s)?;
-        if let Some(tenant) = k.value().strip_prefix(tables::TENANT_PENDING_PREFIX) {
-            let want = tenant_pending.remove(tenant).unwrap_or(0);
-            if v.value() != want {
-                return Err(format!("pending counter of {tenant} is {}, recount {want}", v.value()));
-            }
-        }
-    }
-    if !tenant_pending.is_empty() {
-        return Err(format!("pending triggers without a tenant counter: {tenant_pending:?}"));
-    }
-    Ok(())
-}
-
-fn s(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
+pub(super) use crate::store::check::audit;
 
 /// What one cut run saw.
 struct Run {
