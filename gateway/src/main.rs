@@ -113,10 +113,51 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Check or repair the store files (offline: stop the gateway first).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Internal: the gateway runs this to compile a plugin in a limited child
     /// process (component on stdin, artifact on stdout).
     #[command(name = weir::plugin::COMPILE_SUBCOMMAND, hide = true)]
     CompilePlugin(weir::plugin::CompileArgs),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Verify every store file (checksums, records with bodies, indexes, counters); exit 1 when any is damaged.
+    Check {
+        #[command(flatten)]
+        dir: StoreDir,
+    },
+    /// Rebuild each damaged store file from what can be read of it; the damaged file is moved aside.
+    Repair {
+        #[command(flatten)]
+        dir: StoreDir,
+    },
+}
+
+/// Which store: the config's `store.path`, or a directory.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct StoreDir {
+    /// Config file whose store.path to use (WEIR_* overrides apply)
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The store directory itself
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreDir {
+    fn resolve(&self) -> Result<PathBuf, CliError> {
+        match (&self.data_dir, &self.config) {
+            (Some(dir), _) => Ok(dir.clone()),
+            (None, Some(file)) => Ok(Config::load(Some(file)).map_err(|e| CliError::Usage(e.to_string()))?.store.path),
+            (None, None) => Err(CliError::Usage("give --config FILE or --data-dir DIR".into())),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -189,6 +230,19 @@ fn main() -> ExitCode {
             }
         },
         Command::CompilePlugin(args) => weir::plugin::compile_child(&args),
+        Command::Store { command } => {
+            let result = match command {
+                StoreCommand::Check { dir } => dir.resolve().and_then(|d| cli::store_check(&d)),
+                StoreCommand::Repair { dir } => dir.resolve().and_then(|d| cli::store_repair(&d)),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
         Command::Serve { config, log_format } => match serve(config, log_format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -269,7 +323,7 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 );
                 Ok(())
             }
-            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) => {
+            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) | Command::Store { .. } => {
                 Err(CliError::Usage("not an admin command".into()))
             }
         }

@@ -8,6 +8,7 @@
 //! or forbidden; 5 refused (a 4xx such as a bad upload or nothing to roll back).
 
 mod client;
+mod store;
 mod table;
 
 use std::io::{IsTerminal, Write};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
+pub use store::{store_check, store_repair};
 
 /// The admin API's URL for a config: its admin listener, `https://` when
 /// that listener has TLS.
