@@ -10,6 +10,7 @@ mod metrics;
 mod pki;
 mod plugins;
 mod shutdown;
+mod store_cli;
 mod support;
 mod tls;
 mod traces;
