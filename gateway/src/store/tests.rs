@@ -345,5 +345,6 @@ async fn budget_pressure_removes_the_oldest_delivered_first_and_never_pending() 
     assert!(store.get(pending).await.expect("get").is_some() && store.get(pending2).await.expect("get").is_some());
     store.close().await;
 }
+mod full_disk;
 mod io_errors;
 mod power_cut;
