@@ -51,7 +51,7 @@ pub fn check_dir(dir: &Path) -> Result<Vec<FileCheck>, StoreError> {
 /// Checks one store file through a copy of it.
 pub fn check_file(path: &Path) -> Result<FileCheck, StoreError> {
     let mut report = FileCheck { path: path.to_path_buf(), triggers: None, problems: Vec::new() };
-    if let Err(redb::DatabaseError::DatabaseAlreadyOpen) = redb::ReadOnlyDatabase::open(path) {
+    if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) = guarded(|| redb::ReadOnlyDatabase::open(path).map(drop)) {
         return Err(StoreError::Open {
             path: path.to_path_buf(),
             reason: "it is in use: stop the gateway before checking its store".into(),
@@ -59,7 +59,10 @@ pub fn check_file(path: &Path) -> Result<FileCheck, StoreError> {
     }
     let copy = path.with_extension("redb.check");
     std::fs::copy(path, &copy).map_err(|e| StoreError::Io(format!("cannot copy {} to check it: {e}", path.display())))?;
-    let result = check_copy(&copy, &mut report);
+    let result = guarded(|| check_copy(&copy, &mut report)).unwrap_or_else(|e| {
+        report.problems.push(format!("redb failed reading it: {e}"));
+        Ok(())
+    });
     let _ = std::fs::remove_file(&copy);
     result?;
     Ok(report)
@@ -141,7 +144,7 @@ fn rebuild(path: &Path, report: &mut FileRepair) -> Result<(), StoreError> {
     let io = |what: &str, e: &dyn std::fmt::Display| StoreError::Io(format!("{what} {}: {e}", path.display()));
     let copy = path.with_extension("redb.salvage");
     std::fs::copy(path, &copy).map_err(|e| io("cannot copy", &e))?;
-    let salvaged = salvage(&copy, report);
+    let salvaged = guarded(|| salvage(&copy, report)).unwrap_or_default();
     let _ = std::fs::remove_file(&copy);
     let fresh = path.with_extension("redb.repaired");
     let _ = std::fs::remove_file(&fresh);
@@ -221,6 +224,12 @@ fn write_fresh(path: &Path, salvaged: &[Salvaged]) -> Result<(), StoreError> {
     deltas.write(&txn)?;
     txn.commit().map_err(super::io_err)?;
     Ok(())
+}
+
+/// Runs `f`, turning a panic inside redb (it panics on some damaged files)
+/// into an error: a damaged file must be reported, not crash the check.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| super::panic_message(p.as_ref()))
 }
 
 fn s(e: impl std::fmt::Display) -> String {
@@ -464,6 +473,29 @@ mod tests {
         let after = check_dir(dir.path()).expect("check");
         assert_eq!(after[0].problems, Vec::<String>::new());
         assert_eq!(after[0].triggers, Some(reports[0].kept));
+    }
+
+    /// A file whose tail reads as zeros (lost or never-written pages) makes
+    /// redb panic rather than fail: the check reports it, repair salvages
+    /// around it, and startup names the file instead of dying.
+    #[test]
+    fn a_zeroed_tail_is_reported_not_a_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = store_with(dir.path(), 20);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let len = bytes.len();
+        bytes[len * 2 / 3..].fill(0);
+        std::fs::write(&path, &bytes).expect("write");
+        let reports = check_dir(dir.path()).expect("check");
+        assert!(!reports[0].problems.is_empty(), "{reports:?}");
+        let err = Store::open(&StoreConfig { path: dir.path().to_path_buf(), shards: 1, ..StoreConfig::default() })
+            .err()
+            .expect("startup refuses")
+            .to_string();
+        assert!(err.contains("shard-00.redb") && err.contains("damaged"), "{err}");
+        let repaired = repair_dir(dir.path()).expect("repair");
+        assert!(repaired[0].moved_to.is_some(), "{repaired:?}");
+        assert_eq!(check_dir(dir.path()).expect("check")[0].problems, Vec::<String>::new());
     }
 
     #[test]

@@ -607,6 +607,29 @@ pub(crate) fn open_database_in(files: &Files, path: &Path, cache_mb: u64) -> Res
 }
 
 fn open_redb(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
+    // redb panics on some damaged files (zeroed pages: "entered unreachable
+    // code") instead of returning an error; startup must still name the file.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_redb_unguarded(files, path, cache_mb))).unwrap_or_else(|panic| {
+        Err(StoreError::Open {
+            path: path.to_path_buf(),
+            reason: format!(
+                "redb failed reading it ({}): the file is damaged; `weir store check` says more, `weir store repair` salvages what is readable, or restore a backup",
+                panic_message(panic.as_ref())
+            ),
+        })
+    })
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+fn open_redb_unguarded(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
     let mut builder = Database::builder();
     builder.set_cache_size((cache_mb as usize) * 1024 * 1024);
     #[cfg(test)]
