@@ -532,7 +532,9 @@ impl Files {
         if let Some(disk) = &self.disk {
             return disk.exists(path);
         }
-        path.exists()
+        // When existence cannot be told, assume the file is there: opening
+        // it then fails naming the reason, and nothing is created over it.
+        path.try_exists().unwrap_or(true)
     }
 
     /// Renames and makes the rename durable (the directory is synced).
