@@ -4,6 +4,7 @@
 
 mod drain;
 mod footprint;
+mod hostile;
 mod ingest;
 mod ingest_tls;
 mod outage;
@@ -34,6 +35,7 @@ pub enum Scenario {
     Footprint,
     Restart,
     Outage,
+    Hostile,
     All,
 }
 
@@ -48,6 +50,7 @@ impl Scenario {
             Scenario::Footprint => "footprint",
             Scenario::Restart => "restart",
             Scenario::Outage => "outage",
+            Scenario::Hostile => "hostile",
             Scenario::All => "all",
         }
     }
@@ -64,6 +67,7 @@ impl Scenario {
                 Scenario::Footprint,
                 Scenario::Restart,
                 Scenario::Outage,
+                Scenario::Hostile,
             ],
             s => vec![s],
         }
@@ -135,6 +139,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Footprint => footprint::run(ctx).await,
         Scenario::Restart => restart::run(ctx).await,
         Scenario::Outage => outage::run(ctx).await,
+        Scenario::Hostile => hostile::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;
