@@ -7,7 +7,7 @@
 //! the same load runs while senders hammer the hostile tenant. Reported per
 //! attack: the good tenant's p99 as a ratio to its baseline (goal ≤ 1.5), its
 //! answers other than 202 and its quarantined triggers (must be 0), the
-//! slowest hostile answer as a ratio to the deadline (goal ≤ 1.2), and the
+//! slowest hostile answer as a ratio to the call's wall-clock cap (goal ≤ 1.2), and the
 //! gateway's RSS after the attack against before it.
 
 use std::time::Duration;
@@ -20,8 +20,11 @@ use crate::load::{Outcome, Plan};
 use crate::report::{Metric, Report, Unit};
 use crate::weir::{Setup, TOKEN, Tenant, Weir};
 
-/// The hostile tenants' plugin deadline.
+/// The hostile tenants' `plugin_timeout_ms` (a CPU-time budget).
 const DEADLINE_MS: u64 = 200;
+/// The wall-clock cap of a call is this many times its CPU budget
+/// (docs/plugins.md): the deadline a hostile trigger's answer is held to.
+const WALL_FACTOR: u64 = 4;
 
 /// (plugin file stem, what it does). A plugin missing from `plugins/` is
 /// noted and skipped, so the list can name plugins other branches add.
@@ -32,7 +35,7 @@ const ATTACKS: [(&str, &str); 10] = [
     ("log_flood", "floods the log"),
     ("giant_output", "returns an oversized body"),
     ("trap", "traps"),
-    ("sleep_forever", "burns 1 ms, then sleeps in a WASI call"),
+    ("burn_then_sleep", "burns 1 ms, then sleeps in a WASI call"),
     ("udp_socket", "opens a UDP socket"),
     ("panic_stderr", "panics, writing to stderr"),
     ("header_flood", "returns 10,000 header changes"),
@@ -113,11 +116,11 @@ fn record(
     let ratio = good.quantile_ms(0.99) / base_p99.max(1e-6);
     let failed = good.total() - good.ok;
     let slowest = bad.hist.max() as f64 / 1000.0;
-    let deadline_ratio = slowest / DEADLINE_MS as f64;
+    let deadline_ratio = slowest / (DEADLINE_MS * WALL_FACTOR) as f64;
     push(report, &format!("{label}: good p99"), Unit::Millis, good.quantile_ms(0.99));
     push(report, &format!("{label}: good p99 / baseline"), Unit::Ratio, ratio);
     push(report, &format!("{label}: hostile answers"), Unit::Count, bad.total() as f64);
-    push(report, &format!("{label}: slowest hostile answer / deadline"), Unit::Ratio, deadline_ratio);
+    push(report, &format!("{label}: slowest hostile answer / wall-clock cap"), Unit::Ratio, deadline_ratio);
     push(report, &format!("{label}: RSS after - before"), Unit::MiB, rss_after - rss_before);
     report.goal(format!("{label}: good p99 ≤ 1.5 × baseline"), format!("{ratio:.2} ×"), Some(ratio <= 1.5));
     report.goal(
@@ -126,7 +129,7 @@ fn record(
         Some(failed == 0 && quarantined == 0),
     );
     report.goal(
-        format!("{label}: hostile trigger answered within 1.2 × its deadline"),
+        format!("{label}: hostile trigger answered within 1.2 × its wall-clock cap"),
         format!("{deadline_ratio:.2} × ({slowest:.0} ms)"),
         Some(deadline_ratio <= 1.2),
     );
