@@ -145,6 +145,24 @@ async fn sleeping_plugins_end_at_their_deadline_while_another_tenant_is_served()
     }
     assert!(load.finish().await > 0);
     assert_no_panic(&weir);
+    // A graceful stop with sleepers in flight leaves no thread behind to
+    // panic when the runtime goes away.
+    let url = format!("http://{}/ingest/sleeper/x", weir.ingest);
+    let inflight: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Client::new().send(http::Method::POST, &url, &[], "x").await })
+        })
+        .collect();
+    // Not a synchronisation: whether the senders got in first or not, the
+    // stop must be clean.
+    let mut weir = weir;
+    weir.signal(libc::SIGTERM);
+    assert!(weir.wait_exit(Duration::from_secs(60)).is_some_and(|s| s.success()), "weir did not stop cleanly");
+    for f in inflight {
+        let _ = f.await;
+    }
+    assert_no_panic(&weir);
 }
 
 /// Item 3: creating a UDP socket fails inside the guest (the plugin sees the
