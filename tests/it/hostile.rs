@@ -41,15 +41,30 @@ fn hostile_tenant(id: &str, plugin: &str, timeout_ms: u64, config: &[(&str, &str
     t
 }
 
+/// How much the gateway's resident memory may grow over an attack: the warm
+/// pool slots (up to 16 x 2 MiB kept resident) and allocator slack, with
+/// room to spare; a per-trigger leak or instances that outlive their call
+/// would blow through it over the test's triggers.
+const RSS_GROWTH_BOUND: u64 = 128 * 1024 * 1024;
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kb.expect("VmRSS") * 1024
+}
+
 /// Passthrough ingests for the calm tenant from `workers` concurrent loops
 /// until stopped; every answer that is not a plain 202 is recorded.
 struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<(usize, Vec<String>)>>,
+    pid: u32,
+    rss_before: u64,
 }
 
 impl Load {
     fn start(weir: &WeirProcess, workers: usize) -> Load {
+        let (pid, rss_before) = (weir.child.id(), rss_bytes(weir.child.id()));
         let stop = Arc::new(AtomicBool::new(false));
         let url = format!("http://{}/ingest/calm/steady", weir.ingest);
         let tasks = (0..workers)
@@ -69,10 +84,11 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, tasks }
+        Load { stop, tasks, pid, rss_before }
     }
 
-    /// Stops the load and asserts that every one of its triggers was accepted.
+    /// Stops the load and asserts that every one of its triggers was
+    /// accepted, and that the gateway's memory came back within the bound.
     async fn finish(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = 0;
@@ -81,6 +97,13 @@ impl Load {
             assert!(bad.is_empty(), "the calm tenant got {} bad answers of {n}, e.g. {:?}", bad.len(), &bad[..bad.len().min(3)]);
             total += n;
         }
+        let after = rss_bytes(self.pid);
+        assert!(
+            after <= self.rss_before + RSS_GROWTH_BOUND,
+            "RSS grew from {} to {} MiB over the attack",
+            self.rss_before >> 20,
+            after >> 20
+        );
         total
     }
 }
