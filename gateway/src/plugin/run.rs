@@ -345,3 +345,58 @@ impl HostMonotonicClock for FrozenMonotonic {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::bindings::{Accepted, Header};
+    use super::*;
+
+    fn accept(set: usize, remove: usize, value: &str, body: usize) -> Verdict {
+        Verdict::Accept(Accepted {
+            body: (body > 0).then(|| vec![b'x'; body]),
+            set_headers: (0..set).map(|i| Header { name: format!("x-h{i}"), value: value.to_string() }).collect(),
+            remove_headers: (0..remove).map(|i| format!("x-r{i}")).collect(),
+            idempotency_key: None,
+            route: None,
+        })
+    }
+
+    fn kind(r: Result<Decision, Failure>) -> Option<FailureKind> {
+        r.err().map(|f| f.kind)
+    }
+
+    #[test]
+    fn header_changes_are_bounded_in_count_and_bytes() {
+        let cap = 1 << 20;
+        assert_eq!(kind(check(accept(32, 32, "v", 0), cap)), None);
+        assert_eq!(kind(check(accept(33, 32, "v", 0), cap)), Some(FailureKind::MalformedOutput));
+        assert_eq!(kind(check(accept(10_000, 0, "v", 0), cap)), Some(FailureKind::MalformedOutput));
+        // 8 headers of ~2 KiB: within the count, over 16 KiB.
+        assert_eq!(kind(check(accept(8, 0, &"v".repeat(2100), 0), cap)), Some(FailureKind::MalformedOutput));
+        assert_eq!(kind(check(accept(8, 0, &"v".repeat(1900), 0), cap)), None);
+    }
+
+    #[test]
+    fn header_change_bytes_count_in_the_output_cap() {
+        let cap = 1000;
+        assert_eq!(kind(check(accept(0, 0, "", 1000), cap)), None);
+        assert_eq!(kind(check(accept(1, 0, "v", 1000), cap)), Some(FailureKind::MalformedOutput));
+    }
+
+    #[test]
+    fn a_plugin_key_follows_the_sender_rule() {
+        let with_key = |k: &str| {
+            Verdict::Accept(Accepted {
+                body: None,
+                set_headers: Vec::new(),
+                remove_headers: Vec::new(),
+                idempotency_key: Some(k.into()),
+                route: None,
+            })
+        };
+        assert_eq!(kind(check(with_key("order-1"), 1024)), None);
+        for bad in ["", "a b", "a\tb"] {
+            assert_eq!(kind(check(with_key(bad), 1024)), Some(FailureKind::MalformedOutput), "{bad:?}");
+        }
+    }
+}
