@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod crash;
 mod forward;
+mod hostile;
 mod ingest;
 mod metrics;
 mod pki;

@@ -16,7 +16,7 @@ use super::triggers::FilterArgs;
 use super::{Admin, Scope, json_body};
 use crate::http::{self as h, Resp};
 use crate::id::TriggerId;
-use crate::plugin::{Decision, Input};
+use crate::plugin::{Decision, Input, Phase};
 use crate::store::{Change, Filter, Order, State, StoreError};
 
 /// Replays up to this many run inside the request; more become a job.
@@ -222,34 +222,30 @@ impl Admin {
         meta.note = None;
         let run_plugin = rerun || t.meta.state == State::Quarantined;
         if run_plugin && self.plugins.has_plugin(&meta.tenant) {
-            let input = Input {
-                tenant: meta.tenant.clone(),
-                source: meta.source.clone(),
-                method: "POST".into(),
-                path: format!("/ingest/{}/{}", meta.tenant, meta.source),
-                query: String::new(),
-                headers: t.meta.headers.clone(),
-                body: t.body.clone().into(),
-                received_at_ms: meta.received_at_ms,
-            };
-            if let Some(ran) = self.plugins.run(input).await {
-                meta.plugin_version = ran.version.unwrap_or(0);
-                let v = meta.plugin_version;
-                match ran.result {
-                    Ok(Decision::Accept(tr)) => transformed = crate::ingest::apply_transform(&mut meta, tr),
-                    Ok(Decision::Reject { status, reason }) => {
-                        meta.state = State::Dead;
-                        meta.note = Some(format!("rejected by plugin v{v} on replay ({status}): {reason}"));
-                    }
-                    Ok(Decision::Drop) => {
-                        meta.state = State::Dead;
-                        meta.note = Some(format!("dropped by plugin v{v} on replay"));
-                    }
-                    Err(f) => {
-                        meta.state = State::Quarantined;
-                        meta.note = Some(crate::plugin::truncate_note(&f.to_string()));
+            let input = Input::of(&t.meta, t.body.clone().into(), Phase::Replay);
+            match self.plugins.run(input).await {
+                // No instance free within the deadline: the trigger stays as it was.
+                Some(Err(crate::plugin::Busy)) => return Ok(Some(t.meta.state)),
+                Some(Ok(ran)) => {
+                    meta.plugin_version = ran.version.unwrap_or(0);
+                    let v = meta.plugin_version;
+                    match ran.result {
+                        Ok(Decision::Accept(tr)) => transformed = crate::ingest::apply_transform(&mut meta, tr),
+                        Ok(Decision::Reject { status, reason }) => {
+                            meta.state = State::Dead;
+                            meta.note = Some(format!("rejected by plugin v{v} on replay ({status}): {reason}"));
+                        }
+                        Ok(Decision::Drop) => {
+                            meta.state = State::Dead;
+                            meta.note = Some(format!("dropped by plugin v{v} on replay"));
+                        }
+                        Err(f) => {
+                            meta.state = State::Quarantined;
+                            meta.note = Some(crate::plugin::truncate_note(&f.to_string()));
+                        }
                     }
                 }
+                None => {}
             }
         } else if run_plugin {
             // The tenant has no plugin any more: the raw trigger goes as it is.
