@@ -123,6 +123,9 @@ pub struct StoreConfig {
     pub cache_mb: u64,
     /// How long delivered triggers are kept for replay, in seconds.
     pub retention_secs: u64,
+    /// Free space to keep on the store's filesystem: below it ingest answers
+    /// 503 `disk_low` and `/readyz` is 503, before the disk is really full.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -136,6 +139,7 @@ impl Default for StoreConfig {
             idempotency_window_secs: 24 * 3600,
             cache_mb: 16,
             retention_secs: 24 * 3600,
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -199,13 +203,16 @@ impl Default for ForwardConfig {
 pub struct AdminConfig {
     /// Operator bearer token for the admin API (or `WEIR_ADMIN_TOKEN`).
     pub token: Option<String>,
+    /// A token that may only scrape `/metrics` (Prometheus `authorization`
+    /// bearer), or `WEIR_ADMIN_METRICS_TOKEN`; the operator token scrapes too.
+    pub metrics_token: Option<String>,
     /// Pace of `GET /v1/backup`, so a backup does not starve ingest of CPU and disk.
     pub backup_max_mb_per_sec: u64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { token: None, backup_max_mb_per_sec: 40 }
+        AdminConfig { token: None, metrics_token: None, backup_max_mb_per_sec: 40 }
     }
 }
 
@@ -471,6 +478,11 @@ impl Config {
         {
             return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
         }
+        if let Some(token) = &self.admin.metrics_token
+            && token.trim().is_empty()
+        {
+            return Err(invalid("admin.metrics_token", "is empty; set a long random secret or remove the key".into()));
+        }
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
         }
@@ -621,6 +633,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     // they are known to the schema too.
     let mut example = Config::default();
     example.admin.token = Some(String::new());
+    example.admin.metrics_token = Some(String::new());
     example.telemetry.otlp_endpoint = Some(String::new());
     example.server.tls = Some(TlsConfig::default());
     example.server.admin_tls = Some(TlsConfig::default());

@@ -248,9 +248,12 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             Command::Plugin { command: PluginCommand::Rollback { tenant, admin } } => cli::plugin_rollback(&global(&admin)?, &tenant).await,
             Command::Backup { out, admin } => cli::backup(&global(&admin)?, &out).await,
             Command::Restore { from, data_dir } => {
-                let config = weir::config::StoreConfig { path: data_dir.clone(), ..Default::default() };
-                let summary = weir::admin::restore(&from, &config).await.map_err(|e| match e {
-                    weir::admin::RestoreError::NotEmpty { .. } | weir::admin::RestoreError::NotABackup { .. } => {
+                // No budget or reserve while restoring: the snapshot decides what is in it, and
+                // a restore that runs out of disk fails whole (nothing is left at data_dir).
+                let config =
+                    weir::config::StoreConfig { path: data_dir.clone(), max_bytes: u64::MAX, min_free_bytes: 0, ..Default::default() };
+                let summary = weir::store::snapshot::restore(&from, &config).await.map_err(|e| match e {
+                    weir::store::RestoreError::NotEmpty { .. } | weir::store::RestoreError::NotABackup { .. } => {
                         CliError::Usage(e.to_string())
                     }
                     other => CliError::Failed(other.to_string()),

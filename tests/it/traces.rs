@@ -15,7 +15,7 @@ use prost::Message;
 use weir::config::TenantConfig;
 use weir_test_plugins as wasm;
 
-use crate::support::{Client, Gateway, Mode, Upstream, eventually};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 
 /// A loopback OTLP/HTTP receiver keeping every span (and counting requests).
 struct Receiver {
@@ -161,7 +161,7 @@ async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
         let span_id = &sent[36..52];
         assert!(forwards.iter().any(|f| hex(&f.span_id) == span_id), "attempt {i}'s traceparent names a forward span");
     }
-    let m = c.get(&gw.admin_url("/metrics"), None).await;
+    let m = c.get(&gw.admin_url("/metrics"), Some(TOKEN)).await;
     assert!(String::from_utf8_lossy(&m.body).contains("weir_trace_spans_exported_total"));
     // The same instruments arrive over OTLP.
     let pushed = eventually(Duration::from_secs(20), || async {
