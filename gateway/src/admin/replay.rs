@@ -284,6 +284,9 @@ impl Admin {
             job.cursor = Some(id.to_string());
             if job.is_recorded() && (n + 1) % PAGE == 0 {
                 self.save(job, false).await?;
+            } else {
+                // `GET /v1/replays/{job}` shows progress between saves too.
+                self.jobs.set(job);
             }
         }
         Ok(tenants)
