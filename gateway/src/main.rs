@@ -77,6 +77,9 @@ enum Command {
         /// Run as a background job even when small
         #[arg(long)]
         background: bool,
+        /// At most this many triggers per second (a large replay at the upstream's pace)
+        #[arg(long)]
+        max_per_sec: Option<u32>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -236,8 +239,8 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 cli::list(&global(&admin)?, &filter, limit, &order, all).await
             }
             Command::Triggers { command: TriggersCommand::Show { id, admin } } => cli::show(&global(&admin)?, &id).await,
-            Command::Replay { filter, ids, dry_run, rerun_plugin, background, admin } => {
-                cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background).await
+            Command::Replay { filter, ids, dry_run, rerun_plugin, background, max_per_sec, admin } => {
+                cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background, max_per_sec).await
             }
             Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
             Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,

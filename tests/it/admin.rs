@@ -379,6 +379,13 @@ async fn the_cli_end_to_end_with_json_and_exit_codes() {
     let (code, out, _) = cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--dry-run", "--json"]);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).expect("JSON")["matched"], 3);
+    // A paced background job, followed to the end.
+    let (code, out, err) =
+        cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--background", "--max-per-sec", "100"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("matched 3  replayed 3  skipped 0"), "{out}");
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--max-per-sec", "0"]);
+    assert_eq!(code, 5, "a pace of 0 is refused: {err}");
 
     let (code, _, _) = cli(&gw, Some(TOKEN), &["pause", "--tenant", "acme"]);
     assert_eq!(code, 0);

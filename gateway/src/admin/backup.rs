@@ -17,7 +17,8 @@ impl Admin {
         let (store, repo, shutdown) = (self.store.clone(), self.repo.clone(), self.shutdown.clone());
         let handle = tokio::runtime::Handle::current();
         let rate = self.backup_bytes_per_sec.max(1);
-        tokio::task::spawn_blocking(move || {
+        // Counted in the shutdown's tasks: the stream stops at its next chunk and is joined.
+        let stream = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let mut sent = 0u64;
             let result = snapshot::write(&store, &repo, &mut |chunk| {
@@ -38,6 +39,9 @@ impl Admin {
                     tx.abort(std::io::Error::other(e.to_string()));
                 }
             }
+        });
+        self.tasks.spawn("backup stream", async move {
+            let _ = stream.await;
         });
         let mut resp = Response::new(body.boxed());
         *resp.status_mut() = StatusCode::OK;
