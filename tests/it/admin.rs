@@ -563,3 +563,31 @@ async fn a_failed_restore_leaves_nothing_behind_and_a_retry_succeeds() {
     let err = String::from_utf8_lossy(&served.stderr);
     assert!(err.contains("unfinished `weir restore`") && err.contains("run weir restore again"), "{err}");
 }
+
+/// A job recorded by an older Weir (no stored selection) still resumes: its
+/// selection is what its filter matches past its cursor at the restart.
+#[tokio::test]
+async fn a_running_job_recorded_without_a_selection_still_resumes() {
+    let gw = Gateway::start().await;
+    let c = Client::new();
+    let ids = ingest(&c, &gw, "acme", "old", 5).await;
+    let dir = gw.stop().await;
+    {
+        let control = weir::store::ControlFile::open(dir.path()).expect("open the control file");
+        let job = serde_json::json!({
+            "job": 7, "scope_tenant": null, "actor": "operator", "args": {"tenant": "acme", "state": "pending"},
+            "state": "running", "matched": 5, "replayed": 2, "not_pending": 0, "cursor": ids[1], "error": null,
+            "started_at": "2026-12-01T00:00:00Z"
+        });
+        control.put_job(7, job.to_string().as_bytes()).expect("put");
+    }
+    let gw = Gateway::start_in(dir, "", |_| {}).await;
+    let done = eventually(Duration::from_secs(30), || async {
+        let j = c.get(&gw.admin_url("/v1/replays/7"), Some(TOKEN)).await.json();
+        (j["state"] == "done").then_some(j)
+    })
+    .await;
+    assert_eq!(done["replayed"], 5, "two before the restart, the three past its cursor after: {done}");
+    assert_eq!(done["skipped"], 0, "{done}");
+    gw.stop().await;
+}
