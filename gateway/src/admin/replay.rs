@@ -222,10 +222,13 @@ impl Admin {
                 }
             }
             Err(StoreError::ShuttingDown) => {
+                if !job.is_recorded() {
+                    // An inline replay answers its request and is not resumed.
+                    job.error = Some("the gateway is shutting down; replay the rest again".into());
+                    return;
+                }
                 // Stopped like a crash would stop it: still running, resumed at the next start.
-                if job.is_recorded()
-                    && let Err(e) = self.save(job, false).await
-                {
+                if let Err(e) = self.save(job, false).await {
                     tracing::warn!(job = job.job, error = %e, "replay job progress could not be saved at shutdown");
                 }
                 tracing::info!(

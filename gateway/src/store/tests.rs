@@ -345,3 +345,64 @@ async fn budget_pressure_removes_the_oldest_delivered_first_and_never_pending() 
     assert!(store.get(pending).await.expect("get").is_some() && store.get(pending2).await.expect("get").is_some());
     store.close().await;
 }
+
+/// A snapshot restores whole; a damaged one (a record it cannot decode, in
+/// the middle of the file) leaves nothing at the target and nothing beside
+/// it; a directory still marked as an unfinished restore is never opened.
+#[test]
+fn a_restore_is_all_or_nothing() {
+    let r = rt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source");
+    let store = Store::open(&config(&source, 2)).expect("open");
+    let mut ids = Vec::new();
+    for i in 0..40u8 {
+        ids.push(r.block_on(store.insert(trigger(&store, "t0", None, &[i; 100], State::Pending))).expect("insert").id);
+    }
+    let control = ControlFile::open(&source).expect("control");
+    let mut snapshot = Vec::new();
+    let n = snapshot::write(&store, &control, &mut |chunk| {
+        snapshot.extend_from_slice(&chunk);
+        Ok(())
+    })
+    .expect("snapshot");
+    assert_eq!(n, 40);
+    r.block_on(store.close());
+
+    // The third trigger frame's record gets an unknown format version.
+    let mut damaged = snapshot.clone();
+    let mut pos = 8;
+    for _ in 0..2 {
+        let len = u32::from_le_bytes(damaged[pos + 1..pos + 5].try_into().expect("len")) as usize;
+        pos += 5 + len;
+    }
+    damaged[pos + 5 + 16 + 4] = 99;
+    let (good_file, bad_file) = (dir.path().join("good"), dir.path().join("bad"));
+    std::fs::write(&good_file, &snapshot).expect("write");
+    std::fs::write(&bad_file, &damaged).expect("write");
+
+    let target = dir.path().join("restored");
+    match r.block_on(snapshot::restore(&bad_file, &config(&target, 1))) {
+        Err(RestoreError::Damaged { reason, .. }) => assert!(reason.contains("version 99"), "{reason}"),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    assert!(!target.exists(), "nothing at the target");
+    assert!(!dir.path().join(".restored.restoring").exists(), "no staging directory left");
+
+    let summary = r.block_on(snapshot::restore(&good_file, &config(&target, 1))).expect("restore");
+    assert_eq!(summary.triggers, 40);
+    let restored = Store::open(&config(&target, 1)).expect("open the restored store");
+    for id in &ids {
+        assert!(r.block_on(restored.get(*id)).expect("get").is_some(), "{id} restored");
+    }
+    r.block_on(restored.close());
+
+    let marked = dir.path().join("marked");
+    std::fs::create_dir_all(&marked).expect("mkdir");
+    std::fs::write(marked.join(snapshot::RESTORING_MARK), "").expect("mark");
+    match Store::open(&config(&marked, 1)) {
+        Err(StoreError::Open { reason, .. }) => assert!(reason.contains("unfinished `weir restore`"), "{reason}"),
+        Err(other) => panic!("expected Open, got {other}"),
+        Ok(_) => panic!("a marked directory was opened"),
+    }
+}
