@@ -478,10 +478,10 @@ async fn a_replay_moves_only_what_it_matched_while_state_changes_under_it() {
     let dry = post_json(&c, &gw, "/v1/replay", serde_json::json!({"tenant": "acme", "state": "delivered", "dry_run": true})).await;
     assert_eq!(dry.json()["matched"], 200);
 
-    // A paced job (about 4 s), and the backlog delivered while it runs.
+    // A paced job (about 7 s), and the backlog delivered while it runs.
     let mut body = filter.clone();
     body["background"] = true.into();
-    body["max_per_sec"] = 50.into();
+    body["max_per_sec"] = 30.into();
     let started = post_json(&c, &gw, "/v1/replay", body).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
     assert_eq!(started.json()["matched"], 200, "the job selects what the dry run counted");
