@@ -837,6 +837,17 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_token_and_the_free_space_reserve_come_from_the_environment_too() {
+        let env = env(&[("WEIR_ADMIN_METRICS_TOKEN", "scrape-secret"), ("WEIR_STORE_MIN_FREE_BYTES", "1048576")]);
+        let c = Config::from_toml_with_env("[[tenants]]\nid = \"acme\"\n", "t", &env).expect("valid");
+        assert_eq!(c.admin.metrics_token.as_deref(), Some("scrape-secret"));
+        assert_eq!(c.store.min_free_bytes, 1_048_576);
+        assert_eq!(Config::default().store.min_free_bytes, 256 * 1024 * 1024);
+        let empty = Config::from_toml_with_env("[admin]\nmetrics_token = \" \"\n[[tenants]]\nid = \"acme\"\n", "t", &[]);
+        assert!(empty.is_err_and(|e| e.to_string().contains("admin.metrics_token")));
+    }
+
+    #[test]
     fn env_errors_name_the_variable() {
         let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_LISTN", "x")])).unwrap_err().to_string();
         assert!(err.contains("WEIR_SERVER_LISTN"), "{err}");
