@@ -16,12 +16,15 @@
 //!   9 end        u64 number of trigger frames   (a backup without it is truncated)
 //! ```
 //!
-//! A restore is all or nothing: it builds the store in a staging directory
-//! next to the target (`.NAME.restoring`, marked by a `RESTORING` file), and
-//! renames it into place only once every frame is in and committed. A restore
-//! that fails removes its staging directory; one that was killed leaves it
-//! marked, and [`super::Store::open`] refuses a marked directory, so a
-//! half-built store is never served as if it were the whole one.
+//! A restore is all or nothing. Into a new directory, it builds the store in a
+//! staging directory next to the target (`.NAME.restoring`) and renames it
+//! into place only once every frame is in and committed. Into an existing
+//! empty directory (a mount point, where no rename can land) it builds in
+//! place. Either way the directory holds a `RESTORING` mark until the end: a
+//! restore that fails removes what it wrote; one that was killed leaves the
+//! mark, a later restore clears what it marked, and [`super::Store::open`]
+//! refuses a marked directory, so a half-built store is never served as if it
+//! were the whole one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -181,24 +184,54 @@ pub async fn restore(from: &Path, config: &StoreConfig) -> Result<RestoreSummary
         return Err(RestoreError::NotABackup { path: from.to_path_buf() });
     }
     let target = config.path.clone();
-    if std::fs::read_dir(&target).map(|mut d| d.next().is_some()).unwrap_or(false) {
-        return Err(RestoreError::NotEmpty { dir: target });
-    }
-    let staging = prepare_staging(&target)?;
-    let staged = StoreConfig { path: staging.clone(), ..config.clone() };
-    match restore_into(&data, &staged).await {
+    // A new directory is built beside the target and renamed into place. An
+    // existing empty one (often a mount point, where no rename can land) is
+    // built in place, marked until complete.
+    let in_place = target.is_dir();
+    let dir = if in_place { prepare_in_place(&target)? } else { prepare_staging(&target)? };
+    let build = StoreConfig { path: dir.clone(), ..config.clone() };
+    match restore_into(&data, &build).await {
         Ok(summary) => {
-            publish(&staging, &target)?;
+            unmark(&dir)?;
+            if !in_place {
+                publish(&dir, &target)?;
+            }
             Ok(summary)
         }
         Err(e) => {
-            if let Err(cleanup) = std::fs::remove_dir_all(&staging) {
-                tracing::warn!(dir = %staging.display(), error = %cleanup, "the failed restore's staging directory could not be removed");
+            let cleanup = if in_place { clear_dir(&dir) } else { std::fs::remove_dir_all(&dir) };
+            if let Err(cleanup) = cleanup {
+                tracing::warn!(dir = %dir.display(), error = %cleanup, "the failed restore's files could not be removed");
             }
             Err(e)
         }
     }
 }
+
+/// An existing target: empty, or what a killed restore left (marked), which is cleared.
+fn prepare_in_place(target: &Path) -> Result<PathBuf, RestoreError> {
+    let err = |e: std::io::Error| RestoreError::Staging { dir: target.to_path_buf(), reason: e.to_string() };
+    let empty = std::fs::read_dir(target).map_err(err)?.next().is_none();
+    if !empty {
+        if !target.join(RESTORING_MARK).exists() {
+            return Err(RestoreError::NotEmpty { dir: target.to_path_buf() });
+        }
+        clear_dir(target).map_err(err)?;
+    }
+    write_synced(&target.join(RESTORING_MARK), MARK_TEXT).map_err(err)?;
+    Ok(target.to_path_buf())
+}
+
+/// Removes everything inside `dir`, keeping `dir`.
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+    }
+    Ok(())
+}
+
+const MARK_TEXT: &[u8] = b"weir restore in progress; delete this directory's contents and run weir restore again\n";
 
 /// `.NAME.restoring` next to the target, created fresh and marked. A marked
 /// one left by a killed restore is removed first; an unmarked one is not ours.
@@ -215,17 +248,21 @@ fn prepare_staging(target: &Path) -> Result<PathBuf, RestoreError> {
         std::fs::remove_dir_all(&staging).map_err(|e| staging_err(&staging, e))?;
     }
     std::fs::create_dir_all(&staging).map_err(|e| staging_err(&staging, e))?;
-    write_synced(&staging.join(RESTORING_MARK), b"weir restore in progress; delete this directory and run weir restore again\n")
-        .map_err(|e| staging_err(&staging, e))?;
+    write_synced(&staging.join(RESTORING_MARK), MARK_TEXT).map_err(|e| staging_err(&staging, e))?;
     Ok(staging)
 }
 
-/// Unmarks the complete staging directory and renames it to the target.
+/// Removes the mark of a complete restore, durably.
+fn unmark(dir: &Path) -> Result<(), RestoreError> {
+    let err = |e: std::io::Error| RestoreError::Staging { dir: dir.to_path_buf(), reason: e.to_string() };
+    std::fs::remove_file(dir.join(RESTORING_MARK)).map_err(err)?;
+    sync_dir(dir).map_err(err)
+}
+
+/// Renames the complete (unmarked) staging directory to the target.
 fn publish(staging: &Path, target: &Path) -> Result<(), RestoreError> {
     let err = |e: std::io::Error| RestoreError::Staging { dir: staging.to_path_buf(), reason: e.to_string() };
-    std::fs::remove_file(staging.join(RESTORING_MARK)).map_err(err)?;
-    sync_dir(staging).map_err(err)?;
-    // rename(2) replaces an empty directory atomically; a missing one is created.
+    // The target does not exist: rename(2) creates it, atomically.
     std::fs::rename(staging, target).map_err(err)?;
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(err)?;

@@ -406,3 +406,47 @@ fn a_restore_is_all_or_nothing() {
         Ok(_) => panic!("a marked directory was opened"),
     }
 }
+
+/// Into an existing empty directory (a mount point) the restore builds in
+/// place, marked: a failure leaves it empty, a killed restore's leftovers
+/// (marked) are cleared by the next one, an unmarked non-empty one is refused.
+#[test]
+fn a_restore_into_an_existing_directory_builds_in_place_and_marked() {
+    let r = rt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source");
+    let store = Store::open(&config(&source, 1)).expect("open");
+    for i in 0..10u8 {
+        r.block_on(store.insert(trigger(&store, "t0", None, &[i; 10], State::Pending))).expect("insert");
+    }
+    let control = ControlFile::open(&source).expect("control");
+    let mut snapshot = Vec::new();
+    snapshot::write(&store, &control, &mut |chunk| {
+        snapshot.extend_from_slice(&chunk);
+        Ok(())
+    })
+    .expect("snapshot");
+    r.block_on(store.close());
+    let (good, cut) = (dir.path().join("good"), dir.path().join("cut"));
+    std::fs::write(&good, &snapshot).expect("write");
+    std::fs::write(&cut, &snapshot[..snapshot.len() - 20]).expect("write");
+
+    let mount = dir.path().join("mount");
+    std::fs::create_dir_all(&mount).expect("mkdir");
+    assert!(matches!(r.block_on(snapshot::restore(&cut, &config(&mount, 1))), Err(RestoreError::Damaged { .. })));
+    assert_eq!(std::fs::read_dir(&mount).expect("read").count(), 0, "a failed restore empties the directory it was given");
+    // What a killed restore leaves: marked, partly written.
+    std::fs::write(mount.join(snapshot::RESTORING_MARK), "").expect("mark");
+    std::fs::write(mount.join("shard-00.redb"), "half").expect("leftover");
+    assert!(Store::open(&config(&mount, 1)).is_err(), "never served");
+    let summary = r.block_on(snapshot::restore(&good, &config(&mount, 1))).expect("restore over a killed one");
+    assert_eq!(summary.triggers, 10);
+    assert!(!mount.join(snapshot::RESTORING_MARK).exists());
+    let restored = Store::open(&config(&mount, 1)).expect("open");
+    assert_eq!(restored.live_count(), 10);
+    r.block_on(restored.close());
+    assert!(
+        matches!(r.block_on(snapshot::restore(&good, &config(&mount, 1))), Err(RestoreError::NotEmpty { .. })),
+        "a real store is never overwritten"
+    );
+}
