@@ -149,7 +149,13 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let (_, _, signalled_at) = tokio::join!(ingest_task, admin_task, signalled);
     let deadline = signalled_at + grace;
     // Listeners are drained; let in-flight deliveries record, then stop writing.
-    let _ = tokio::join!(forward_task, retention);
+    let forwarding = async {
+        let _ = tokio::join!(forward_task, retention);
+    };
+    if tokio::time::timeout_at(deadline, forwarding).await.is_err() {
+        // Their triggers stay pending in the store: delivered again after the restart, same idempotency key.
+        tracing::warn!("the grace period ended before in-flight deliveries recorded their outcome");
+    }
     join_tasks(&tasks, deadline).await;
     // Every span of the drain has ended by now: export them, then stop the exporter.
     if !tracer.close(deadline).await {
