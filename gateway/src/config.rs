@@ -123,6 +123,9 @@ pub struct StoreConfig {
     pub cache_mb: u64,
     /// How long delivered triggers are kept for replay, in seconds.
     pub retention_secs: u64,
+    /// Free space to keep on the store's filesystem: below it ingest answers
+    /// 503 `disk_low` and `/readyz` is 503, before the disk is really full.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -136,6 +139,7 @@ impl Default for StoreConfig {
             idempotency_window_secs: 24 * 3600,
             cache_mb: 16,
             retention_secs: 24 * 3600,
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -199,13 +203,16 @@ impl Default for ForwardConfig {
 pub struct AdminConfig {
     /// Operator bearer token for the admin API (or `WEIR_ADMIN_TOKEN`).
     pub token: Option<String>,
+    /// A token that may only scrape `/metrics` (Prometheus `authorization`
+    /// bearer), or `WEIR_ADMIN_METRICS_TOKEN`; the operator token scrapes too.
+    pub metrics_token: Option<String>,
     /// Pace of `GET /v1/backup`, so a backup does not starve ingest of CPU and disk.
     pub backup_max_mb_per_sec: u64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { token: None, backup_max_mb_per_sec: 40 }
+        AdminConfig { token: None, metrics_token: None, backup_max_mb_per_sec: 40 }
     }
 }
 
@@ -486,6 +493,11 @@ impl Config {
         {
             return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
         }
+        if let Some(token) = &self.admin.metrics_token
+            && token.trim().is_empty()
+        {
+            return Err(invalid("admin.metrics_token", "is empty; set a long random secret or remove the key".into()));
+        }
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
         }
@@ -651,6 +663,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     // they are known to the schema too.
     let mut example = Config::default();
     example.admin.token = Some(String::new());
+    example.admin.metrics_token = Some(String::new());
     example.telemetry.otlp_endpoint = Some(String::new());
     example.server.tls = Some(TlsConfig::default());
     example.server.admin_tls = Some(TlsConfig::default());
@@ -856,6 +869,17 @@ mod tests {
         assert_eq!(c.server.admin_tls.as_ref().map(|t| t.cert.as_path()), Some(Path::new("/etc/weir/admin.crt")));
         assert_eq!(c.server.max_connections, 100);
         assert_eq!(c.forward.ca_file.as_deref(), Some(Path::new("/etc/weir/ca.pem")));
+    }
+
+    #[test]
+    fn the_metrics_token_and_the_free_space_reserve_come_from_the_environment_too() {
+        let env = env(&[("WEIR_ADMIN_METRICS_TOKEN", "scrape-secret"), ("WEIR_STORE_MIN_FREE_BYTES", "1048576")]);
+        let c = Config::from_toml_with_env("[[tenants]]\nid = \"acme\"\n", "t", &env).expect("valid");
+        assert_eq!(c.admin.metrics_token.as_deref(), Some("scrape-secret"));
+        assert_eq!(c.store.min_free_bytes, 1_048_576);
+        assert_eq!(Config::default().store.min_free_bytes, 256 * 1024 * 1024);
+        let empty = Config::from_toml_with_env("[admin]\nmetrics_token = \" \"\n[[tenants]]\nid = \"acme\"\n", "t", &[]);
+        assert!(empty.is_err_and(|e| e.to_string().contains("admin.metrics_token")));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod crash;
+mod disk;
 mod forward;
 mod hostile;
 mod ingest;

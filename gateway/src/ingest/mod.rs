@@ -346,6 +346,7 @@ pub fn health(store: &Store, headroom: u64, method: &Method, path: &str) -> Opti
 fn store_error(tenant: &str, e: StoreError) -> Resp {
     let outcome = match &e {
         StoreError::Full { .. } => "store_full",
+        StoreError::DiskLow { .. } => "disk_low",
         StoreError::ShuttingDown => "shutting_down",
         StoreError::Invalid(_) => "bad_request",
         _ => "store_unavailable",
@@ -358,6 +359,10 @@ fn store_error_resp(tenant: &str, e: StoreError) -> Resp {
         StoreError::Full { .. } => {
             tracing::warn!(tenant = %tenant, error = %e, "ingest refused: store over budget");
             h::unavailable("store_full", "this gateway's buffer is full; nothing was stored; retry later", 30)
+        }
+        StoreError::DiskLow { .. } => {
+            tracing::warn!(tenant = %tenant, error = %e, "ingest refused: disk below its free-space reserve");
+            h::unavailable("disk_low", "this gateway's disk is nearly full; nothing was stored; retry later", 30)
         }
         StoreError::ShuttingDown => {
             h::unavailable("shutting_down", "this gateway is shutting down; nothing was stored; retry (another instance or in a moment)", 5)

@@ -11,10 +11,12 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod control;
+mod disk;
 mod list;
-mod plugins;
 mod record;
 pub mod retention;
+pub mod snapshot;
 mod tables;
 mod writer;
 
@@ -28,9 +30,10 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use control::{ControlFile, PluginRepo, PluginVersion};
 pub use list::{Filter, Order};
-pub use plugins::{PluginRepo, PluginVersion};
 pub use record::{Attempt, DecodeError, FORMAT_VERSION, Outcome, State, TriggerMeta};
+pub use snapshot::{RestoreError, RestoreSummary};
 
 use crate::config::StoreConfig;
 use crate::id::{IdGenerator, TriggerId};
@@ -45,6 +48,10 @@ pub enum StoreError {
         "the store is over its disk budget ({used} of {budget} bytes used); delivered triggers are removed as they age out, or raise store.max_bytes"
     )]
     Full { used: u64, budget: u64 },
+    #[error(
+        "the store's filesystem is below its free-space reserve ({free} bytes free, store.min_free_bytes = {reserve}); free disk space"
+    )]
+    DiskLow { free: u64, reserve: u64 },
     #[error("the store cannot accept writes right now: {0}")]
     Unavailable(String),
     #[error("cannot open store file {path}: {reason}")]
@@ -62,11 +69,11 @@ pub enum StoreError {
 impl StoreError {
     /// True for faults that clear by themselves: the caller should retry later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Full { .. } | StoreError::Unavailable(_) | StoreError::ShuttingDown)
+        matches!(self, StoreError::Full { .. } | StoreError::DiskLow { .. } | StoreError::Unavailable(_) | StoreError::ShuttingDown)
     }
 }
 
-pub fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
+pub(crate) fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Io(e.into().to_string())
 }
 
@@ -140,6 +147,8 @@ struct Inner {
     dir: PathBuf,
     shards: Vec<Arc<Shard>>,
     budget: u64,
+    /// Free space the filesystem keeps (`store.min_free_bytes`).
+    disk: disk::Reserve,
     ids: IdGenerator,
     round_robin: AtomicUsize,
 }
@@ -178,7 +187,22 @@ impl Store {
     }
 
     /// Like [`Store::open`], recording commit metrics into `metrics`.
+    /// A directory an unfinished restore left behind is refused.
     pub fn open_with(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
+        if config.path.join(snapshot::RESTORING_MARK).exists() {
+            return Err(StoreError::Open {
+                path: config.path.clone(),
+                reason: format!(
+                    "this directory is an unfinished `weir restore` (it holds {}): it is incomplete; delete it and run weir restore again",
+                    snapshot::RESTORING_MARK
+                ),
+            });
+        }
+        Store::open_dir(config, metrics)
+    }
+
+    /// Opens the directory without the restore check (a restore opens its own staging directory).
+    fn open_dir(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
         let dir = config.path.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
             path: dir.clone(),
@@ -211,7 +235,14 @@ impl Store {
             }));
         }
         let store = Store {
-            inner: Arc::new(Inner { dir, shards, budget: config.max_bytes, ids: IdGenerator::default(), round_robin: AtomicUsize::new(0) }),
+            inner: Arc::new(Inner {
+                dir,
+                shards,
+                budget: config.max_bytes,
+                disk: disk::Reserve::new(config.min_free_bytes),
+                ids: IdGenerator::default(),
+                round_robin: AtomicUsize::new(0),
+            }),
         };
         for shard in &store.inner.shards {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
@@ -239,8 +270,10 @@ impl Store {
         self.inner.ids.next(at)
     }
 
-    /// Commits the trigger durably (fsync) and only then returns.
+    /// Commits the trigger durably (fsync) and only then returns. Below the
+    /// free-space reserve it is refused ([`StoreError::DiskLow`]) untouched.
     pub async fn insert(&self, trigger: NewTrigger) -> Result<Inserted, StoreError> {
+        self.inner.disk.check(&self.inner.dir)?;
         let shard = self.shard_for(&trigger.meta);
         let (reply, rx) = oneshot::channel();
         self.send(shard, Command::Insert { trigger, reply }).await?;
@@ -362,9 +395,15 @@ impl Store {
         .await
     }
 
-    /// The shard databases, for a snapshot (backup) through read transactions.
-    pub fn databases(&self) -> Result<Vec<Arc<Database>>, StoreError> {
-        self.inner.shards.iter().map(|s| s.database()).collect()
+    /// Free bytes on the store's filesystem (as of the last check, at most
+    /// a moment old), for the `weir_store_free_bytes` gauge.
+    pub fn free_bytes(&self) -> u64 {
+        self.inner.disk.free(&self.inner.dir)
+    }
+
+    /// The free-space reserve (`store.min_free_bytes`).
+    pub fn min_free_bytes(&self) -> u64 {
+        self.inner.disk.reserve()
     }
 
     /// The budget in bytes.
@@ -425,9 +464,13 @@ impl Store {
     }
 
     /// Why the store cannot take writes now, if it cannot (for `/readyz`):
-    /// a shard that is not writable, or less budget left than `headroom`
-    /// (the largest trigger a request may bring).
+    /// the filesystem below its free-space reserve, a shard that is not
+    /// writable, or less budget left than `headroom` (the largest trigger a
+    /// request may bring).
     pub fn not_ready_reason(&self, headroom: u64) -> Option<String> {
+        if let Err(e) = self.inner.disk.check(&self.inner.dir) {
+            return Some(e.to_string());
+        }
         let used: u64 = self.inner.shards.iter().map(|s| s.used_bytes.load(Ordering::Relaxed)).sum();
         if used.saturating_add(headroom) > self.inner.budget {
             return Some(format!(
@@ -461,28 +504,6 @@ impl Store {
         })
         .await;
     }
-}
-
-/// Called once per stored trigger: id, record, body, transformed body.
-pub type TriggerVisitor<'a> = dyn FnMut(TriggerId, &[u8], &[u8], Option<&[u8]>) -> Result<(), StoreError> + 'a;
-
-/// Calls `f` for every trigger in a read transaction, in id order, with its
-/// raw record bytes and bodies; returns how many. Stops at the first error.
-pub fn for_each_trigger(txn: &redb::ReadTransaction, f: &mut TriggerVisitor<'_>) -> Result<u64, StoreError> {
-    use redb::ReadableTable;
-    let triggers = txn.open_table(tables::TRIGGERS).map_err(io_err)?;
-    let bodies = txn.open_table(tables::BODIES).map_err(io_err)?;
-    let transformed = txn.open_table(tables::TRANSFORMED).map_err(io_err)?;
-    let mut n = 0;
-    for entry in triggers.iter().map_err(io_err)? {
-        let (k, v) = entry.map_err(io_err)?;
-        let id = k.value();
-        let body = bodies.get(id).map_err(io_err)?;
-        let t = transformed.get(id).map_err(io_err)?;
-        f(TriggerId::from_u128(id), v.value(), body.as_ref().map_or(&[][..], |b| b.value()), t.as_ref().map(|t| t.value()))?;
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// Runs redb reads off the async workers: they may touch the disk.
