@@ -11,6 +11,7 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod changes;
 mod list;
 mod plugins;
 mod record;
@@ -28,6 +29,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use changes::Subscription;
 pub use list::{Filter, Order};
 pub use plugins::{PluginRepo, PluginVersion};
 pub use record::{Attempt, DecodeError, FORMAT_VERSION, Outcome, State, TriggerMeta};
@@ -142,6 +144,8 @@ struct Inner {
     budget: u64,
     ids: IdGenerator,
     round_robin: AtomicUsize,
+    /// Announces each commit's newly pending triggers to subscribers.
+    changes: Arc<changes::Announcer>,
 }
 
 /// One redb file and the channel to its writer thread.
@@ -211,11 +215,18 @@ impl Store {
             }));
         }
         let store = Store {
-            inner: Arc::new(Inner { dir, shards, budget: config.max_bytes, ids: IdGenerator::default(), round_robin: AtomicUsize::new(0) }),
+            inner: Arc::new(Inner {
+                dir,
+                shards,
+                budget: config.max_bytes,
+                ids: IdGenerator::default(),
+                round_robin: AtomicUsize::new(0),
+                changes: Arc::new(changes::Announcer::default()),
+            }),
         };
         for shard in &store.inner.shards {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
-            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone());
+            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone(), store.inner.changes.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-store-{}", shard.index))
                 .spawn(move || w.run(rx))
@@ -228,6 +239,13 @@ impl Store {
 
     fn clone_budget(&self) -> writer::Budget {
         writer::Budget { limit: self.inner.budget, shards: self.inner.shards.clone() }
+    }
+
+    /// Subscribes to commit announcements: after each commit, which tenants
+    /// got triggers that became pending and the lowest such id (see
+    /// [`changes`]). The forwarder learns of work only this way.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.changes.subscribe()
     }
 
     pub fn dir(&self) -> &Path {
@@ -356,6 +374,27 @@ impl Store {
                 all.extend(tables::pending_of_tenant(&*shard.database()?, &tenant, after, limit)?);
             }
             all.sort();
+            all.truncate(limit);
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Like [`Store::pending_of_tenant`], with each trigger's route.
+    pub async fn pending_routes_of_tenant(
+        &self,
+        tenant: &str,
+        after: Option<TriggerId>,
+        limit: usize,
+    ) -> Result<Vec<(TriggerId, Option<String>)>, StoreError> {
+        let shards = self.inner.shards.clone();
+        let tenant = tenant.to_string();
+        blocking(move || {
+            let mut all = Vec::new();
+            for shard in &shards {
+                all.extend(tables::pending_routes_of_tenant(&*shard.database()?, &tenant, after, limit)?);
+            }
+            all.sort_by_key(|(id, _)| *id);
             all.truncate(limit);
             Ok(all)
         })
