@@ -21,5 +21,8 @@ pub mod retry_after;
 mod routes;
 mod scheduler;
 
+#[cfg(test)]
+mod tests;
+
 pub use routes::RouteStatus;
 pub use scheduler::{ForwardError, ForwardStatus, Forwarder, UpstreamStatus};

@@ -97,4 +97,44 @@ mod tests {
         a.publish(&HashMap::from([("t".to_string(), 1)]));
         assert!(a.subscribers.lock().unwrap().iter().all(|s| s.strong_count() == 0));
     }
+
+    fn trigger(store: &crate::store::Store, state: crate::store::State) -> crate::store::NewTrigger {
+        let meta = crate::store::TriggerMeta {
+            state,
+            received_at_ms: 0,
+            tenant: "acme".into(),
+            source: "test".into(),
+            idempotency_key: None,
+            headers: vec![],
+            body_len: 0,
+            has_transformed: false,
+            plugin_version: 0,
+            route: None,
+            note: None,
+            attempts: vec![],
+        };
+        crate::store::NewTrigger { id: store.next_id(std::time::SystemTime::now()), meta, body: bytes::Bytes::new(), transformed: None }
+    }
+
+    #[tokio::test]
+    async fn the_store_announces_what_became_pending_after_each_commit() {
+        use crate::store::{Change, State, Store};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::StoreConfig { path: dir.path().to_path_buf(), shards: 2, ..Default::default() };
+        let store = Store::open(&config).expect("open");
+        let sub = store.subscribe();
+        let first = store.insert(trigger(&store, State::Pending)).await.expect("insert").id;
+        store.insert(trigger(&store, State::Quarantined)).await.expect("insert");
+        assert_eq!(sub.take(), vec![("acme".to_string(), first)], "a quarantined trigger is not work");
+        let delivered = Change::SetState { state: State::Delivered, attempt: None, note: None };
+        assert!(store.update(first, delivered).await.expect("deliver"));
+        assert!(sub.take().is_empty(), "leaving pending is not announced");
+        // What replay does: an older trigger becomes pending again.
+        let later = store.insert(trigger(&store, State::Pending)).await.expect("insert").id;
+        sub.take();
+        let again = Change::SetState { state: State::Pending, attempt: None, note: None };
+        assert!(store.update(first, again).await.expect("replay"));
+        assert_eq!(sub.take(), vec![("acme".to_string(), first)], "the lowest id, behind {later}");
+        store.close().await;
+    }
 }

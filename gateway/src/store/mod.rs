@@ -160,6 +160,9 @@ pub(crate) struct Shard {
     pub(crate) tenant_pending: Mutex<std::collections::HashMap<String, u64>>,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tests: this many next commits fail as a failed `commit()` would.
+    #[cfg(test)]
+    pub(crate) fail_commits: std::sync::atomic::AtomicU32,
 }
 
 impl Shard {
@@ -212,6 +215,8 @@ impl Store {
                 tenant_pending: Mutex::new(tenant_pending),
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
+                #[cfg(test)]
+                fail_commits: std::sync::atomic::AtomicU32::new(0),
             }));
         }
         let store = Store {
@@ -399,6 +404,16 @@ impl Store {
             Ok(all)
         })
         .await
+    }
+
+    /// Tests: makes the next `n` commits of every shard fail the way a
+    /// failed `commit()` (ENOSPC, EIO) does: the batch is refused and the
+    /// writer reopens the file.
+    #[cfg(test)]
+    pub(crate) fn fail_next_commits(&self, n: u32) {
+        for shard in &self.inner.shards {
+            shard.fail_commits.store(n, Ordering::SeqCst);
+        }
     }
 
     /// The shard databases, for a snapshot (backup) through read transactions.

@@ -228,6 +228,11 @@ impl Writer {
         if let Err(e) = deltas.write(&txn) {
             return Err((done, e));
         }
+        #[cfg(test)]
+        if self.shard.fail_commits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            // Dropping the transaction aborts it, as a failed commit leaves nothing.
+            return Err((done, StoreError::Io("injected commit failure".into())));
+        }
         match txn.commit() {
             Ok(()) => Ok((done, deltas)),
             Err(e) => Err((done, io_err(e))),
