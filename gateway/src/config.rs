@@ -824,6 +824,18 @@ mod tests {
             ("[[tenants]]\nid = \"a\"\n[[tenants]]\nid = \"a\"", "tenants[1].id"),
             ("[admin]\ntoken = \" \"", "admin.token"),
             ("[log]\nformat = \"xml\"", "log.format"),
+            ("[[forward.routes]]\nname = \"a b\"\nupstreams = [\"http://x/\"]", "forward.routes[0].name"),
+            ("[[forward.routes]]\nname = \"push\"", "forward.routes[0].upstreams"),
+            ("[[forward.routes]]\nname = \"push\"\nupstreams = [\"ftp://x\"]", "forward.routes[0].upstreams[0]"),
+            (
+                "[[forward.routes]]\nname = \"p\"\nupstreams = [\"http://x/\"]\n[[forward.routes]]\nname = \"p\"\nupstreams = [\"http://y/\"]",
+                "forward.routes[1].name",
+            ),
+            ("[forward.deny_headers]\n\"http://nowhere/\" = [\"x-a\"]", "forward.deny_headers.\"http://nowhere/\""),
+            (
+                "[forward]\nupstreams = [\"http://x/\"]\n[forward.deny_headers]\n\"http://x/\" = [\"X-Upper\"]",
+                "forward.deny_headers.\"http://x/\"",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();

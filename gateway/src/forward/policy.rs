@@ -237,8 +237,11 @@ impl Policy {
             l.cursor = Some(*last);
         }
         for (id, route) in page {
-            if !self.scheduled.contains(&id) {
-                let route = self.routes.resolve(route.as_deref());
+            let route = self.routes.resolve(route.as_deref());
+            // A trigger whose route has no upstream (no route matches and
+            // `forward.upstreams` is empty) is held in the store: routes are
+            // fixed until a restart, which reads it again.
+            if !self.scheduled.contains(&id) && !self.routes.members[route].is_empty() {
                 l.buffer.push_back(Job { id, lane, route, retries: 0, avoid: None, released: false });
             }
         }
