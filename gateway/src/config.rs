@@ -844,6 +844,15 @@ mod tests {
     }
 
     #[test]
+    fn routes_and_deny_lists_parse_and_a_route_takes_env_overrides() {
+        let text = "[forward]\nupstreams = [\"http://a/\"]\n[forward.deny_headers]\n\"http://a/\" = [\"x-secret\"]\n\
+                    [[forward.routes]]\nname = \"push\"\nupstreams = [\"http://b/\"]\n";
+        let c = Config::from_toml_with_env(text, "t", &env(&[("WEIR_FORWARD_ROUTES_0_UPSTREAMS", "http://c/, http://a/")])).expect("valid");
+        assert_eq!(c.forward.routes, vec![RouteConfig { name: "push".into(), upstreams: vec!["http://c/".into(), "http://a/".into()] }]);
+        assert_eq!(c.forward.deny_headers["http://a/"], vec!["x-secret".to_string()]);
+    }
+
+    #[test]
     fn env_overrides_every_kind_of_key() {
         let text = "[[tenants]]\nid = \"acme\"\n";
         let c = Config::from_toml_with_env(
