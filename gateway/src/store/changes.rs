@@ -41,7 +41,8 @@ impl Announcer {
         Subscription { inbox }
     }
 
-    /// Called by a writer after `commit()` returned Ok, with the lowest id per
+    /// Called by a writer after `commit()` returned Ok (before it replies),
+    /// with the lowest id per
     /// tenant that became pending in that commit (inserted pending, or moved
     /// to pending from another state).
     pub(crate) fn publish(&self, became_pending: &HashMap<String, u128>) {

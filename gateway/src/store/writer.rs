@@ -132,7 +132,9 @@ impl Writer {
             Ok((done, mut deltas)) => {
                 self.metrics.commit_batch.observe(count as f64);
                 self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-                let became_pending = std::mem::take(&mut deltas.became_pending);
+                // Announced before any reply: once a caller hears its commit
+                // succeeded, subscribers have heard of it too.
+                self.changes.publish(&std::mem::take(&mut deltas.became_pending));
                 self.publish(deltas);
                 for d in done {
                     match d {
@@ -140,8 +142,6 @@ impl Writer {
                         Done::Update(reply, r) => drop(reply.send(r)),
                     }
                 }
-                // After the replies: announcing never delays an acknowledgement.
-                self.changes.publish(&became_pending);
                 tracing::trace!(shard = self.shard.index, batch = count, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
             }
             Err((replies, err)) => {
