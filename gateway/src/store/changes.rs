@@ -42,9 +42,8 @@ impl Announcer {
     }
 
     /// Called by a writer after `commit()` returned Ok (before it replies),
-    /// with the lowest id per
-    /// tenant that became pending in that commit (inserted pending, or moved
-    /// to pending from another state).
+    /// with the lowest id per tenant that became pending in that commit
+    /// (inserted pending, or moved to pending from another state).
     pub(crate) fn publish(&self, became_pending: &HashMap<String, u128>) {
         if became_pending.is_empty() {
             return;
