@@ -378,7 +378,13 @@ impl Policy {
         blocked: &HashSet<usize>,
         deferred: &mut Vec<Delayed>,
     ) -> Option<(Job, Option<(Instant, u64)>)> {
-        while retries_allowed && self.delayed.peek().is_some_and(|Reverse(d)| d.at <= now) {
+        if blocked.len() >= self.routes.members.len() {
+            return None;
+        }
+        // Due retries of blocked routes are set aside to look past them, but
+        // only so many per round: a large backlog must not be re-sorted on
+        // every turn while its upstream is saturated.
+        while retries_allowed && deferred.len() < LANE_PAGE && self.delayed.peek().is_some_and(|Reverse(d)| d.at <= now) {
             let Some(Reverse(d)) = self.delayed.pop() else { break };
             if self.paused.contains(&*self.lanes[d.job.lane].tenant) {
                 self.scheduled.remove(&d.job.id);
@@ -395,10 +401,15 @@ impl Policy {
         for k in 0..n {
             let i = (self.rr + k) % n;
             let lane = &mut self.lanes[i];
-            if self.paused.contains(&*lane.tenant) || lane.buffer.front().is_none_or(|j| blocked.contains(&j.route)) {
+            if self.paused.contains(&*lane.tenant) {
                 continue;
             }
-            if let Some(job) = lane.buffer.pop_front() {
+            // The lane's oldest trigger on a route that may still send: a
+            // route nobody admits now does not hold up the tenant's others
+            // (within a route, id order is kept).
+            if let Some(pos) = lane.buffer.iter().position(|j| !blocked.contains(&j.route))
+                && let Some(job) = lane.buffer.remove(pos)
+            {
                 return Some((job, None));
             }
         }

@@ -217,3 +217,50 @@ fn a_routed_trigger_uses_its_routes_upstreams_and_others_the_default() {
     let got: Vec<_> = p.dispatch(t.now()).0.iter().map(|l| (l.job.id, l.upstream)).collect();
     assert_eq!(got, vec![(id(1), 1), (id(2), 0), (id(3), 0)]);
 }
+
+#[test]
+fn due_retries_go_first_in_the_order_they_fell_due_then_lanes_take_turns() {
+    let mut t = Clock(Instant::now());
+    let mut c = config(&[A], |f| {
+        f.failure_threshold = 100;
+        f.backoff_base_ms = 100;
+        f.backoff_cap_ms = 100;
+    });
+    c.tenants.push(TenantConfig { id: "globex".into(), ..TenantConfig::default() });
+    let mut p = Policy::new(&c, HashSet::new(), t.now()).expect("policy");
+    p.refilled(0, vec![(id(1), None), (id(2), None)]);
+    let (launches, _) = p.dispatch(t.now());
+    // Two failures 10 ms apart: their retries fall due in that order.
+    let mut launches = launches.into_iter();
+    let (l1, l2) = (launches.next().expect("1"), launches.next().expect("2"));
+    p.complete(attempted(l2, refused()), t.now());
+    t.advance(Duration::from_millis(10));
+    p.complete(attempted(l1, refused()), t.now());
+    // Meanwhile both tenants got fresh triggers.
+    p.refilled(0, vec![(id(10), None), (id(11), None)]);
+    p.refilled(1, vec![(id(20), None), (id(21), None)]);
+    p.dispatch(t.now()).0.into_iter().for_each(|l| {
+        p.complete(delivered(l), t.now());
+    });
+    t.advance(Duration::from_millis(110));
+    p.refilled(0, vec![(id(12), None)]);
+    p.refilled(1, vec![(id(22), None)]);
+    let order: Vec<TriggerId> = p.dispatch(t.now()).0.iter().map(|l| l.job.id).collect();
+    assert_eq!(order[..2], [id(2), id(1)], "retries first, by due time");
+    let mut fresh = order[2..].to_vec();
+    fresh.sort();
+    assert_eq!(fresh, [id(12), id(22)], "then one trigger per tenant in turn");
+}
+
+#[test]
+fn a_route_nobody_admits_does_not_hold_up_another_routes_triggers() {
+    let t = Clock(Instant::now());
+    let mut c = config(&[A], |f| f.max_in_flight = 1);
+    c.forward.routes = vec![crate::config::RouteConfig { name: "push".into(), upstreams: vec![B.into()] }];
+    let mut p = Policy::new(&c, HashSet::new(), t.now()).expect("policy");
+    // The default route's upstream is saturated by the first trigger...
+    p.refilled(0, vec![(id(1), None), (id(2), None), (id(3), Some("push".into()))]);
+    let got: Vec<(TriggerId, usize)> = p.dispatch(t.now()).0.iter().map(|l| (l.job.id, l.upstream)).collect();
+    // ...so the second waits, but the routed third goes.
+    assert_eq!(got, vec![(id(1), 0), (id(3), 1)]);
+}
