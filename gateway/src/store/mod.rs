@@ -248,7 +248,7 @@ impl Store {
 
     /// Subscribes to commit announcements: after each commit, which tenants
     /// got triggers that became pending and the lowest such id (see
-    /// [`changes`]). The forwarder learns of work only this way.
+    /// `store/changes.rs`). The forwarder learns of work only this way.
     pub fn subscribe(&self) -> Subscription {
         self.inner.changes.subscribe()
     }
