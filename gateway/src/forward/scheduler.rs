@@ -216,8 +216,16 @@ impl Scheduler {
 
     /// Reads more of each lane's index where it may have more.
     async fn refill(&mut self) {
+        // Without named routes every trigger takes the default route: the
+        // index alone is enough, no record needs decoding.
+        let routed = self.policy.routes.members.len() > 1;
         for (lane, tenant, after) in self.policy.lanes_to_read() {
-            match self.store.pending_routes_of_tenant(&tenant, after, LANE_PAGE).await {
+            let page = if routed {
+                self.store.pending_routes_of_tenant(&tenant, after, LANE_PAGE).await
+            } else {
+                self.store.pending_of_tenant(&tenant, after, LANE_PAGE).await.map(|ids| ids.into_iter().map(|id| (id, None)).collect())
+            };
+            match page {
                 Ok(page) => self.policy.refilled(lane, page),
                 // The lane stays readable: the next turn reads again.
                 Err(e) => tracing::warn!(tenant = %tenant, error = %e, "cannot read pending triggers; will retry"),
