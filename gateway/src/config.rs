@@ -175,6 +175,21 @@ pub struct ForwardConfig {
     pub client_cert: Option<PathBuf>,
     /// Its private key (PEM).
     pub client_key: Option<PathBuf>,
+    /// Named routes: a trigger whose `route` (set by its plugin) names one is
+    /// sent to that route's upstreams; any other trigger to `upstreams`.
+    pub routes: Vec<RouteConfig>,
+    /// Per upstream URL, stored headers never sent to it (lower-case names).
+    pub deny_headers: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// One `[[forward.routes]]` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// The name a plugin gives as the trigger's route.
+    pub name: String,
+    /// Ordered upstream URLs, primary first (failover as for `forward.upstreams`).
+    pub upstreams: Vec<String>,
 }
 
 impl Default for ForwardConfig {
@@ -194,6 +209,8 @@ impl Default for ForwardConfig {
             ca_file: None,
             client_cert: None,
             client_key: None,
+            routes: Vec::new(),
+            deny_headers: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -457,6 +474,7 @@ impl Config {
         for (i, url) in self.forward.upstreams.iter().enumerate() {
             validate_upstream(url).map_err(|m| invalid(&format!("forward.upstreams[{i}]"), m))?;
         }
+        validate_routes(&self.forward)?;
         let f = &self.forward;
         let positive = [
             ("forward.timeout_ms", f.timeout_ms),
@@ -617,6 +635,38 @@ fn validate_tls(prefix: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Route names unique and valid, every route with an upstream, and every
+/// deny list naming a configured upstream and valid header names.
+fn validate_routes(f: &ForwardConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+    let mut names = std::collections::BTreeSet::new();
+    for (i, r) in f.routes.iter().enumerate() {
+        let key = |k: &str| format!("forward.routes[{i}].{k}");
+        validate_label(&r.name).map_err(|m| invalid(&key("name"), m))?;
+        if !names.insert(r.name.as_str()) {
+            return Err(invalid(&key("name"), format!("route {:?} is defined twice; give each route one table", r.name)));
+        }
+        if r.upstreams.is_empty() {
+            return Err(invalid(&key("upstreams"), "is empty; list at least one upstream URL, primary first".into()));
+        }
+        for (j, url) in r.upstreams.iter().enumerate() {
+            validate_upstream(url).map_err(|m| invalid(&format!("forward.routes[{i}].upstreams[{j}]"), m))?;
+        }
+    }
+    for (url, names) in &f.deny_headers {
+        let key = format!("forward.deny_headers.{url:?}");
+        if !f.upstreams.contains(url) && !f.routes.iter().any(|r| r.upstreams.contains(url)) {
+            return Err(invalid(&key, "names no upstream; use a URL from forward.upstreams or a route's upstreams".into()));
+        }
+        for n in names {
+            if n.is_empty() || n.bytes().any(|b| b.is_ascii_uppercase()) || http::HeaderName::from_bytes(n.as_bytes()).is_err() {
+                return Err(invalid(&key, format!("{n:?} is not a lower-case header name")));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate_upstream(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL; write e.g. \"http://10.0.0.5:9000/triggers\""))?;
     match uri.scheme_str() {
@@ -671,6 +721,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     example.forward.client_cert = Some(PathBuf::new());
     example.forward.client_key = Some(PathBuf::new());
     example.plugins.compiler = Some(PathBuf::new());
+    example.forward.routes.push(RouteConfig::default());
     example.tenants.push(TenantConfig {
         plugin: Some(PathBuf::new()),
         token: Some(String::new()),
@@ -821,11 +872,32 @@ mod tests {
             ("[plugins]\ncompile_memory_mb = 1", "plugins.compile_memory_mb"),
             ("[plugins]\ncompile_concurrency = 0", "plugins.compile_concurrency"),
             ("[plugins]\ncompile_timeout_ms = 10", "plugins.compile_timeout_ms"),
+            ("[[forward.routes]]\nname = \"a b\"\nupstreams = [\"http://x/\"]", "forward.routes[0].name"),
+            ("[[forward.routes]]\nname = \"push\"", "forward.routes[0].upstreams"),
+            ("[[forward.routes]]\nname = \"push\"\nupstreams = [\"ftp://x\"]", "forward.routes[0].upstreams[0]"),
+            (
+                "[[forward.routes]]\nname = \"p\"\nupstreams = [\"http://x/\"]\n[[forward.routes]]\nname = \"p\"\nupstreams = [\"http://y/\"]",
+                "forward.routes[1].name",
+            ),
+            ("[forward.deny_headers]\n\"http://nowhere/\" = [\"x-a\"]", "forward.deny_headers.\"http://nowhere/\""),
+            (
+                "[forward]\nupstreams = [\"http://x/\"]\n[forward.deny_headers]\n\"http://x/\" = [\"X-Upper\"]",
+                "forward.deny_headers.\"http://x/\"",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn routes_and_deny_lists_parse_and_a_route_takes_env_overrides() {
+        let text = "[forward]\nupstreams = [\"http://a/\"]\n[forward.deny_headers]\n\"http://a/\" = [\"x-secret\"]\n\
+                    [[forward.routes]]\nname = \"push\"\nupstreams = [\"http://b/\"]\n";
+        let c = Config::from_toml_with_env(text, "t", &env(&[("WEIR_FORWARD_ROUTES_0_UPSTREAMS", "http://c/, http://a/")])).expect("valid");
+        assert_eq!(c.forward.routes, vec![RouteConfig { name: "push".into(), upstreams: vec!["http://c/".into(), "http://a/".into()] }]);
+        assert_eq!(c.forward.deny_headers["http://a/"], vec!["x-secret".to_string()]);
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         Duration::from_secs(30),
         shutdown.clone(),
     ));
-    if config.forward.upstreams.is_empty() {
+    if config.forward.upstreams.is_empty() && config.forward.routes.is_empty() {
         tracing::warn!(
             "no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded"
         );
@@ -96,7 +96,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone(), metrics.clone(), tracer.clone());
+    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), metrics.clone(), tracer.clone());
     let admin = admin::Admin::new(
         &config,
         store.clone(),

@@ -163,6 +163,8 @@ impl Admin {
                         "writable_shards": s.writable_shards,
                         "ready": self.store.not_ready_reason(self.max_body_bytes).is_none(),
                         "upstreams": forward.upstreams,
+                        "routes": forward.routes,
+                        "outcomes_unrecorded": forward.outcomes_unrecorded,
                         "paused_tenants": forward.paused_tenants,
                         "in_flight": forward.in_flight,
                         "retries_waiting": forward.retries_waiting,

@@ -212,15 +212,9 @@ impl Admin {
             None => Scope::Operator,
         };
         match self.replay_selection(job, selection).await {
-            Ok(tenants) => {
-                job.state = "done".into();
-                for t in tenants {
-                    // The lane's cursor is past these ids: read from the start again.
-                    if let Err(e) = self.forwarder.rescan(&t).await {
-                        tracing::warn!(tenant = %t, error = %e, "forwarder rescan after replay failed");
-                    }
-                }
-            }
+            // The store announces the triggers that became pending; the
+            // forwarder re-reads those lanes from there by itself.
+            Ok(_) => job.state = "done".into(),
             Err(StoreError::ShuttingDown) => {
                 if !job.is_recorded() {
                     // An inline replay answers its request and is not resumed.

@@ -29,7 +29,6 @@ pub struct Ingest {
     tracer: crate::telemetry::Tracer,
     metrics: Arc<crate::telemetry::Metrics>,
     plugins: Arc<PluginHost>,
-    forwarder: crate::forward::Forwarder,
     tenants: HashMap<String, TenantConfig>,
     max_body_bytes: u64,
     request_timeout: Duration,
@@ -49,7 +48,6 @@ impl Ingest {
         config: &Config,
         store: Store,
         plugins: Arc<PluginHost>,
-        forwarder: crate::forward::Forwarder,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
     ) -> Arc<Ingest> {
@@ -58,7 +56,6 @@ impl Ingest {
             tracer,
             metrics,
             plugins,
-            forwarder,
             tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_millis(config.server.request_timeout_ms),
@@ -201,9 +198,6 @@ impl Ingest {
         match inserted {
             Ok(done) => {
                 tracing::debug!(trigger_id = %done.id, tenant = %tenant, duplicate = done.duplicate, "trigger accepted");
-                if !done.duplicate && done.state == State::Pending {
-                    self.forwarder.notify(&tenant);
-                }
                 let outcome = match (done.duplicate, done.state) {
                     (true, _) => "duplicate",
                     (false, State::Quarantined) => "quarantined",

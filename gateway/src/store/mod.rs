@@ -11,6 +11,7 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod changes;
 mod control;
 mod disk;
 mod list;
@@ -30,6 +31,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use changes::Subscription;
 pub use control::{ControlFile, PluginRepo, PluginVersion};
 pub use list::{Filter, Order};
 pub use record::{Attempt, DecodeError, FORMAT_VERSION, Outcome, State, TriggerMeta};
@@ -151,6 +153,8 @@ struct Inner {
     disk: disk::Reserve,
     ids: IdGenerator,
     round_robin: AtomicUsize,
+    /// Announces each commit's newly pending triggers to subscribers.
+    changes: Arc<changes::Announcer>,
 }
 
 /// One redb file and the channel to its writer thread.
@@ -165,6 +169,9 @@ pub(crate) struct Shard {
     pub(crate) tenant_pending: Mutex<std::collections::HashMap<String, u64>>,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tests: this many next commits fail as a failed `commit()` would.
+    #[cfg(test)]
+    pub(crate) fail_commits: std::sync::atomic::AtomicU32,
 }
 
 impl Shard {
@@ -232,6 +239,8 @@ impl Store {
                 tenant_pending: Mutex::new(tenant_pending),
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
+                #[cfg(test)]
+                fail_commits: std::sync::atomic::AtomicU32::new(0),
             }));
         }
         let store = Store {
@@ -242,11 +251,12 @@ impl Store {
                 disk: disk::Reserve::new(config.min_free_bytes),
                 ids: IdGenerator::default(),
                 round_robin: AtomicUsize::new(0),
+                changes: Arc::new(changes::Announcer::default()),
             }),
         };
         for shard in &store.inner.shards {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
-            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone());
+            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone(), store.inner.changes.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-store-{}", shard.index))
                 .spawn(move || w.run(rx))
@@ -259,6 +269,13 @@ impl Store {
 
     fn clone_budget(&self) -> writer::Budget {
         writer::Budget { limit: self.inner.budget, shards: self.inner.shards.clone() }
+    }
+
+    /// Subscribes to commit announcements: after each commit, which tenants
+    /// got triggers that became pending and the lowest such id (see
+    /// `store/changes.rs`). The forwarder learns of work only this way.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.changes.subscribe()
     }
 
     pub fn dir(&self) -> &Path {
@@ -404,6 +421,37 @@ impl Store {
     /// The free-space reserve (`store.min_free_bytes`).
     pub fn min_free_bytes(&self) -> u64 {
         self.inner.disk.reserve()
+    }
+
+    /// Like [`Store::pending_of_tenant`], with each trigger's route.
+    pub async fn pending_routes_of_tenant(
+        &self,
+        tenant: &str,
+        after: Option<TriggerId>,
+        limit: usize,
+    ) -> Result<Vec<(TriggerId, Option<String>)>, StoreError> {
+        let shards = self.inner.shards.clone();
+        let tenant = tenant.to_string();
+        blocking(move || {
+            let mut all = Vec::new();
+            for shard in &shards {
+                all.extend(tables::pending_routes_of_tenant(&*shard.database()?, &tenant, after, limit)?);
+            }
+            all.sort_by_key(|(id, _)| *id);
+            all.truncate(limit);
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Tests: makes the next `n` commits of every shard fail the way a
+    /// failed `commit()` (ENOSPC, EIO) does: the batch is refused and the
+    /// writer reopens the file.
+    #[cfg(test)]
+    pub(crate) fn fail_next_commits(&self, n: u32) {
+        for shard in &self.inner.shards {
+            shard.fail_commits.store(n, Ordering::SeqCst);
+        }
     }
 
     /// The budget in bytes.
