@@ -398,14 +398,25 @@ impl Store {
 
     /// A tenant's pending ids, oldest first, after `after`; at most `limit`.
     pub async fn pending_of_tenant(&self, tenant: &str, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
-        let shards = self.inner.shards.clone();
         let tenant = tenant.to_string();
+        self.first_of_shards(limit, |id| *id, move |db| tables::pending_of_tenant(db, &tenant, after, limit)).await
+    }
+
+    /// Runs `read` on every shard and keeps the `limit` first results by id:
+    /// ids are time-ordered across shards, so this is the oldest first.
+    async fn first_of_shards<T: Send + 'static>(
+        &self,
+        limit: usize,
+        id: fn(&T) -> TriggerId,
+        read: impl Fn(&Database) -> Result<Vec<T>, StoreError> + Send + 'static,
+    ) -> Result<Vec<T>, StoreError> {
+        let shards = self.inner.shards.clone();
         blocking(move || {
             let mut all = Vec::new();
             for shard in &shards {
-                all.extend(tables::pending_of_tenant(&*shard.database()?, &tenant, after, limit)?);
+                all.extend(read(&*shard.database()?)?);
             }
-            all.sort();
+            all.sort_by_key(id);
             all.truncate(limit);
             Ok(all)
         })
@@ -430,18 +441,8 @@ impl Store {
         after: Option<TriggerId>,
         limit: usize,
     ) -> Result<Vec<(TriggerId, Option<String>)>, StoreError> {
-        let shards = self.inner.shards.clone();
         let tenant = tenant.to_string();
-        blocking(move || {
-            let mut all = Vec::new();
-            for shard in &shards {
-                all.extend(tables::pending_routes_of_tenant(&*shard.database()?, &tenant, after, limit)?);
-            }
-            all.sort_by_key(|(id, _)| *id);
-            all.truncate(limit);
-            Ok(all)
-        })
-        .await
+        self.first_of_shards(limit, |(id, _)| *id, move |db| tables::pending_routes_of_tenant(db, &tenant, after, limit)).await
     }
 
     /// Tests: makes the next `n` commits of every shard fail the way a
