@@ -17,6 +17,7 @@ mod bindings;
 mod compile;
 mod engine;
 mod input;
+mod lane;
 mod run;
 mod upload;
 
@@ -75,7 +76,7 @@ struct TenantPlugin {
     /// At most half the pool per tenant, so the others always have room. A
     /// permit is held by the call that owns the Store, so it bounds the
     /// instances the tenant holds, not merely its requests in flight.
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
 }
 
 /// No plugin instance came free within the call's own deadline: not the
@@ -102,7 +103,9 @@ pub struct PluginHost {
     max_output_bytes: usize,
     tenants: HashMap<String, TenantPlugin>,
     active: RwLock<HashMap<String, Slot>>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
+    /// Where calls that overran their first millisecond of CPU finish.
+    slow_lane: lane::SlowLane,
     /// Compiles in child processes, with limits and per-tenant fairness.
     compiler: compile::Compiler,
     _ticker: engine::Ticker,
@@ -132,7 +135,7 @@ impl PluginHost {
                         memory_bytes: t.plugin_memory_mb * 1024 * 1024,
                         on_error: t.on_plugin_error,
                         config: Arc::new(t.config.clone()),
-                        slots: Semaphore::new(per_tenant),
+                        slots: Arc::new(Semaphore::new(per_tenant)),
                     },
                 )
             })
@@ -148,7 +151,8 @@ impl PluginHost {
             max_output_bytes: config.server.max_body_bytes as usize,
             tenants,
             active: RwLock::new(HashMap::new()),
-            slots: Semaphore::new(config.plugins.concurrency as usize),
+            slots: Arc::new(Semaphore::new(config.plugins.concurrency as usize)),
+            slow_lane: lane::SlowLane::start()?,
             compiler: compile::Compiler::new(&config.plugins, config.plugins.concurrency, max_memory),
             _ticker: ticker,
         });
@@ -192,9 +196,10 @@ impl PluginHost {
 
     /// Runs the tenant's active plugin on one trigger; `None` when it has none.
     ///
-    /// The call runs in the caller's task (it yields at every epoch tick, so
-    /// it never holds a worker for long). Its Store and its two slot permits
-    /// live in this future: a sender that hangs up drops all three at once.
+    /// The call starts in the caller's task; past its first millisecond of
+    /// CPU it moves to the low-priority slow lane (`lane.rs`). Its Store and
+    /// its two slot permits live in one future wherever it runs: a sender that
+    /// hangs up drops all three at once.
     pub async fn run(&self, input: Input) -> Option<Result<Ran, Busy>> {
         let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
         let tenant = self.tenants.get(&input.tenant)?;
@@ -215,21 +220,28 @@ impl PluginHost {
         // within the call's own deadline.
         let wait = tenant.timeout * run::WALL_FACTOR;
         let permits = tokio::time::timeout(wait, async {
-            let own = tenant.slots.acquire().await.ok()?;
-            let global = self.slots.acquire().await.ok()?;
+            let own = tenant.slots.clone().acquire_owned().await.ok()?;
+            let global = self.slots.clone().acquire_owned().await.ok()?;
             Some((own, global))
         });
-        let Ok(Some(_permits)) = permits.await else { return Some(Err(Busy)) };
-        // Declared after the permits, so on cancellation the call (and its
-        // Store) is dropped before them.
+        let Ok(Some(permits)) = permits.await else { return Some(Err(Busy)) };
         let job = self.job(tenant, loaded.clone());
+        let overran = job.overran.clone();
         let trigger = input.into_trigger();
-        let result = match job.run(&trigger, tenant.timeout).await {
-            Ok(r) => r,
-            Err(run::NoInstance) => {
-                tracing::warn!(tenant = %trigger.tenant, "no plugin instance free although a slot was; trigger refused with 503");
+        let (name, budget) = (trigger.tenant.clone(), tenant.timeout);
+        let call = async move {
+            // Declared before the call, so the call (and its Store) is
+            // dropped before the permits.
+            let _permits = permits;
+            job.run(&trigger, budget).await
+        };
+        let result = match lane::drive(&self.slow_lane, &overran, call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(run::NoInstance)) => {
+                tracing::warn!(tenant = %name, "no plugin instance free although a slot was; trigger refused with 503");
                 return Some(Err(Busy));
             }
+            Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
         };
         Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() }))
     }
@@ -252,6 +264,7 @@ impl PluginHost {
             max_log_calls: self.limits.max_log_calls,
             max_log_bytes: self.limits.max_log_bytes as usize,
             max_output_bytes: self.max_output_bytes,
+            overran: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 

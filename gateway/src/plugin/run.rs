@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -88,6 +88,9 @@ pub(super) struct Job {
     pub max_log_calls: u32,
     pub max_log_bytes: usize,
     pub max_output_bytes: usize,
+    /// Set once the call has spent `HOLD` of CPU: the caller moves it to the
+    /// slow lane (`lane::drive`).
+    pub overran: Arc<AtomicBool>,
 }
 
 /// Wall-clock cap on a call, as a multiple of its CPU budget.
@@ -217,12 +220,14 @@ impl Job {
         // scheduler round trip); past the budget, or the wall-clock cap, it
         // is interrupted.
         let wall = budget * WALL_FACTOR;
+        let overran = self.overran.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             let spent = meter.spent();
             Ok(if spent >= budget || started.elapsed() >= wall {
                 UpdateDeadline::Interrupt
             } else if spent >= HOLD {
+                overran.store(true, Ordering::Relaxed);
                 UpdateDeadline::Yield(1)
             } else {
                 UpdateDeadline::Continue(1)
