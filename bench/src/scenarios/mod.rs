@@ -273,6 +273,15 @@ pub fn ratio_text(r: f64) -> String {
     format!("{r:.2} × bare")
 }
 
+/// One passthrough tenant ("pass") forwarding to `upstream`, with room for
+/// everything the run ingests.
+pub fn forwarding_setup(plugins: &Plugins, upstream: String) -> Setup {
+    let mut setup = Setup::new(vec![Tenant::with_plugin("pass", &plugins.path("passthrough"))]);
+    setup.upstreams.push(upstream);
+    setup.max_bytes = BIG_BUDGET;
+    setup
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,13 +300,4 @@ mod tests {
         let sig = github_signature("key", b"The quick brown fox jumps over the lazy dog").expect("sig");
         assert_eq!(sig, "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
     }
-}
-
-/// One passthrough tenant ("pass") forwarding to `upstream`, with room for
-/// everything the run ingests.
-pub fn forwarding_setup(plugins: &Plugins, upstream: String) -> Setup {
-    let mut setup = Setup::new(vec![Tenant::with_plugin("pass", &plugins.path("passthrough"))]);
-    setup.upstreams.push(upstream);
-    setup.max_bytes = BIG_BUDGET;
-    setup
 }
