@@ -5,10 +5,9 @@ cd "$(dirname "$0")/.."
 # Plugins are WebAssembly components; the gateway's tests build them from plugins/.
 rustup target add wasm32-wasip2
 # Gateway: unit, property and end-to-end tests (builds the test plugins first).
-# Tests named timing_* check time bounds the issues set (a plugin deadline, an
-# attempt timeout); they run afterwards, one at a time, so the rest of the
-# suite running in parallel on 2 cores cannot stretch what they measure.
-cargo test --workspace --locked -- --skip timing_
+# Tests assert events, never stopwatches: time bounds are measured and
+# reported by weir-bench (BENCHMARKS.md), not asserted here.
+cargo test --workspace --locked
 # The benchmark harness in quick mode against the debug binary the tests
 # built: only to keep every scenario working (its figures mean nothing here).
 target_dir="${CARGO_TARGET_DIR:-target}"
@@ -16,6 +15,5 @@ mkdir -p "$target_dir/weir-bench"
 cargo run --locked -q -p weir-bench -- all --quick --weir "$target_dir/debug/weir" \
   --json "$target_dir/weir-bench/ci-quick.json" > "$target_dir/weir-bench/ci-quick.txt"
 echo "weir-bench quick mode: every scenario ran (report in $target_dir/weir-bench/ci-quick.txt)"
-cargo test --locked -p weir-gateway --test it timing_ -- --test-threads=1
 # Plugin SDK: its pure helpers (HMAC, signature parsing) run on the host.
 cargo test --locked --manifest-path plugins/Cargo.toml -p weir-plugin-sdk

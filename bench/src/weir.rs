@@ -97,15 +97,23 @@ pub struct Tenant {
     pub id: String,
     pub plugin: Option<PathBuf>,
     pub config: Vec<(String, String)>,
+    /// Other `[[tenants]]` keys, as (key, TOML value), e.g. `plugin_timeout_ms`.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Tenant {
     pub fn plain(id: &str) -> Tenant {
-        Tenant { id: id.to_string(), plugin: None, config: Vec::new() }
+        Tenant { id: id.to_string(), plugin: None, config: Vec::new(), settings: Vec::new() }
     }
 
     pub fn with_plugin(id: &str, plugin: &Path) -> Tenant {
         Tenant { plugin: Some(plugin.to_path_buf()), ..Tenant::plain(id) }
+    }
+
+    /// Sets a `[[tenants]]` key to a TOML value written as is.
+    pub fn setting(mut self, key: &str, toml_value: &str) -> Tenant {
+        self.settings.push((key.to_string(), toml_value.to_string()));
+        self
     }
 
     pub fn config(mut self, key: &str, value: &str) -> Tenant {
@@ -159,6 +167,9 @@ impl Setup {
             let _ = writeln!(t, "[[tenants]]\nid = {}", q(&tenant.id));
             if let Some(p) = &tenant.plugin {
                 let _ = writeln!(t, "plugin = {}", q(&p.display().to_string()));
+            }
+            for (k, v) in &tenant.settings {
+                let _ = writeln!(t, "{k} = {v}");
             }
             if !tenant.config.is_empty() {
                 let _ = writeln!(t, "[tenants.config]");

@@ -123,6 +123,9 @@ pub struct StoreConfig {
     pub cache_mb: u64,
     /// How long delivered triggers are kept for replay, in seconds.
     pub retention_secs: u64,
+    /// Free space to keep on the store's filesystem: below it ingest answers
+    /// 503 `disk_low` and `/readyz` is 503, before the disk is really full.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -136,6 +139,7 @@ impl Default for StoreConfig {
             idempotency_window_secs: 24 * 3600,
             cache_mb: 16,
             retention_secs: 24 * 3600,
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -171,6 +175,21 @@ pub struct ForwardConfig {
     pub client_cert: Option<PathBuf>,
     /// Its private key (PEM).
     pub client_key: Option<PathBuf>,
+    /// Named routes: a trigger whose `route` (set by its plugin) names one is
+    /// sent to that route's upstreams; any other trigger to `upstreams`.
+    pub routes: Vec<RouteConfig>,
+    /// Per upstream URL, stored headers never sent to it (lower-case names).
+    pub deny_headers: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// One `[[forward.routes]]` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// The name a plugin gives as the trigger's route.
+    pub name: String,
+    /// Ordered upstream URLs, primary first (failover as for `forward.upstreams`).
+    pub upstreams: Vec<String>,
 }
 
 impl Default for ForwardConfig {
@@ -190,6 +209,8 @@ impl Default for ForwardConfig {
             ca_file: None,
             client_cert: None,
             client_key: None,
+            routes: Vec::new(),
+            deny_headers: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -199,13 +220,16 @@ impl Default for ForwardConfig {
 pub struct AdminConfig {
     /// Operator bearer token for the admin API (or `WEIR_ADMIN_TOKEN`).
     pub token: Option<String>,
+    /// A token that may only scrape `/metrics` (Prometheus `authorization`
+    /// bearer), or `WEIR_ADMIN_METRICS_TOKEN`; the operator token scrapes too.
+    pub metrics_token: Option<String>,
     /// Pace of `GET /v1/backup`, so a backup does not starve ingest of CPU and disk.
     pub backup_max_mb_per_sec: u64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { token: None, backup_max_mb_per_sec: 40 }
+        AdminConfig { token: None, metrics_token: None, backup_max_mb_per_sec: 40 }
     }
 }
 
@@ -450,6 +474,7 @@ impl Config {
         for (i, url) in self.forward.upstreams.iter().enumerate() {
             validate_upstream(url).map_err(|m| invalid(&format!("forward.upstreams[{i}]"), m))?;
         }
+        validate_routes(&self.forward)?;
         let f = &self.forward;
         let positive = [
             ("forward.timeout_ms", f.timeout_ms),
@@ -485,6 +510,11 @@ impl Config {
             && token.trim().is_empty()
         {
             return Err(invalid("admin.token", "is empty; set a long random secret or remove the key".into()));
+        }
+        if let Some(token) = &self.admin.metrics_token
+            && token.trim().is_empty()
+        {
+            return Err(invalid("admin.metrics_token", "is empty; set a long random secret or remove the key".into()));
         }
         if !matches!(self.log.format.as_str(), "auto" | "human" | "json") {
             return Err(invalid("log.format", format!("must be \"auto\", \"human\" or \"json\"; got {:?}", self.log.format)));
@@ -605,6 +635,38 @@ fn validate_tls(prefix: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Route names unique and valid, every route with an upstream, and every
+/// deny list naming a configured upstream and valid header names.
+fn validate_routes(f: &ForwardConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+    let mut names = std::collections::BTreeSet::new();
+    for (i, r) in f.routes.iter().enumerate() {
+        let key = |k: &str| format!("forward.routes[{i}].{k}");
+        validate_label(&r.name).map_err(|m| invalid(&key("name"), m))?;
+        if !names.insert(r.name.as_str()) {
+            return Err(invalid(&key("name"), format!("route {:?} is defined twice; give each route one table", r.name)));
+        }
+        if r.upstreams.is_empty() {
+            return Err(invalid(&key("upstreams"), "is empty; list at least one upstream URL, primary first".into()));
+        }
+        for (j, url) in r.upstreams.iter().enumerate() {
+            validate_upstream(url).map_err(|m| invalid(&format!("forward.routes[{i}].upstreams[{j}]"), m))?;
+        }
+    }
+    for (url, names) in &f.deny_headers {
+        let key = format!("forward.deny_headers.{url:?}");
+        if !f.upstreams.contains(url) && !f.routes.iter().any(|r| r.upstreams.contains(url)) {
+            return Err(invalid(&key, "names no upstream; use a URL from forward.upstreams or a route's upstreams".into()));
+        }
+        for n in names {
+            if n.is_empty() || n.bytes().any(|b| b.is_ascii_uppercase()) || http::HeaderName::from_bytes(n.as_bytes()).is_err() {
+                return Err(invalid(&key, format!("{n:?} is not a lower-case header name")));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn validate_upstream(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL; write e.g. \"http://10.0.0.5:9000/triggers\""))?;
     match uri.scheme_str() {
@@ -651,6 +713,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     // they are known to the schema too.
     let mut example = Config::default();
     example.admin.token = Some(String::new());
+    example.admin.metrics_token = Some(String::new());
     example.telemetry.otlp_endpoint = Some(String::new());
     example.server.tls = Some(TlsConfig::default());
     example.server.admin_tls = Some(TlsConfig::default());
@@ -658,6 +721,7 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     example.forward.client_cert = Some(PathBuf::new());
     example.forward.client_key = Some(PathBuf::new());
     example.plugins.compiler = Some(PathBuf::new());
+    example.forward.routes.push(RouteConfig::default());
     example.tenants.push(TenantConfig {
         plugin: Some(PathBuf::new()),
         token: Some(String::new()),
@@ -808,11 +872,32 @@ mod tests {
             ("[plugins]\ncompile_memory_mb = 1", "plugins.compile_memory_mb"),
             ("[plugins]\ncompile_concurrency = 0", "plugins.compile_concurrency"),
             ("[plugins]\ncompile_timeout_ms = 10", "plugins.compile_timeout_ms"),
+            ("[[forward.routes]]\nname = \"a b\"\nupstreams = [\"http://x/\"]", "forward.routes[0].name"),
+            ("[[forward.routes]]\nname = \"push\"", "forward.routes[0].upstreams"),
+            ("[[forward.routes]]\nname = \"push\"\nupstreams = [\"ftp://x\"]", "forward.routes[0].upstreams[0]"),
+            (
+                "[[forward.routes]]\nname = \"p\"\nupstreams = [\"http://x/\"]\n[[forward.routes]]\nname = \"p\"\nupstreams = [\"http://y/\"]",
+                "forward.routes[1].name",
+            ),
+            ("[forward.deny_headers]\n\"http://nowhere/\" = [\"x-a\"]", "forward.deny_headers.\"http://nowhere/\""),
+            (
+                "[forward]\nupstreams = [\"http://x/\"]\n[forward.deny_headers]\n\"http://x/\" = [\"X-Upper\"]",
+                "forward.deny_headers.\"http://x/\"",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn routes_and_deny_lists_parse_and_a_route_takes_env_overrides() {
+        let text = "[forward]\nupstreams = [\"http://a/\"]\n[forward.deny_headers]\n\"http://a/\" = [\"x-secret\"]\n\
+                    [[forward.routes]]\nname = \"push\"\nupstreams = [\"http://b/\"]\n";
+        let c = Config::from_toml_with_env(text, "t", &env(&[("WEIR_FORWARD_ROUTES_0_UPSTREAMS", "http://c/, http://a/")])).expect("valid");
+        assert_eq!(c.forward.routes, vec![RouteConfig { name: "push".into(), upstreams: vec!["http://c/".into(), "http://a/".into()] }]);
+        assert_eq!(c.forward.deny_headers["http://a/"], vec!["x-secret".to_string()]);
     }
 
     #[test]
@@ -856,6 +941,17 @@ mod tests {
         assert_eq!(c.server.admin_tls.as_ref().map(|t| t.cert.as_path()), Some(Path::new("/etc/weir/admin.crt")));
         assert_eq!(c.server.max_connections, 100);
         assert_eq!(c.forward.ca_file.as_deref(), Some(Path::new("/etc/weir/ca.pem")));
+    }
+
+    #[test]
+    fn the_metrics_token_and_the_free_space_reserve_come_from_the_environment_too() {
+        let env = env(&[("WEIR_ADMIN_METRICS_TOKEN", "scrape-secret"), ("WEIR_STORE_MIN_FREE_BYTES", "1048576")]);
+        let c = Config::from_toml_with_env("[[tenants]]\nid = \"acme\"\n", "t", &env).expect("valid");
+        assert_eq!(c.admin.metrics_token.as_deref(), Some("scrape-secret"));
+        assert_eq!(c.store.min_free_bytes, 1_048_576);
+        assert_eq!(Config::default().store.min_free_bytes, 256 * 1024 * 1024);
+        let empty = Config::from_toml_with_env("[admin]\nmetrics_token = \" \"\n[[tenants]]\nid = \"acme\"\n", "t", &[]);
+        assert!(empty.is_err_and(|e| e.to_string().contains("admin.metrics_token")));
     }
 
     #[test]

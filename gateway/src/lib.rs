@@ -58,13 +58,17 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
 }
 
-/// Runs the gateway until `shutdown` fires, then drains: stop accepting,
-/// let in-flight requests finish (each waits for its commit) within the grace
-/// period, let in-flight deliveries record their outcome, then stop the
-/// store writers after their last commit.
+/// Runs the gateway until `shutdown` fires, then drains, all within
+/// `server.shutdown_grace_ms` of the signal: stop accepting, let in-flight
+/// requests finish (each waits for its commit), let in-flight deliveries
+/// record their outcome, wait for the background tasks (replay jobs stop
+/// between two triggers, still resumable; the metrics push; certificate
+/// watchers), export the spans of all of that, then stop the store writers
+/// after their last commit.
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::new(config.telemetry.max_tenant_labels as usize));
-    let tracer = telemetry::Tracer::start(&config.telemetry, shutdown.clone());
+    let tracer = telemetry::Tracer::start(&config.telemetry);
+    let tasks = shutdown::Tasks::default();
     // Certificates first: a bad one stops startup before anything is opened.
     let [ingest_tls, admin_tls] = config
         .server
@@ -72,7 +76,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         .map(|(name, prefix, tls)| tls.map(|tls| tls::ServerTls::load(name, prefix, tls, metrics.clone())).transpose());
     let (ingest_tls, admin_tls) = (ingest_tls?, admin_tls?);
     let store = store::Store::open_with(&config.store, metrics.clone())?;
-    let repo = std::sync::Arc::new(store::PluginRepo::open(store.dir())?);
+    let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
@@ -83,7 +87,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         Duration::from_secs(30),
         shutdown.clone(),
     ));
-    if config.forward.upstreams.is_empty() {
+    if config.forward.upstreams.is_empty() && config.forward.routes.is_empty() {
         tracing::warn!(
             "no upstream configured (forward.upstreams is empty): every accepted trigger is held in the store, none is forwarded"
         );
@@ -92,8 +96,18 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), forwarder.clone(), metrics.clone(), tracer.clone());
-    let admin = admin::Admin::new(&config, store.clone(), plugins, forwarder, repo_for_admin, metrics.clone(), tracer, shutdown.clone())?;
+    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), metrics.clone(), tracer.clone());
+    let admin = admin::Admin::new(
+        &config,
+        store.clone(),
+        plugins,
+        forwarder,
+        repo_for_admin,
+        metrics.clone(),
+        tracer.clone(),
+        shutdown.clone(),
+        tasks.clone(),
+    )?;
     admin.resume_jobs().await;
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
@@ -109,7 +123,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     );
     // Everything started: now the certificates may be watched.
     for tls in ingest_tls.iter().chain(&admin_tls) {
-        tls.spawn_watcher(shutdown.clone());
+        let watcher = tls.spawn_watcher(shutdown.clone());
+        tasks.spawn("certificate watcher", async move {
+            let _ = watcher.await;
+        });
     }
     let serving = |name, tls| http::Serving {
         name,
@@ -122,10 +139,40 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let (ingest_serving, admin_serving) = (serving("ingest", ingest_tls), serving("admin", admin_tls));
     let ingest_task = http::serve(listeners.ingest, ingest_serving, move |req| ingest.clone().handle(req), shutdown.clone());
     let admin_task = http::serve(listeners.admin, admin_serving, move |req| admin.clone().handle(req), shutdown.clone());
-    tokio::join!(ingest_task, admin_task);
+    let signalled = {
+        let mut shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            tokio::time::Instant::now()
+        }
+    };
+    let (_, _, signalled_at) = tokio::join!(ingest_task, admin_task, signalled);
+    let deadline = signalled_at + grace;
     // Listeners are drained; let in-flight deliveries record, then stop writing.
-    let _ = tokio::join!(forward_task, retention);
+    let forwarding = async {
+        let _ = tokio::join!(forward_task, retention);
+    };
+    if tokio::time::timeout_at(deadline, forwarding).await.is_err() {
+        // Their triggers stay pending in the store: delivered again after the restart, same idempotency key.
+        tracing::warn!("the grace period ended before in-flight deliveries recorded their outcome");
+    }
+    join_tasks(&tasks, deadline).await;
+    // Every span of the drain has ended by now: export them, then stop the exporter.
+    if !tracer.close(deadline).await {
+        tracing::warn!("the grace period ended before the last spans were exported");
+    }
     store.close().await;
     tracing::info!("weir stopped");
     Ok(())
+}
+
+/// Waits for the background tasks until `deadline`, and says which were left.
+async fn join_tasks(tasks: &shutdown::Tasks, deadline: tokio::time::Instant) {
+    match tokio::time::timeout_at(deadline, tasks.wait()).await {
+        Ok(()) => tracing::info!("background tasks joined"),
+        Err(_) => {
+            let left: Vec<String> = tasks.live().iter().map(|(name, n)| format!("{n} {name}")).collect();
+            tracing::warn!(left = %left.join(", "), "the grace period ended with background tasks still running; they stop with the process");
+        }
+    }
 }

@@ -77,6 +77,9 @@ enum Command {
         /// Run as a background job even when small
         #[arg(long)]
         background: bool,
+        /// At most this many triggers per second (a large replay at the upstream's pace)
+        #[arg(long)]
+        max_per_sec: Option<u32>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -295,8 +298,8 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 cli::list(&global(&admin)?, &filter, limit, &order, all).await
             }
             Command::Triggers { command: TriggersCommand::Show { id, admin } } => cli::show(&global(&admin)?, &id).await,
-            Command::Replay { filter, ids, dry_run, rerun_plugin, background, admin } => {
-                cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background).await
+            Command::Replay { filter, ids, dry_run, rerun_plugin, background, max_per_sec, admin } => {
+                cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background, max_per_sec).await
             }
             Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
             Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,
@@ -307,9 +310,12 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             Command::Plugin { command: PluginCommand::Rollback { tenant, admin } } => cli::plugin_rollback(&global(&admin)?, &tenant).await,
             Command::Backup { out, admin } => cli::backup(&global(&admin)?, &out).await,
             Command::Restore { from, data_dir } => {
-                let config = weir::config::StoreConfig { path: data_dir.clone(), ..Default::default() };
-                let summary = weir::admin::restore(&from, &config).await.map_err(|e| match e {
-                    weir::admin::RestoreError::NotEmpty { .. } | weir::admin::RestoreError::NotABackup { .. } => {
+                // No budget or reserve while restoring: the snapshot decides what is in it, and
+                // a restore that runs out of disk fails whole (nothing is left at data_dir).
+                let config =
+                    weir::config::StoreConfig { path: data_dir.clone(), max_bytes: u64::MAX, min_free_bytes: 0, ..Default::default() };
+                let summary = weir::store::snapshot::restore(&from, &config).await.map_err(|e| match e {
+                    weir::store::RestoreError::NotEmpty { .. } | weir::store::RestoreError::NotABackup { .. } => {
                         CliError::Usage(e.to_string())
                     }
                     other => CliError::Failed(other.to_string()),

@@ -379,6 +379,13 @@ async fn the_cli_end_to_end_with_json_and_exit_codes() {
     let (code, out, _) = cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--dry-run", "--json"]);
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).expect("JSON")["matched"], 3);
+    // A paced background job, followed to the end.
+    let (code, out, err) =
+        cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--background", "--max-per-sec", "100"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("matched 3  replayed 3  skipped 0"), "{out}");
+    let (code, _, err) = cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--max-per-sec", "0"]);
+    assert_eq!(code, 5, "a pace of 0 is refused: {err}");
 
     let (code, _, _) = cli(&gw, Some(TOKEN), &["pause", "--tenant", "acme"]);
     assert_eq!(code, 0);
@@ -447,4 +454,140 @@ async fn a_replay_job_killed_midway_resumes_after_restart() {
     assert_eq!(done["matched"], 600);
     let status = c.get(&format!("{admin}/v1/status"), Some(TOKEN)).await.json();
     assert_eq!(status["pending"], 600, "nothing lost");
+}
+
+/// A replay's selection is fixed when it starts: triggers that come to match
+/// while it runs (a held backlog delivered during the replay) are not
+/// replayed, and the job's count and progress agree with the dry run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_moves_only_what_it_matched_while_state_changes_under_it() {
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| c.forward.upstreams = vec![up.url()]).await;
+    let c = Client::new();
+    let first = ingest(&c, &gw, "acme", "first", 200).await;
+    up.wait_until(Duration::from_secs(30), |got| got.len() >= 200).await;
+    eventually(Duration::from_secs(30), || async {
+        let s = c.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json();
+        (s["delivered"] == 200).then_some(())
+    })
+    .await;
+    // A backlog held behind a pause: pending while the replay starts.
+    assert_eq!(post_json(&c, &gw, "/v1/tenants/acme/pause", serde_json::json!({})).await.status, StatusCode::OK);
+    let held = ingest(&c, &gw, "acme", "held", 600).await;
+    let filter = serde_json::json!({"tenant": "acme", "state": "delivered"});
+    let dry = post_json(&c, &gw, "/v1/replay", serde_json::json!({"tenant": "acme", "state": "delivered", "dry_run": true})).await;
+    assert_eq!(dry.json()["matched"], 200);
+
+    // A paced job (about 7 s), and the backlog delivered while it runs.
+    let mut body = filter.clone();
+    body["background"] = true.into();
+    body["max_per_sec"] = 30.into();
+    let started = post_json(&c, &gw, "/v1/replay", body).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    assert_eq!(started.json()["matched"], 200, "the job selects what the dry run counted");
+    let job = started.json()["job"].as_u64().expect("job");
+    assert_eq!(post_json(&c, &gw, "/v1/tenants/acme/resume", serde_json::json!({})).await.status, StatusCode::OK);
+    let job_url = gw.admin_url(&format!("/v1/replays/{job}"));
+    eventually(Duration::from_secs(30), || async {
+        let left = c.get(&gw.admin_url("/v1/triggers?tenant=acme&source=held&state=pending&limit=1"), Some(TOKEN)).await.json();
+        left["items"].as_array().is_some_and(|a| a.is_empty()).then_some(())
+    })
+    .await;
+    let mid = c.get(&job_url, Some(TOKEN)).await.json();
+    assert_eq!(mid["state"], "running", "the backlog was delivered while the job ran, so the test shows the race: {mid}");
+
+    let done = eventually(Duration::from_secs(60), || async {
+        let j = c.get(&job_url, Some(TOKEN)).await.json();
+        (j["state"] == "done").then_some(j)
+    })
+    .await;
+    assert_eq!(done["matched"], 200, "{done}");
+    assert_eq!(done["replayed"], 200, "only what was selected moves: {done}");
+    assert_eq!(done["skipped"], 0, "{done}");
+    // The upstream got every held trigger once and every replayed one twice.
+    up.wait_until(Duration::from_secs(30), |got| got.len() >= 200 + 600 + 200).await;
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for r in up.received() {
+        *seen.entry(r.header("weir-trigger-id").to_string()).or_default() += 1;
+    }
+    assert!(held.iter().all(|id| seen.get(id) == Some(&1)), "a held trigger was delivered again by the replay");
+    assert!(first.iter().all(|id| seen.get(id) == Some(&2)), "each selected trigger is delivered again, once");
+    gw.stop().await;
+}
+
+/// A restore is all or nothing: a damaged backup leaves nothing at the
+/// target (so a retry works), and `weir serve` refuses a directory an
+/// unfinished restore left behind.
+#[tokio::test]
+async fn a_failed_restore_leaves_nothing_behind_and_a_retry_succeeds() {
+    let gw = Gateway::start().await;
+    let c = Client::new();
+    let ids = ingest(&c, &gw, "acme", "s", 300).await;
+    let backup = c.get(&gw.admin_url("/v1/backup"), Some(TOKEN)).await;
+    assert_eq!(backup.status, StatusCode::OK);
+    gw.stop().await;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let (good, damaged) = (work.path().join("good.weirbak"), work.path().join("damaged.weirbak"));
+    std::fs::write(&good, &backup.body).expect("write");
+    // Damaged two thirds in: many triggers are read (and inserted) before the damage shows.
+    std::fs::write(&damaged, &backup.body[..backup.body.len() * 2 / 3]).expect("write");
+    let target = work.path().join("restored").join("data");
+    let restore = |from: &std::path::Path| {
+        Command::new(weir_bin()).args(["restore", "--from"]).arg(from).arg("--data-dir").arg(&target).output().expect("restore")
+    };
+    let failed = restore(&damaged);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&failed.stderr));
+    let left: Vec<_> =
+        std::fs::read_dir(target.parent().expect("parent")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "a failed restore leaves no store and no staging directory: {left:?}");
+
+    let retried = restore(&good);
+    assert!(retried.status.success(), "the retry into the same directory works: {}", String::from_utf8_lossy(&retried.stderr));
+    let gw = Gateway::start_with("", |c| c.store.path = target.clone()).await;
+    for id in [&ids[0], &ids[299]] {
+        assert_eq!(c.get(&gw.admin_url(&format!("/v1/triggers/{id}")), Some(TOKEN)).await.status, StatusCode::OK);
+    }
+    assert_eq!(c.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json()["pending"], 300);
+    gw.stop().await;
+
+    // What a killed restore leaves (its staging directory, marked) is never served.
+    let marked = work.path().join("marked");
+    std::fs::create_dir_all(&marked).expect("mkdir");
+    std::fs::write(marked.join("RESTORING"), "weir restore in progress").expect("mark");
+    let config = work.path().join("weir.toml");
+    std::fs::write(&config, crate::support::config_toml(&marked, "")).expect("write");
+    let served = Command::new(weir_bin()).args(["serve", "--config"]).arg(&config).output().expect("serve");
+    assert!(!served.status.success());
+    let err = String::from_utf8_lossy(&served.stderr);
+    assert!(err.contains("unfinished `weir restore`") && err.contains("run weir restore again"), "{err}");
+}
+
+/// A job recorded by an older Weir (no stored selection) still resumes: its
+/// selection is what its filter matches past its cursor at the restart.
+#[tokio::test]
+async fn a_running_job_recorded_without_a_selection_still_resumes() {
+    let gw = Gateway::start().await;
+    let c = Client::new();
+    let ids = ingest(&c, &gw, "acme", "old", 5).await;
+    let dir = gw.stop().await;
+    {
+        let control = weir::store::ControlFile::open(dir.path()).expect("open the control file");
+        let job = serde_json::json!({
+            "job": 7, "scope_tenant": null, "actor": "operator", "args": {"tenant": "acme", "state": "pending"},
+            "state": "running", "matched": 5, "replayed": 2, "not_pending": 0, "cursor": ids[1], "error": null,
+            "started_at": "2026-12-01T00:00:00Z"
+        });
+        control.put_job(7, job.to_string().as_bytes()).expect("put");
+    }
+    let gw = Gateway::start_in(dir, "", |_| {}).await;
+    let done = eventually(Duration::from_secs(30), || async {
+        let j = c.get(&gw.admin_url("/v1/replays/7"), Some(TOKEN)).await.json();
+        (j["state"] == "done").then_some(j)
+    })
+    .await;
+    assert_eq!(done["replayed"], 5, "two before the restart, the three past its cursor after: {done}");
+    assert_eq!(done["skipped"], 0, "{done}");
+    gw.stop().await;
 }

@@ -1,12 +1,16 @@
 //! Forwarding against a real loopback upstream whose behaviour the test
-//! switches: delivery headers, dead letters, retries with history,
-//! Retry-After, failover and failback, outages, 500 storms, slow upstreams,
-//! pause/resume.
+//! switches: delivery headers, the sender's and the plugin's headers, routes,
+//! dead letters, retries with history, Retry-After, failover and failback at
+//! low traffic, outages and the release of waiting retries, 500 storms, slow
+//! upstreams, pause/resume.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use http::StatusCode;
+
+use weir::config::{RouteConfig, TenantConfig};
+use weir_test_plugins as wasm;
 
 use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 
@@ -260,7 +264,7 @@ async fn a_500_storm_opens_the_breaker_without_multiplying_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timing_a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_time() {
+async fn a_slow_upstream_holds_at_most_max_in_flight_and_times_out() {
     let up = Upstream::start(Mode::Slow(Duration::from_secs(3))).await;
     let gw = Gateway::start_with("", |c| {
         fast(c, &[&up]);
@@ -279,10 +283,10 @@ async fn timing_a_slow_upstream_holds_at_most_max_in_flight_and_times_out_on_tim
         (!t["attempts"].as_array().expect("attempts").is_empty()).then_some(t)
     })
     .await;
-    let d = t["attempts"][0]["duration_ms"].as_u64().expect("duration");
-    assert!((900..=1100).contains(&d), "a 1000 ms timeout fired after {d} ms (within 10 %)");
+    // The event, not the stopwatch (how long it took is the benchmark's business).
     assert_eq!(t["attempts"][0]["outcome"], "retry");
-    assert!(t["attempts"][0]["detail"].as_str().expect("detail").contains("timed out"));
+    assert_eq!(t["attempts"][0]["status"], serde_json::Value::Null, "no answer came");
+    assert!(t["attempts"][0]["detail"].as_str().expect("detail").contains("timed out after 1000 ms"));
     // Let a few rounds of attempts happen, then rebuild the gateway's own
     // in-flight timeline from the recorded attempts (the upstream keeps
     // sleeping on requests the gateway has abandoned, so it over-counts).
@@ -382,5 +386,153 @@ async fn one_tenants_backlog_does_not_starve_anothers_fresh_trigger() {
     let pos = up.received().iter().position(|r| r.header("weir-trigger-id") == fresh).expect("fresh delivered");
     println!("fresh trigger delivered as number {} behind a backlog of {}", pos + 1, backlog.len());
     assert!(pos < 10, "round robin: the fresh trigger went out early, not after the backlog (position {pos})");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_primary_costs_a_lone_trigger_one_backoff_step_and_traffic_fails_back() {
+    let mut primary = Upstream::start(Mode::Ok).await;
+    let secondary = Upstream::start(Mode::Ok).await;
+    primary.down().await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&primary, &secondary]);
+        // Every retry finds the open primary due for a probe (backoff longer
+        // than the probe interval): the low-traffic case in which every retry
+        // used to be a probe to the dead primary.
+        c.forward.failure_threshold = 1;
+        c.forward.probe_interval_ms = 50;
+        c.forward.backoff_base_ms = 300;
+        c.forward.backoff_cap_ms = 300;
+    })
+    .await;
+    let c = Client::new();
+    for n in 0..3 {
+        let id = post(&c, &gw, "acme", &[], &format!("lone {n}")).await;
+        let t = wait_state(&c, &gw, &id, "delivered").await;
+        let upstreams: Vec<u64> =
+            t["attempts"].as_array().expect("attempts").iter().map(|a| a["upstream"].as_u64().expect("upstream")).collect();
+        // The first attempt may be the primary's probe; the retry is not.
+        assert!(upstreams == [1] || upstreams == [0, 1], "trigger {n}: attempts went to {upstreams:?}");
+    }
+    primary.up();
+    let back = eventually(Duration::from_secs(20), || async {
+        let id = post(&c, &gw, "acme", &[], "after").await;
+        let t = wait_state(&c, &gw, &id, "delivered").await;
+        (t["attempts"].as_array().and_then(|a| a.last()).map(|a| a["upstream"].clone()) == Some(0.into())).then_some(id)
+    })
+    .await;
+    assert!(primary.received().iter().any(|r| r.header("weir-trigger-id") == back), "failback to the primary");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn retries_waiting_on_a_recovered_upstream_go_when_its_breaker_closes() {
+    let mut up = Upstream::start(Mode::Ok).await;
+    up.down().await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.failure_threshold = 1;
+        c.forward.probe_interval_ms = 100;
+        // A failed trigger waits a minute: far longer than this test may take.
+        c.forward.backoff_base_ms = 60_000;
+        c.forward.backoff_cap_ms = 60_000;
+    })
+    .await;
+    let c = Client::new();
+    let mut waiting = Vec::new();
+    for n in 0..3 {
+        let id = post(&c, &gw, "acme", &[], &format!("outage {n}")).await;
+        eventually(Duration::from_secs(20), || async { (!get(&c, &gw, &id).await["attempts"].as_array()?.is_empty()).then_some(()) }).await;
+        waiting.push(id);
+    }
+    // (The attempt is on the trigger a moment before the forwarder books the retry.)
+    eventually(Duration::from_secs(20), || async { (status(&c, &gw).await["retries_waiting"] == 3).then_some(()) }).await;
+    up.up();
+    // Fresh triggers probe the upstream until its breaker closes...
+    eventually(Duration::from_secs(20), || async {
+        let id = post(&c, &gw, "acme", &[], "fresh").await;
+        wait_state(&c, &gw, &id, "delivered").await;
+        (status(&c, &gw).await["retries_waiting"] == 0).then_some(())
+    })
+    .await;
+    // ...and then the waiting retries go at once, not a minute later.
+    for id in &waiting {
+        let t = wait_state(&c, &gw, id, "delivered").await;
+        assert_eq!(t["attempts"].as_array().expect("attempts").len(), 2);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_github_webhook_reaches_the_upstream_with_its_headers() {
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&up]);
+        c.forward.deny_headers.insert(up.url(), vec!["x-internal-only".into()]);
+    })
+    .await;
+    let c = Client::new();
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-github-event", "push"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("x-hub-signature-256", "sha256=d57c68ca6f92289e6987922ff26938930f6e66a2d161ef06abdf1859230aa23c"),
+        ("authorization", "Bearer sender-secret"),
+        ("x-internal-only", "never upstream"),
+        // A sender cannot forge what Weir says.
+        ("weir-tenant", "globex"),
+        ("weir-trigger-id", "forged"),
+    ];
+    let id = post(&c, &gw, "acme", &headers, r#"{"ref":"refs/heads/main"}"#).await;
+    wait_state(&c, &gw, &id, "delivered").await;
+    let got = up.received().into_iter().find(|r| r.header("weir-trigger-id") == id).expect("received");
+    assert_eq!(got.header("x-github-event"), "push");
+    assert_eq!(got.header("x-github-delivery"), "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    assert_eq!(got.header("x-hub-signature-256"), headers[3].1);
+    assert_eq!(got.header("content-type"), "application/json");
+    assert_eq!(got.header("authorization"), "", "credentials are never stored, so never sent");
+    assert_eq!(got.header("x-internal-only"), "", "the upstream's deny list");
+    assert_eq!(got.header("weir-tenant"), "acme");
+    assert_eq!(got.headers.get_all("weir-trigger-id").iter().count(), 1);
+    assert_eq!(got.header("idempotency-key"), id);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugins_headers_and_route_reach_the_routes_upstream() {
+    let default = Upstream::start(Mode::Ok).await;
+    let pushes = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| {
+        fast(c, &[&default]);
+        c.forward.routes = vec![RouteConfig { name: "push".into(), upstreams: vec![pushes.url()] }];
+        c.tenants.push(TenantConfig { id: "routed".into(), plugin: Some(wasm::SET_ROUTE.into()), ..TenantConfig::default() });
+    })
+    .await;
+    let c = Client::new();
+    let url = gw.ingest_url("/ingest/routed/gh");
+    let send = |route: &'static str| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let r = c.post(&url, &[("x-route", route), ("x-remove-me", "secret-ish"), ("x-kept", "yes")], "{}").await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+            r.json()["id"].as_str().expect("id").to_string()
+        }
+    };
+    let routed = send("push").await;
+    let unknown = send("nobody-has-this-route").await;
+    wait_state(&c, &gw, &routed, "delivered").await;
+    wait_state(&c, &gw, &unknown, "delivered").await;
+    let got = pushes.received().into_iter().find(|r| r.header("weir-trigger-id") == routed).expect("the route's upstream got it");
+    assert_eq!(got.header("x-routed-by"), "set-route", "a header the plugin set");
+    assert_eq!(got.header("x-remove-me"), "", "a header the plugin removed");
+    assert_eq!(got.header("x-kept"), "yes");
+    assert!(default.received().iter().all(|r| r.header("weir-trigger-id") != routed));
+    assert!(default.received().iter().any(|r| r.header("weir-trigger-id") == unknown), "an unknown route takes forward.upstreams");
+    let s = status(&c, &gw).await;
+    assert_eq!(s["routes"][0]["name"], serde_json::Value::Null);
+    assert_eq!(s["routes"][0]["upstreams"][0], default.url());
+    assert_eq!(s["routes"][1]["name"], "push");
+    assert_eq!(s["routes"][1]["upstreams"][0], pushes.url());
+    assert_eq!(s["upstreams"][1]["url"], pushes.url());
     gw.stop().await;
 }

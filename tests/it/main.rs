@@ -4,7 +4,9 @@
 mod admin;
 mod config;
 mod crash;
+mod disk;
 mod forward;
+mod hostile;
 mod ingest;
 mod metrics;
 mod pki;

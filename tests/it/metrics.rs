@@ -16,7 +16,7 @@ use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 pub(crate) type Samples = BTreeMap<(String, Vec<(String, String)>), f64>;
 
 pub(crate) async fn scrape(c: &Client, gw: &Gateway) -> Samples {
-    let r = c.get(&gw.admin_url("/metrics"), None).await;
+    let r = c.get(&gw.admin_url("/metrics"), Some(TOKEN)).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.body.to_vec()).expect("utf8");
     let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -106,7 +106,7 @@ async fn counters_move_as_triggers_flow_and_labels_stay_bounded() {
 #[tokio::test]
 async fn alert_rules_and_docs_name_only_metrics_that_exist() {
     let gw = Gateway::start().await;
-    let page = Client::new().get(&gw.admin_url("/metrics"), None).await;
+    let page = Client::new().get(&gw.admin_url("/metrics"), Some(TOKEN)).await;
     let text = String::from_utf8(page.body.to_vec()).expect("utf8");
     let declared: std::collections::BTreeSet<&str> =
         text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
@@ -123,5 +123,35 @@ async fn alert_rules_and_docs_name_only_metrics_that_exist() {
         }
         assert!(named > 0, "{file} names no metric");
     }
+    gw.stop().await;
+}
+
+/// Metrics name every tenant, and tenants reach the admin listener with their
+/// own tokens: scraping needs the operator token or the dedicated metrics
+/// token, which opens nothing else.
+#[tokio::test]
+async fn scraping_needs_the_operator_or_the_metrics_token() {
+    const METRICS_TOKEN: &str = "scrape-only-token";
+    let gw = Gateway::start_with("", |c| {
+        c.admin.metrics_token = Some(METRICS_TOKEN.into());
+        c.tenants[0].token = Some("acme-own-token".into());
+    })
+    .await;
+    let c = Client::new();
+    let page = |token: Option<&'static str>| {
+        let (c, url) = (c.clone(), gw.admin_url("/metrics"));
+        async move { c.get(&url, token).await }
+    };
+    let anonymous = page(None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(!String::from_utf8_lossy(&anonymous.body).contains("globex"), "no tenant name leaks to an anonymous caller");
+    assert_eq!(page(Some("acme-own-token")).await.status, StatusCode::FORBIDDEN, "a tenant token does not scrape");
+    assert_eq!(page(Some("wrong")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(page(Some(TOKEN)).await.status, StatusCode::OK);
+    let scraped = page(Some(METRICS_TOKEN)).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&scraped.body).contains("# TYPE weir_ready gauge"));
+    // The metrics token opens nothing else.
+    assert_eq!(c.get(&gw.admin_url("/v1/status"), Some(METRICS_TOKEN)).await.status, StatusCode::UNAUTHORIZED);
     gw.stop().await;
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use http::StatusCode;
@@ -163,29 +163,27 @@ async fn reject_answers_the_plugin_status_and_drop_stores_nothing() {
     gw.stop().await;
 }
 
-/// Each hostile plugin: quarantined within 1.2 x the deadline, process up.
+/// Each hostile plugin: its trigger quarantined with the fault named, the
+/// raw trigger kept, the process up. (How fast is the benchmark's question.)
 #[tokio::test]
-async fn timing_hostile_plugins_are_contained_and_their_triggers_quarantined() {
+async fn hostile_plugins_are_contained_and_their_triggers_quarantined() {
     const DEADLINE_MS: u64 = 500;
     let hostile = [
-        ("spin", wasm::SPIN_FOREVER, "deadline"),
-        ("hog", wasm::MEMORY_HOG, "memory"),
-        ("trap", wasm::TRAP, "trap"),
-        ("giant", wasm::GIANT_OUTPUT, ""),
-        ("deep", wasm::DEEP_RECURSION, "trap"),
-        ("badv", wasm::BAD_VERDICT, "malformed_output"),
+        ("spin", wasm::SPIN_FOREVER, "plugin deadline:"),
+        ("hog", wasm::MEMORY_HOG, "plugin memory:"),
+        ("trap", wasm::TRAP, "plugin trap:"),
+        ("giant", wasm::GIANT_OUTPUT, "plugin memory:"),
+        ("deep", wasm::DEEP_RECURSION, "plugin trap:"),
+        ("badv", wasm::BAD_VERDICT, "plugin malformed_output:"),
     ];
     let tenants =
         hostile.iter().map(|(id, path, _)| TenantConfig { plugin_timeout_ms: DEADLINE_MS, ..tenant(id, Some(path), &[]) }).collect();
     let gw = gateway(tenants).await;
     let c = Client::new();
     for (id, _, kind) in hostile {
-        let started = Instant::now();
         let r = c.post(&gw.ingest_url(&format!("/ingest/{id}/x")), &[], "payload").await;
-        let elapsed = started.elapsed();
         assert_eq!(r.status, StatusCode::ACCEPTED, "{id}: {:?}", r.body);
         assert_eq!(r.json()["quarantined"], true, "{id}");
-        assert!(elapsed <= Duration::from_millis(DEADLINE_MS * 12 / 10), "{id} took {elapsed:?}");
         let t = trigger(&c, &gw, &id_of(&r)).await;
         assert_eq!(t["state"], "quarantined", "{id}");
         assert_eq!(t["body"]["data"], "payload", "{id}: the raw trigger is kept for replay");
@@ -383,12 +381,12 @@ async fn hot_swap_under_load_fails_no_request() {
     gw.stop().await;
 }
 
-/// Calls start on the async worker with a 1 ms CPU budget; a plugin that
-/// needs longer (but stays within its tenant's budget) is run again on the
-/// blocking pool and its verdict stands: nothing is quarantined for being
-/// slower than the inline budget.
+/// Past its first millisecond of CPU a call yields at every epoch tick; a
+/// plugin that needs longer (but stays within its tenant's budget) keeps
+/// its verdict: nothing is quarantined for yielding, and the CPU budget is
+/// counted across the polls.
 #[tokio::test]
-async fn a_plugin_slower_than_the_inline_budget_still_gets_its_own_budget() {
+async fn a_plugin_slower_than_a_millisecond_still_gets_its_own_budget() {
     let gw =
         gateway(vec![TenantConfig { plugin_timeout_ms: 5000, ..tenant("busy", Some(wasm::BUSY_THEN_ACCEPT), &[("rounds", "50000000")]) }])
             .await;
@@ -400,5 +398,89 @@ async fn a_plugin_slower_than_the_inline_budget_still_gets_its_own_budget() {
     }
     let m = crate::metrics::scrape(&c, &gw).await;
     assert_eq!(crate::metrics::get(&m, "weir_plugin_failures_total", &[("tenant", "busy"), ("kind", "deadline")]), 0.0);
+    gw.stop().await;
+}
+
+/// Issue 16.5: the plugin is told its phase, and sees the same input at
+/// ingest and at replay: the stored headers, so never the sender's
+/// credentials (which Weir does not store).
+#[tokio::test]
+async fn a_plugin_sees_its_phase_and_the_same_stored_input_at_ingest_and_replay() {
+    // Delivered first: replay takes triggers that are no longer pending.
+    let up = crate::support::Upstream::start(crate::support::Mode::Ok).await;
+    let url = up.url();
+    let gw = Gateway::start_with("", move |c| {
+        c.tenants.push(tenant("ph", Some(wasm::PHASE_ECHO), &[]));
+        c.forward.upstreams = vec![url];
+    })
+    .await;
+    let c = Client::new();
+    let headers = [("authorization", "Bearer sender-secret"), ("cookie", "session=1"), ("x-event", "push")];
+    let r = c.post(&gw.ingest_url("/ingest/ph/x"), &headers, "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = id_of(&r);
+    let header = |t: &serde_json::Value, name: &str| -> Vec<String> {
+        let all: Vec<(String, String)> = serde_json::from_value(t["headers"].clone()).expect("headers");
+        all.into_iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect()
+    };
+    let t = trigger(&c, &gw, &id).await;
+    assert_eq!(header(&t, "x-phase"), ["ingest"]);
+    assert_eq!(header(&t, "x-saw-credentials"), ["no"], "credentials are never shown to a plugin");
+    assert_eq!(header(&t, "x-event"), ["push"]);
+    up.wait_until(Duration::from_secs(30), |got| !got.is_empty()).await;
+    crate::support::eventually(Duration::from_secs(30), || async { (trigger(&c, &gw, &id).await["state"] == "delivered").then_some(()) })
+        .await;
+    let auth = format!("Bearer {TOKEN}");
+    let body = serde_json::json!({"tenant": "ph", "ids": [id], "rerun_plugin": true}).to_string();
+    let rp = c
+        .send(
+            http::Method::POST,
+            &gw.admin_url("/v1/replay"),
+            &[("authorization", auth.as_str()), ("content-type", "application/json")],
+            body,
+        )
+        .await
+        .expect("replay");
+    assert_eq!(rp.status, StatusCode::OK, "{:?}", rp.body);
+    assert_eq!(rp.json()["replayed"], 1, "{:?}", rp.body);
+    let t = trigger(&c, &gw, &id).await;
+    assert_eq!(header(&t, "x-phase"), ["replay"]);
+    assert_eq!(header(&t, "x-saw-credentials"), ["no"]);
+    gw.stop().await;
+}
+
+/// A component built against `weir:plugin@0.1.0` still loads and runs.
+#[tokio::test]
+async fn a_plugin_built_for_contract_0_1_0_still_runs() {
+    let gw = gateway(vec![tenant("old", Some(wasm::LEGACY_V0_1), &[])]).await;
+    let c = Client::new();
+    let r = c.post(&gw.ingest_url("/ingest/old/x"), &[], "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(r.json()["quarantined"], false, "{:?}", r.body);
+    let t = trigger(&c, &gw, &id_of(&r)).await;
+    let headers: Vec<(String, String)> = serde_json::from_value(t["headers"].clone()).expect("headers");
+    assert!(headers.contains(&("x-contract".into(), "0.1.0".into())), "{headers:?}");
+    gw.stop().await;
+}
+
+/// Issue 12.7: one idempotency-key rule for the sender's header and the
+/// plugin's verdict: a space or a tab inside is refused by both.
+#[tokio::test]
+async fn an_idempotency_key_with_a_space_or_tab_is_refused_from_sender_and_plugin_alike() {
+    let gw = gateway(vec![tenant("ec", Some(wasm::ECHO_CONFIG), &[])]).await;
+    let c = Client::new();
+    let url = gw.ingest_url("/ingest/ec/x");
+    for bad in ["a b", "a\tb"] {
+        let r = c.post(&url, &[("idempotency-key", bad)], "").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "sender key {bad:?}: {:?}", r.body);
+        assert_eq!(r.json()["error"], "invalid_idempotency_key");
+        // echo-config returns its `x-test-key` header as the idempotency key.
+        let r = c.post(&url, &[("x-test-key", bad)], "").await;
+        assert_eq!(r.json()["quarantined"], true, "plugin key {bad:?}: {:?}", r.body);
+        let note = trigger(&c, &gw, &id_of(&r)).await["note"].as_str().unwrap_or_default().to_string();
+        assert!(note.contains("malformed_output") && note.contains("idempotency key"), "{note}");
+    }
+    let ok = c.post(&url, &[("idempotency-key", "  padded-key  ")], "").await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "surrounding whitespace is framing: {:?}", ok.body);
     gw.stop().await;
 }

@@ -65,3 +65,85 @@ async fn a_second_signal_exits_at_once() {
     let status = weir.wait_exit(Duration::from_secs(5)).expect("exits at once on the second signal");
     assert_eq!(status.code(), Some(130));
 }
+
+/// A background replay cut by SIGTERM stops between two triggers, still
+/// `running`, and the next start resumes it to the end (as after a SIGKILL).
+/// The shutdown waits for it: its last line comes after the job stopped.
+#[tokio::test]
+async fn a_replay_job_stopped_by_sigterm_resumes_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    // No upstream: the triggers stay pending, only the replay moves them.
+    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("write");
+    let mut weir = WeirProcess::start(&config);
+    let c = Client::new();
+    for i in 0..400 {
+        let r = c.post(&format!("http://{}/ingest/acme/job", weir.ingest), &[], format!("{i}")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    let admin = format!("http://{}", weir.admin);
+    let auth = format!("Bearer {TOKEN}");
+    // Paced at 100/s: about 4 s, so SIGTERM surely lands mid-way.
+    let body = r#"{"tenant":"acme","state":"pending","background":true,"max_per_sec":100}"#;
+    let r = c.send(http::Method::POST, &format!("{admin}/v1/replay"), &[("authorization", auth.as_str())], body).await.expect("replay");
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let job = r.json()["job"].as_u64().expect("job");
+    let job_url = format!("{admin}/v1/replays/{job}");
+    let mid = crate::support::eventually(Duration::from_secs(30), || async {
+        let j = c.get(&job_url, Some(TOKEN)).await.json();
+        (j["replayed"].as_u64().unwrap_or(0) >= 20).then_some(j)
+    })
+    .await;
+    assert_eq!(mid["state"], "running", "{mid}");
+
+    weir.signal(libc::SIGTERM);
+    let status = weir.wait_exit(Duration::from_secs(20)).expect("exits within the grace period");
+    assert_eq!(status.code(), Some(0), "log:\n{}", weir.log_text());
+    let log = weir.log_text();
+
+    let weir = WeirProcess::start(&config);
+    weir.wait_for_log("resuming a replay job", Duration::from_secs(10));
+    let job_url = format!("http://{}/v1/replays/{job}", weir.admin);
+    let done = crate::support::eventually(Duration::from_secs(60), || async {
+        let j = c.get(&job_url, Some(TOKEN)).await.json();
+        (j["state"] == "done").then_some(j)
+    })
+    .await;
+    assert_eq!(done["matched"], 400, "{done}");
+    assert_eq!(done["replayed"], 400, "every selected trigger once, across the restart: {done}");
+    // The first run's shutdown waited for the job before it stopped.
+    let at = |needle: &str| log.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"));
+    assert!(at("replay job stopped by shutdown") < at("background tasks joined"), "the job was joined");
+    assert!(at("background tasks joined") < at("weir stopped"));
+}
+
+/// The spans of a request still in flight at SIGTERM reach the collector:
+/// the exporter stops only after the drain, having sent them.
+// Two workers: the receiver answers while the test blocks waiting for the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_requests_draining_at_sigterm_are_exported() {
+    let otlp = crate::traces::Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    let extra = format!("\n[telemetry]\notlp_endpoint = \"http://{}\"\n", otlp.addr);
+    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("write");
+    let mut weir = WeirProcess::start(&config);
+    let mut s = half_sent_request(&weir).await;
+    let warm = Client::new().post(&format!("http://{}/ingest/acme/warm", weir.ingest), &[], "w").await;
+    assert_eq!(warm.status, StatusCode::ACCEPTED);
+
+    weir.signal(libc::SIGTERM);
+    weir.wait_for_log("shutdown requested", Duration::from_secs(10));
+    s.write_all(b"world").await.expect("finish body");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.expect("read response");
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    let id = resp.split("\"id\":\"").nth(1).and_then(|r| r.get(..26)).expect("id in body").to_string();
+    let status = weir.wait_exit(Duration::from_secs(20)).expect("exits after draining");
+    assert_eq!(status.code(), Some(0), "log:\n{}", weir.log_text());
+    // Exported before the process exited: no waiting after the exit.
+    let spans = otlp.spans();
+    let drained = spans.iter().find(|sp| sp.name == "ingest" && crate::traces::attr(sp, "weir.trigger_id").as_deref() == Some(id.as_str()));
+    assert!(drained.is_some(), "the draining request's ingest span was exported; got {} spans", spans.len());
+}

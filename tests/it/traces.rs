@@ -15,11 +15,11 @@ use prost::Message;
 use weir::config::TenantConfig;
 use weir_test_plugins as wasm;
 
-use crate::support::{Client, Gateway, Mode, Upstream, eventually};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 
 /// A loopback OTLP/HTTP receiver keeping every span (and counting requests).
-struct Receiver {
-    addr: std::net::SocketAddr,
+pub(crate) struct Receiver {
+    pub(crate) addr: std::net::SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
     requests: Arc<Mutex<usize>>,
     /// Metric name → sum of its number data points, from the latest export.
@@ -27,7 +27,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
@@ -91,7 +91,7 @@ impl Receiver {
         Receiver { addr, spans, requests, metrics }
     }
 
-    fn spans(&self) -> Vec<Span> {
+    pub(crate) fn spans(&self) -> Vec<Span> {
         self.spans.lock().expect("lock").clone()
     }
 }
@@ -100,7 +100,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn attr(s: &Span, key: &str) -> Option<String> {
+pub(crate) fn attr(s: &Span, key: &str) -> Option<String> {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     s.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref()).and_then(|v| match &v.value {
         Some(Value::StringValue(s)) => Some(s.clone()),
@@ -161,7 +161,7 @@ async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
         let span_id = &sent[36..52];
         assert!(forwards.iter().any(|f| hex(&f.span_id) == span_id), "attempt {i}'s traceparent names a forward span");
     }
-    let m = c.get(&gw.admin_url("/metrics"), None).await;
+    let m = c.get(&gw.admin_url("/metrics"), Some(TOKEN)).await;
     assert!(String::from_utf8_lossy(&m.body).contains("weir_trace_spans_exported_total"));
     // The same instruments arrive over OTLP.
     let pushed = eventually(Duration::from_secs(20), || async {

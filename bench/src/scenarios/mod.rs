@@ -4,6 +4,7 @@
 
 mod drain;
 mod footprint;
+mod hostile;
 mod ingest;
 mod ingest_tls;
 mod outage;
@@ -34,6 +35,7 @@ pub enum Scenario {
     Footprint,
     Restart,
     Outage,
+    Hostile,
     All,
 }
 
@@ -48,6 +50,7 @@ impl Scenario {
             Scenario::Footprint => "footprint",
             Scenario::Restart => "restart",
             Scenario::Outage => "outage",
+            Scenario::Hostile => "hostile",
             Scenario::All => "all",
         }
     }
@@ -64,6 +67,7 @@ impl Scenario {
                 Scenario::Footprint,
                 Scenario::Restart,
                 Scenario::Outage,
+                Scenario::Hostile,
             ],
             s => vec![s],
         }
@@ -135,6 +139,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Footprint => footprint::run(ctx).await,
         Scenario::Restart => restart::run(ctx).await,
         Scenario::Outage => outage::run(ctx).await,
+        Scenario::Hostile => hostile::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;
@@ -268,6 +273,15 @@ pub fn ratio_text(r: f64) -> String {
     format!("{r:.2} × bare")
 }
 
+/// One passthrough tenant ("pass") forwarding to `upstream`, with room for
+/// everything the run ingests.
+pub fn forwarding_setup(plugins: &Plugins, upstream: String) -> Setup {
+    let mut setup = Setup::new(vec![Tenant::with_plugin("pass", &plugins.path("passthrough"))]);
+    setup.upstreams.push(upstream);
+    setup.max_bytes = BIG_BUDGET;
+    setup
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,13 +300,4 @@ mod tests {
         let sig = github_signature("key", b"The quick brown fox jumps over the lazy dog").expect("sig");
         assert_eq!(sig, "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
     }
-}
-
-/// One passthrough tenant ("pass") forwarding to `upstream`, with room for
-/// everything the run ingests.
-pub fn forwarding_setup(plugins: &Plugins, upstream: String) -> Setup {
-    let mut setup = Setup::new(vec![Tenant::with_plugin("pass", &plugins.path("passthrough"))]);
-    setup.upstreams.push(upstream);
-    setup.max_bytes = BIG_BUDGET;
-    setup
 }

@@ -51,6 +51,8 @@ pub enum AuthError {
 
 pub struct Auth {
     operator: Option<String>,
+    /// May scrape `/metrics` and nothing else.
+    metrics: Option<String>,
     tenants: Vec<(String, String)>,
 }
 
@@ -82,7 +84,7 @@ impl Auth {
                 tenants.push((tenant, token.trim().to_string()));
             }
         }
-        Ok(Auth { operator: config.admin.token.clone(), tenants })
+        Ok(Auth { operator: config.admin.token.clone(), metrics: config.admin.metrics_token.clone(), tenants })
     }
 
     /// The scope of a request, or the 401 to answer.
@@ -94,8 +96,7 @@ impl Auth {
                 "this gateway has no admin token; set [admin] token in the config or WEIR_ADMIN_TOKEN, then restart",
             ));
         }
-        let given = authorization.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-        let Some(given) = given else {
+        let Some(given) = bearer(authorization) else {
             return Err(unauthorized("send `Authorization: Bearer <token>` with the operator token or your tenant token"));
         };
         // Compare against every token, without stopping early.
@@ -112,6 +113,30 @@ impl Auth {
         }
         found.ok_or_else(|| unauthorized("the bearer token is not valid for this gateway"))
     }
+
+    /// Whether a request may scrape `/metrics`: the operator token or the
+    /// metrics token. Metrics name every tenant, so a tenant token gets 403
+    /// and no token 401 (docs/observability.md).
+    pub fn check_metrics(&self, authorization: Option<&HeaderValue>) -> Result<(), Resp> {
+        if let Some(metrics) = &self.metrics
+            && bearer(authorization).is_some_and(|given| constant_time_eq(given.as_bytes(), metrics.as_bytes()))
+        {
+            return Ok(());
+        }
+        match self.check(authorization)? {
+            Scope::Operator => Ok(()),
+            Scope::Tenant(_) => Err(h::error(
+                StatusCode::FORBIDDEN,
+                "operator_only",
+                "/metrics needs the operator token or admin.metrics_token, not a tenant token",
+            )),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(authorization: Option<&HeaderValue>) -> Option<&str> {
+    authorization.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
 }
 
 fn unauthorized(message: &str) -> Resp {

@@ -24,11 +24,10 @@ use crate::forward::Forwarder;
 use crate::http::{self as h, Resp};
 use crate::ingest::health;
 use crate::plugin::PluginHost;
-use crate::shutdown::Shutdown;
-use crate::store::{PluginRepo, Store};
+use crate::shutdown::{Shutdown, Tasks};
+use crate::store::{ControlFile, Store};
 
 pub use auth::{AuthError, Scope, constant_time_eq};
-pub use backup::{RestoreError, RestoreSummary, restore};
 pub use triggers::TriggerView;
 
 use routes::{Access, Miss, Name};
@@ -39,10 +38,12 @@ pub struct Admin {
     tracer: crate::telemetry::Tracer,
     plugins: Arc<PluginHost>,
     forwarder: Forwarder,
-    repo: Arc<PluginRepo>,
+    repo: Arc<ControlFile>,
     auth: auth::Auth,
     jobs: replay::Jobs,
     shutdown: Shutdown,
+    /// Replay jobs and the metrics push run here, so shutdown waits for them.
+    tasks: Tasks,
     tenants: Vec<String>,
     max_component_bytes: u64,
     max_body_bytes: u64,
@@ -57,10 +58,11 @@ impl Admin {
         store: Store,
         plugins: Arc<PluginHost>,
         forwarder: Forwarder,
-        repo: Arc<PluginRepo>,
+        repo: Arc<ControlFile>,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
+        tasks: Tasks,
     ) -> Result<Arc<Admin>, AuthError> {
         let admin = Arc::new(Admin {
             store,
@@ -72,6 +74,7 @@ impl Admin {
             repo,
             auth: auth::Auth::from_config(config)?,
             shutdown,
+            tasks,
             tenants: config.tenants.iter().map(|t| t.id.clone()).collect(),
             max_component_bytes: config.plugins.max_component_bytes,
             max_body_bytes: config.server.max_body_bytes,
@@ -91,8 +94,11 @@ impl Admin {
             return resp;
         }
         if path == "/metrics" {
-            // Unauthenticated, like most Prometheus endpoints: the admin
-            // listener is for operators' networks only (docs/observability.md).
+            // Metrics name every tenant, and tenants reach this listener with
+            // their own tokens: scraping needs the operator or metrics token.
+            if let Err(resp) = self.auth.check_metrics(req.headers().get(http::header::AUTHORIZATION)) {
+                return resp;
+            }
             return self.metrics_page(req.method()).await;
         }
         let (route, params) = match routes::find(req.method().as_str(), &path) {
@@ -150,11 +156,15 @@ impl Admin {
                         "store_bytes": s.file_bytes,
                         "used_bytes": s.used_bytes,
                         "budget_bytes": s.budget_bytes,
+                        "free_bytes": self.store.free_bytes(),
+                        "min_free_bytes": self.store.min_free_bytes(),
                         "oldest_pending_age_ms": s.oldest_pending_ms.map(|ms| now.saturating_sub(ms)),
                         "shards": s.shards,
                         "writable_shards": s.writable_shards,
                         "ready": self.store.not_ready_reason(self.max_body_bytes).is_none(),
                         "upstreams": forward.upstreams,
+                        "routes": forward.routes,
+                        "outcomes_unrecorded": forward.outcomes_unrecorded,
                         "paused_tenants": forward.paused_tenants,
                         "in_flight": forward.in_flight,
                         "retries_waiting": forward.retries_waiting,
@@ -186,6 +196,8 @@ impl Admin {
             store_bytes: stats.file_bytes,
             used_bytes: self.store.used_bytes(),
             budget_bytes: self.store.budget(),
+            free_bytes: self.store.free_bytes(),
+            min_free_bytes: self.store.min_free_bytes(),
             ready: self.store.not_ready_reason(self.max_body_bytes).is_none(),
             replays_running: self.jobs.running(),
             upstreams: forward.upstreams.iter().map(|u| (u.url.clone(), u.state)).collect(),
@@ -201,7 +213,7 @@ impl Admin {
         every: std::time::Duration,
     ) {
         let admin = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn("OTLP metrics push", async move {
             use prost::Message;
             let client = match crate::telemetry::trace::otlp_client() {
                 Ok(c) => c,

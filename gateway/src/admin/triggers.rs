@@ -31,6 +31,10 @@ pub struct FilterArgs {
     /// Replay only: run as a background job even when it is small.
     #[serde(default, skip_serializing_if = "is_false")]
     pub background: bool,
+    /// Replay only: at most this many triggers per second, so a large replay
+    /// does not hand the upstream its whole backlog at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_sec: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {

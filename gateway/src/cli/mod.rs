@@ -208,6 +208,7 @@ pub async fn replay(
     dry_run: bool,
     rerun_plugin: bool,
     background: bool,
+    max_per_sec: Option<u32>,
 ) -> Result<(), CliError> {
     let c = AdminClient::new(g)?;
     let mut body = filter.json();
@@ -218,6 +219,9 @@ pub async fn replay(
         if v {
             body.insert(k.into(), Value::Bool(true));
         }
+    }
+    if let Some(n) = max_per_sec {
+        body.insert("max_per_sec".into(), Value::from(n));
     }
     let r = c.post_json("/v1/replay", &Value::Object(body)).await?;
     let Some(job) = r["job"].as_u64() else {
@@ -233,8 +237,8 @@ pub async fn replay(
     loop {
         let j = c.get(&format!("/v1/replays/{job}")).await?;
         if tty {
-            let (done, total) =
-                (j["replayed"].as_u64().unwrap_or(0) + j["not_pending"].as_u64().unwrap_or(0), j["matched"].as_u64().unwrap_or(0));
+            let count = |k: &str| j[k].as_u64().unwrap_or(0);
+            let (done, total) = (count("replayed") + count("not_pending") + count("skipped"), count("matched"));
             eprint!("\r{} {done}/{total} ", bar(done, total));
             let _ = std::io::stderr().flush();
         }
@@ -247,7 +251,12 @@ pub async fn replay(
                 if g.json {
                     print_json(&j);
                 } else {
-                    println!("job {job}: matched {}  replayed {}", str_of(&j["matched"]), str_of(&j["replayed"]));
+                    println!(
+                        "job {job}: matched {}  replayed {}  skipped {}",
+                        str_of(&j["matched"]),
+                        str_of(&j["replayed"]),
+                        str_of(&j["skipped"])
+                    );
                 }
                 return Ok(());
             }

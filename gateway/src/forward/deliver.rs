@@ -56,33 +56,48 @@ pub struct AttemptResult {
     pub detail: String,
 }
 
-/// The request every attempt of a trigger sends: same body, same
-/// `idempotency-key` (the sender's, else the trigger id) on every attempt and replay.
-pub fn request(url: &Uri, t: &StoredTrigger) -> Result<Request<Full<Bytes>>, String> {
+/// Headers Weir sets itself on every attempt; a stored header of the same
+/// name (a sender's or a plugin's) is never sent in their place.
+fn is_reserved(name: &str) -> bool {
+    name.starts_with("weir-") || matches!(name, "idempotency-key" | "user-agent" | "content-length" | "host")
+}
+
+/// The request every attempt of a trigger sends: the trigger's stored
+/// headers (the plugin's changes applied at ingest; credentials and
+/// hop-by-hop headers were never stored) minus the upstream's `deny` list,
+/// then Weir's own headers over them; same body and same `idempotency-key`
+/// (the sender's or plugin's, else the trigger id) on every attempt and replay.
+pub fn request(url: &Uri, t: &StoredTrigger, deny: &[String]) -> Request<Full<Bytes>> {
     let body = t.transformed.clone().unwrap_or_else(|| t.body.clone());
-    let mut req = Request::post(url.clone()).body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+    let mut req = Request::new(Full::new(Bytes::from(body)));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = url.clone();
     let headers = req.headers_mut();
-    let find = |name: &str| t.meta.headers.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-    let content_type = find("content-type").unwrap_or("application/octet-stream");
+    for (name, value) in &t.meta.headers {
+        if is_reserved(name) || deny.iter().any(|d| d == name) {
+            continue;
+        }
+        // A value stored lossily (not UTF-8) or a name that no longer
+        // parses is left out rather than failing the attempt.
+        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.append(n, v);
+        }
+    }
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    }
     let key = t.meta.idempotency_key.clone().unwrap_or_else(|| t.id.to_string());
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
     };
-    set("content-type", content_type);
     set("weir-trigger-id", &t.id.to_string());
     set("weir-tenant", &t.meta.tenant);
     set("weir-source", &t.meta.source);
     set("idempotency-key", &key);
-    if let Some(tp) = find("traceparent") {
-        set("traceparent", tp);
-    }
-    if let Some(ts) = find("tracestate") {
-        set("tracestate", ts);
-    }
     headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("weir/", env!("CARGO_PKG_VERSION"))));
-    Ok(req)
+    req
 }
 
 /// Sends one attempt; never returns an error, only a classified result.

@@ -1,4 +1,5 @@
-//! Which request headers are stored with a trigger.
+//! Which request headers are stored with a trigger, and the one rule for an
+//! idempotency key (a sender's header and a plugin's verdict alike).
 //!
 //! The rule (documented in docs/api.md): every request header is stored,
 //! names lower-cased, in arrival order, **except**
@@ -15,6 +16,33 @@
 use http::HeaderMap;
 
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+/// Why a string is not an idempotency key; `Display` completes "the key ...".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("is empty")]
+    Empty,
+    #[error("is longer than {IDEMPOTENCY_KEY_MAX} bytes")]
+    TooLong,
+    #[error("is not visible ASCII (no spaces, tabs or control characters)")]
+    NotVisible,
+}
+
+/// An idempotency key is 1 to `IDEMPOTENCY_KEY_MAX` visible ASCII characters
+/// (`!`..=`~`: no space, no tab). One rule for the sender's `Idempotency-Key`
+/// and a plugin's `idempotency-key`, so dedupe and delivery see one format.
+pub fn check_idempotency_key(key: &str) -> Result<(), KeyError> {
+    if key.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if key.len() > IDEMPOTENCY_KEY_MAX {
+        return Err(KeyError::TooLong);
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(KeyError::NotVisible);
+    }
+    Ok(())
+}
 
 const DENIED: &[&str] = &[
     "authorization",
@@ -46,21 +74,6 @@ pub fn stored(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Connection-level headers: never shown to a plugin either.
-const CONNECTION: &[&str] =
-    &["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection", "content-length", "expect"];
-
-/// What a plugin sees: every header but the connection-level ones. Unlike
-/// storage, credentials are included, since checking a shared secret in
-/// `authorization` is a plugin's job.
-pub fn for_plugin(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(name, _)| !CONNECTION.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +90,16 @@ mod tests {
         h.insert("host", "example".parse().unwrap());
         let names: Vec<String> = stored(&h).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["content-type", "x-hub-signature-256", "stripe-signature", "traceparent"]);
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert_eq!(check_idempotency_key("order-42:v1"), Ok(()));
+        assert_eq!(check_idempotency_key(&"k".repeat(IDEMPOTENCY_KEY_MAX)), Ok(()));
+        assert_eq!(check_idempotency_key(""), Err(KeyError::Empty));
+        assert_eq!(check_idempotency_key(&"k".repeat(IDEMPOTENCY_KEY_MAX + 1)), Err(KeyError::TooLong));
+        for bad in ["a b", "a\tb", "caf\u{e9}", "a\u{7f}"] {
+            assert_eq!(check_idempotency_key(bad), Err(KeyError::NotVisible), "{bad:?}");
+        }
     }
 }

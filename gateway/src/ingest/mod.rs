@@ -17,11 +17,11 @@ use serde::Serialize;
 
 use crate::config::{Config, OnPluginError, TenantConfig, validate_label};
 use crate::http::{self as h, BodyError, Resp};
-use crate::plugin::{Decision, Input, PluginHost, Ran, Transform};
+use crate::plugin::{Busy, Decision, Input, Phase, PluginHost, Ran, Transform};
 use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
 use crate::telemetry::{Kind, SpanContext};
 
-pub use headers::{IDEMPOTENCY_KEY_MAX, is_stored_header};
+pub use headers::{IDEMPOTENCY_KEY_MAX, KeyError, check_idempotency_key, is_stored_header};
 
 /// Everything a request needs; shared by all connections of the listener.
 pub struct Ingest {
@@ -29,7 +29,6 @@ pub struct Ingest {
     tracer: crate::telemetry::Tracer,
     metrics: Arc<crate::telemetry::Metrics>,
     plugins: Arc<PluginHost>,
-    forwarder: crate::forward::Forwarder,
     tenants: HashMap<String, TenantConfig>,
     max_body_bytes: u64,
     request_timeout: Duration,
@@ -49,7 +48,6 @@ impl Ingest {
         config: &Config,
         store: Store,
         plugins: Arc<PluginHost>,
-        forwarder: crate::forward::Forwarder,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
     ) -> Arc<Ingest> {
@@ -58,7 +56,6 @@ impl Ingest {
             tracer,
             metrics,
             plugins,
-            forwarder,
             tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_millis(config.server.request_timeout_ms),
@@ -134,16 +131,6 @@ impl Ingest {
             headers.retain(|(n, _)| n != "traceparent");
             headers.push(("traceparent".into(), ctx.traceparent()));
         }
-        let plugin_input = self.plugins.has_plugin(&tenant).then(|| Input {
-            tenant: tenant.clone(),
-            source: source.clone(),
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
-            query: req.uri().query().unwrap_or("").to_string(),
-            headers: headers::for_plugin(req.headers()),
-            body: bytes::Bytes::new(),
-            received_at_ms: 0,
-        });
         let body = match h::read_body(req, self.max_body_bytes, self.request_timeout).await {
             Ok(b) => b,
             Err(e) => return body_error(e),
@@ -167,19 +154,25 @@ impl Ingest {
             attempts: Vec::new(),
         };
         let mut transformed = None;
-        if let Some(mut input) = plugin_input {
-            input.body = body.clone();
-            input.received_at_ms = received_at_ms;
+        if self.plugins.has_plugin(&tenant) {
+            // What the plugin sees is what is stored: the same at replay.
+            let input = Input::of(&meta, body.clone(), Phase::Ingest);
             let mut pspan = self.tracer.span("plugin", Kind::Internal, trace.as_ref());
             let ran = self.plugins.run(input).await;
-            if let (Some(s), Some(r)) = (pspan.as_mut(), ran.as_ref()) {
+            if let (Some(s), Some(Ok(r))) = (pspan.as_mut(), ran.as_ref()) {
                 s.attr("weir.plugin.version", u64::from(r.version.unwrap_or(0)));
                 if let Err(f) = &r.result {
                     s.error(f.to_string());
                 }
             }
             self.tracer.end(pspan);
-            if let Some(ran) = ran {
+            if let Some(Err(Busy)) = ran {
+                return tag(
+                    h::unavailable("plugin_busy", "every plugin instance is in use; nothing was stored; retry in a moment", 1),
+                    "plugin_busy",
+                );
+            }
+            if let Some(Ok(ran)) = ran {
                 let kind = match &ran.result {
                     Ok(Decision::Reject { .. }) => Some("reject"),
                     Ok(_) => None,
@@ -205,9 +198,6 @@ impl Ingest {
         match inserted {
             Ok(done) => {
                 tracing::debug!(trigger_id = %done.id, tenant = %tenant, duplicate = done.duplicate, "trigger accepted");
-                if !done.duplicate && done.state == State::Pending {
-                    self.forwarder.notify(&tenant);
-                }
                 let outcome = match (done.duplicate, done.state) {
                     (true, _) => "duplicate",
                     (false, State::Quarantined) => "quarantined",
@@ -277,15 +267,19 @@ fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
     }
 }
 
-/// Applies an accepted verdict's changes to the record; returns the new body, if any.
+/// Applies an accepted verdict's changes to the record; returns the new body,
+/// if any. Removals first, then each set replaces every header of its name
+/// (the last set of a name wins); linear in headers + changes.
 pub(crate) fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Vec<u8>> {
-    if !t.remove_headers.is_empty() {
-        meta.headers.retain(|(name, _)| !t.remove_headers.contains(name));
+    use std::collections::{HashMap, HashSet};
+    let mut last_set: HashMap<&str, usize> = HashMap::with_capacity(t.set_headers.len());
+    for (i, (name, _)) in t.set_headers.iter().enumerate() {
+        last_set.insert(name.as_str(), i);
     }
-    for (name, value) in t.set_headers {
-        meta.headers.retain(|(n, _)| *n != name);
-        meta.headers.push((name, value));
-    }
+    let replaced: HashSet<&str> = t.remove_headers.iter().map(String::as_str).chain(last_set.keys().copied()).collect();
+    meta.headers.retain(|(name, _)| !replaced.contains(name.as_str()));
+    let keep: HashSet<usize> = last_set.into_values().collect();
+    meta.headers.extend(t.set_headers.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, h)| h));
     if t.idempotency_key.is_some() {
         meta.idempotency_key = t.idempotency_key;
     }
@@ -346,6 +340,7 @@ pub fn health(store: &Store, headroom: u64, method: &Method, path: &str) -> Opti
 fn store_error(tenant: &str, e: StoreError) -> Resp {
     let outcome = match &e {
         StoreError::Full { .. } => "store_full",
+        StoreError::DiskLow { .. } => "disk_low",
         StoreError::ShuttingDown => "shutting_down",
         StoreError::Invalid(_) => "bad_request",
         _ => "store_unavailable",
@@ -358,6 +353,10 @@ fn store_error_resp(tenant: &str, e: StoreError) -> Resp {
         StoreError::Full { .. } => {
             tracing::warn!(tenant = %tenant, error = %e, "ingest refused: store over budget");
             h::unavailable("store_full", "this gateway's buffer is full; nothing was stored; retry later", 30)
+        }
+        StoreError::DiskLow { .. } => {
+            tracing::warn!(tenant = %tenant, error = %e, "ingest refused: disk below its free-space reserve");
+            h::unavailable("disk_low", "this gateway's disk is nearly full; nothing was stored; retry later", 30)
         }
         StoreError::ShuttingDown => {
             h::unavailable("shutting_down", "this gateway is shutting down; nothing was stored; retry (another instance or in a moment)", 5)
@@ -372,22 +371,20 @@ fn store_error_resp(tenant: &str, e: StoreError) -> Resp {
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Resp> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let bad = |why: &str| {
+    let bad = |why: String| {
         Err(h::error(
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
             &format!("the Idempotency-Key header {why}; send 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
         ))
     };
-    let Ok(s) = v.to_str() else { return bad("is not visible ASCII") };
+    let Ok(s) = v.to_str() else { return bad(KeyError::NotVisible.to_string()) };
+    // Surrounding whitespace is HTTP framing, not part of the key.
     let s = s.trim();
-    if s.is_empty() {
-        return bad("is empty");
+    match check_idempotency_key(s) {
+        Ok(()) => Ok(Some(s.to_string())),
+        Err(why) => bad(why.to_string()),
     }
-    if s.len() > IDEMPOTENCY_KEY_MAX {
-        return bad("is too long");
-    }
-    Ok(Some(s.to_string()))
 }
 
 /// `/ingest/{tenant}/{source}` → (tenant, source); nothing else matches.
@@ -412,5 +409,35 @@ mod tests {
         assert_eq!(parse_ingest_path("/ingest//x"), None);
         assert_eq!(parse_ingest_path("/ingest/a/b/c"), None);
         assert_eq!(parse_ingest_path("/other/a/b"), None);
+    }
+
+    fn meta(headers: &[(&str, &str)]) -> TriggerMeta {
+        TriggerMeta {
+            state: State::Pending,
+            received_at_ms: 0,
+            tenant: "t".into(),
+            source: "s".into(),
+            idempotency_key: None,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body_len: 0,
+            has_transformed: false,
+            plugin_version: 0,
+            route: None,
+            note: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_transform_removes_then_sets_and_the_last_set_of_a_name_wins() {
+        let mut m = meta(&[("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")]);
+        let t = Transform {
+            set_headers: vec![("x".into(), "1".into()), ("b".into(), "new".into()), ("x".into(), "2".into())],
+            remove_headers: vec!["a".into(), "c".into(), "x".into()],
+            ..Transform::default()
+        };
+        apply_transform(&mut m, t);
+        let got: Vec<(&str, &str)> = m.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("b", "new"), ("x", "2")]);
     }
 }

@@ -1,19 +1,100 @@
-//! The one `bindgen!` of the plugin world, and the host side of its imports.
+//! The `bindgen!` of each supported plugin world (one per WIT package
+//! version), the host side of their imports, and [`Pre`]: a linked component
+//! of either version, called with the newest version's types.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+// `weir:plugin@0.2.0` (`wit/plugin.wit`), the newest: its types are the host's.
+// Exports are async so a call can yield at epoch ticks and be cancelled (with
+// its Store) while it waits in a WASI host call.
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "trigger-plugin",
+    exports: { default: async },
 });
 
+/// `weir:plugin@0.1.0` (`wit/0.1.0/plugin.wit`): still accepted; its trigger
+/// has no `phase`.
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.1.0",
+        world: "trigger-plugin",
+        exports: { default: async },
+    });
+}
+
 pub use self::weir::plugin::host::Level;
-pub use self::weir::plugin::types::Header;
+pub use self::weir::plugin::types::{Accepted, Header, Phase, Rejected};
+
+/// The WIT package versions Weir accepts, newest first (docs/plugins.md).
+pub const SUPPORTED: &str = "weir:plugin@0.2.0, weir:plugin@0.1.0";
+
+/// A component linked for one of the supported versions.
+pub enum Pre {
+    V0_2(TriggerPluginPre<HostState>),
+    V0_1(v0_1::TriggerPluginPre<HostState>),
+}
+
+impl Pre {
+    /// Tries the newest version first: a component matches exactly one.
+    pub fn new(pre: wasmtime::component::InstancePre<HostState>) -> Result<Pre, String> {
+        let newest = match TriggerPluginPre::new(pre.clone()) {
+            Ok(p) => return Ok(Pre::V0_2(p)),
+            Err(e) => e,
+        };
+        match v0_1::TriggerPluginPre::new(pre) {
+            Ok(p) => Ok(Pre::V0_1(p)),
+            Err(_) => Err(format!("supported versions: {SUPPORTED}; as 0.2.0: {newest:#}")),
+        }
+    }
+
+    /// Instantiates (start functions run here, under the Store's deadline)
+    /// and calls `handle`.
+    pub async fn call(&self, store: &mut Store<HostState>, trigger: &Trigger) -> wasmtime::Result<Verdict> {
+        match self {
+            Pre::V0_2(pre) => pre.instantiate_async(&mut *store).await?.call_handle(store, trigger).await,
+            Pre::V0_1(pre) => {
+                let old = v0_1::weir::plugin::types::Trigger {
+                    tenant: trigger.tenant.clone(),
+                    source: trigger.source.clone(),
+                    method: trigger.method.clone(),
+                    path: trigger.path.clone(),
+                    query: trigger.query.clone(),
+                    headers: trigger
+                        .headers
+                        .iter()
+                        .map(|h| v0_1::weir::plugin::types::Header { name: h.name.clone(), value: h.value.clone() })
+                        .collect(),
+                    body: trigger.body.clone(),
+                    received_at_ms: trigger.received_at_ms,
+                };
+                let verdict = pre.instantiate_async(&mut *store).await?.call_handle(store, &old).await?;
+                Ok(from_v0_1(verdict))
+            }
+        }
+    }
+}
+
+fn from_v0_1(v: v0_1::Verdict) -> Verdict {
+    use v0_1::weir::plugin::types as old;
+    let header = |h: old::Header| Header { name: h.name, value: h.value };
+    match v {
+        old::Verdict::Accept(a) => Verdict::Accept(Accepted {
+            body: a.body,
+            set_headers: a.set_headers.into_iter().map(header).collect(),
+            remove_headers: a.remove_headers,
+            idempotency_key: a.idempotency_key,
+            route: a.route,
+        }),
+        old::Verdict::Reject(r) => Verdict::Reject(Rejected { status: r.status, reason: r.reason }),
+        old::Verdict::Drop => Verdict::Drop,
+    }
+}
 
 /// Per-trigger state of one plugin instance: dropped with its Store.
 pub struct HostState {
@@ -35,6 +116,7 @@ impl WasiView for HostState {
 }
 
 impl self::weir::plugin::types::Host for HostState {}
+impl v0_1::weir::plugin::types::Host for HostState {}
 
 impl self::weir::plugin::host::Host for HostState {
     fn log(&mut self, level: Level, message: String) {
@@ -59,6 +141,32 @@ impl self::weir::plugin::host::Host for HostState {
     fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
     }
+}
+
+/// The 0.1.0 host interface is the same two functions.
+impl v0_1::weir::plugin::host::Host for HostState {
+    fn log(&mut self, level: v0_1::weir::plugin::host::Level, message: String) {
+        use v0_1::weir::plugin::host::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        self::weir::plugin::host::Host::log(self, level, message);
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self::weir::plugin::host::Host::config(self, key)
+    }
+}
+
+/// Links both versions' host interfaces (a component imports at most one).
+pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    TriggerPlugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    v0_1::TriggerPlugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.

@@ -9,9 +9,13 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::PluginError;
 
-/// Wasm stack for a plugin call. Calls run on tokio's blocking threads
-/// (2 MiB stacks), so this leaves ample room for the host frames below.
+/// Wasm stack for a plugin call.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
+/// Calls are async: the guest runs on a fiber stack of this size from the
+/// pool, which holds the wasm stack plus the host frames (WASI, the epoch
+/// callback) called from it. Overflowing it would abort the process, so it is
+/// well above `MAX_WASM_STACK` (wasmtime refuses a config where it is not).
+const ASYNC_STACK: usize = MAX_WASM_STACK + 1024 * 1024;
 /// Core instances a component may contain (Rust wasip2 components have a few).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 const MEMORIES_PER_COMPONENT: u32 = 2;
@@ -40,6 +44,7 @@ pub fn build(concurrency: u32, max_memory_bytes: u64) -> Result<Engine, PluginEr
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK)
         .concurrency_support(false);
     Engine::new(&config).map_err(|e| {
         PluginError::Engine(format!(

@@ -3,10 +3,12 @@
 //!
 //! Untrusted code, so: one pooled `Engine` with epoch interruption; a **fresh
 //! Store and instance per trigger** from a cached `InstancePre` (nothing
-//! carries over between triggers or tenants); memory capped per Store; a
-//! wall-clock deadline per call; a global and a per-tenant concurrency limit so
-//! one tenant's slow plugin cannot take every slot. A plugin failure is
-//! reported as a [`Failure`]; what to do with the trigger is ingest's call.
+//! carries over between triggers or tenants); memory capped per Store; a CPU
+//! budget and a wall-clock deadline per call, blocking host calls included
+//! (calls are async and cancelled with their Store); a global and a
+//! per-tenant concurrency limit, held by the call that owns the Store, so one
+//! tenant's plugin cannot take every instance. A plugin failure is reported
+//! as a [`Failure`]; what to do with the trigger is ingest's call.
 //!
 //! The host never touches redb directly: versions and artifacts go through
 //! [`crate::store::PluginRepo`].
@@ -14,12 +16,13 @@
 mod bindings;
 mod compile;
 mod engine;
+mod input;
+mod lane;
 mod run;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,11 +33,13 @@ use wasmtime::component::{Component, Linker};
 use crate::config::{Config, OnPluginError, PluginsConfig};
 use crate::store::{PluginRepo, PluginVersion, StoreError};
 
+pub use bindings::SUPPORTED as SUPPORTED_WIT;
 pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
-pub use run::{Decision, Failure, FailureKind, Input, Transform};
+pub use input::{Input, Phase};
+pub use run::{Decision, Failure, FailureKind, MAX_HEADER_CHANGE_BYTES, MAX_HEADER_CHANGES, Transform};
 pub use upload::UploadError;
 
-use bindings::{HostState, TriggerPluginPre};
+use bindings::{HostState, Pre};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -48,7 +53,7 @@ pub enum PluginError {
 pub struct Loaded {
     pub version: u32,
     pub sha256: String,
-    pre: TriggerPluginPre<HostState>,
+    pre: Pre,
 }
 
 /// What the active plugin slot of a tenant holds.
@@ -68,28 +73,17 @@ struct TenantPlugin {
     memory_bytes: u64,
     on_error: OnPluginError,
     config: Arc<BTreeMap<String, String>>,
-    /// At most half the pool per tenant, so the others always have room.
-    slots: Semaphore,
-    /// Until when (ms on the host's monotonic clock) this tenant's plugin
-    /// runs on the blocking pool only, after it overran the inline budget.
-    pooled_until_ms: AtomicU64,
+    /// At most half the pool per tenant, so the others always have room. A
+    /// permit is held by the call that owns the Store, so it bounds the
+    /// instances the tenant holds, not merely its requests in flight.
+    slots: Arc<Semaphore>,
 }
 
-/// CPU budget of a plugin call made right on the async worker. A short
-/// plugin costs less than the hop to a blocking thread (BENCHMARKS.md:
-/// 24.5 % of weir's CPU went to that hop), so calls start inline; one that
-/// overruns this is interrupted and run again on the pool with the tenant's
-/// full budget, and the tenant's next calls go to the pool for a while. A
-/// worker is thus held at most `INLINE_BUDGET` x the wall-clock factor, once
-/// per `POOLED_FOR` per tenant.
-const INLINE_BUDGET: Duration = Duration::from_millis(1);
-const POOLED_FOR: Duration = Duration::from_secs(30);
-
-impl TenantPlugin {
-    fn runs_inline(&self, now_ms: u64) -> bool {
-        self.pooled_until_ms.load(Ordering::Relaxed) <= now_ms
-    }
-}
+/// No plugin instance came free within the call's own deadline: not the
+/// tenant's fault (its own calls are capped below the pool), so the trigger
+/// is refused with 503 + Retry-After, never quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
 
 /// The result of running a tenant's plugin on one trigger.
 pub struct Ran {
@@ -109,11 +103,11 @@ pub struct PluginHost {
     max_output_bytes: usize,
     tenants: HashMap<String, TenantPlugin>,
     active: RwLock<HashMap<String, Slot>>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
+    /// Where calls that overran their first millisecond of CPU finish.
+    slow_lane: lane::SlowLane,
     /// Compiles in child processes, with limits and per-tenant fairness.
     compiler: compile::Compiler,
-    /// The clock of `TenantPlugin::pooled_until_ms`.
-    clock: std::time::Instant,
     _ticker: engine::Ticker,
 }
 
@@ -125,9 +119,10 @@ impl PluginHost {
         let engine = engine::build(config.plugins.concurrency, max_memory)?;
         let ticker = engine::Ticker::start(&engine)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
-        bindings::TriggerPlugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        // Async WASI: its blocking calls (poll, sleeps, stream flushes) are
+        // futures the call's deadline can cancel, never a nested `block_on`.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        bindings::add_to_linker(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
         let per_tenant = (config.plugins.concurrency as usize / 2).max(1);
         let tenants = config
             .tenants
@@ -140,8 +135,7 @@ impl PluginHost {
                         memory_bytes: t.plugin_memory_mb * 1024 * 1024,
                         on_error: t.on_plugin_error,
                         config: Arc::new(t.config.clone()),
-                        slots: Semaphore::new(per_tenant),
-                        pooled_until_ms: AtomicU64::new(0),
+                        slots: Arc::new(Semaphore::new(per_tenant)),
                     },
                 )
             })
@@ -157,9 +151,9 @@ impl PluginHost {
             max_output_bytes: config.server.max_body_bytes as usize,
             tenants,
             active: RwLock::new(HashMap::new()),
-            slots: Semaphore::new(config.plugins.concurrency as usize),
+            slots: Arc::new(Semaphore::new(config.plugins.concurrency as usize)),
+            slow_lane: lane::SlowLane::start()?,
             compiler: compile::Compiler::new(&config.plugins, config.plugins.concurrency, max_memory),
-            clock: std::time::Instant::now(),
             _ticker: ticker,
         });
         host.load_all(config).await?;
@@ -201,56 +195,64 @@ impl PluginHost {
     }
 
     /// Runs the tenant's active plugin on one trigger; `None` when it has none.
-    pub async fn run(&self, input: Input) -> Option<Ran> {
+    ///
+    /// The call starts in the caller's task; past its first millisecond of
+    /// CPU it moves to the low-priority slow lane (`lane.rs`). Its Store and
+    /// its two slot permits live in one future wherever it runs: a sender that
+    /// hangs up drops all three at once.
+    pub async fn run(&self, input: Input) -> Option<Result<Ran, Busy>> {
         let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
         let tenant = self.tenants.get(&input.tenant)?;
         let started = std::time::Instant::now();
         let loaded = match slot {
             Slot::Ready(l) => l,
             Slot::Broken { version, reason } => {
-                return Some(Ran {
+                return Some(Ok(Ran {
                     version,
                     result: Err(Failure { kind: FailureKind::Unavailable, detail: reason.to_string() }),
                     on_error: tenant.on_error,
                     elapsed: started.elapsed(),
-                });
+                }));
             }
         };
-        // Permits are released when this future completes or is dropped.
-        let (Ok(_global), Ok(_own)) = (self.slots.acquire().await, tenant.slots.acquire().await) else {
-            return None;
-        };
+        // The tenant's own permit first: a tenant at its cap waits without
+        // holding a global permit another tenant could use. Both are awaited
+        // within the call's own deadline.
+        let wait = tenant.timeout * run::WALL_FACTOR;
+        let permits = tokio::time::timeout(wait, async {
+            let own = tenant.slots.clone().acquire_owned().await.ok()?;
+            let global = self.slots.clone().acquire_owned().await.ok()?;
+            Some((own, global))
+        });
+        let Ok(Some(permits)) = permits.await else { return Some(Err(Busy)) };
         let job = self.job(tenant, loaded.clone());
+        let overran = job.overran.clone();
         let trigger = input.into_trigger();
-        let now_ms = self.clock.elapsed().as_millis() as u64;
-        let result = if tenant.runs_inline(now_ms) {
-            match job.run(&trigger, INLINE_BUDGET.min(tenant.timeout)) {
-                Err(f) if f.kind == FailureKind::Deadline => {
-                    tenant.pooled_until_ms.store(now_ms + POOLED_FOR.as_millis() as u64, Ordering::Relaxed);
-                    if INLINE_BUDGET < tenant.timeout {
-                        // A fresh instance with the full budget: a plugin's only
-                        // effects are its verdict and its log lines.
-                        pooled(job, trigger, tenant.timeout).await
-                    } else {
-                        Err(f)
-                    }
-                }
-                other => other,
-            }
-        } else {
-            pooled(job, trigger, tenant.timeout).await
+        let (name, budget) = (trigger.tenant.clone(), tenant.timeout);
+        let call = async move {
+            // Declared before the call, so the call (and its Store) is
+            // dropped before the permits.
+            let _permits = permits;
+            job.run(&trigger, budget).await
         };
-        Some(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() })
+        let result = match lane::drive(&self.slow_lane, &overran, call).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(run::NoInstance)) => {
+                tracing::warn!(tenant = %name, "no plugin instance free although a slot was; trigger refused with 503");
+                return Some(Err(Busy));
+            }
+            Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
+        };
+        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() }))
     }
 
-    /// Runs the tenant's plugin on the calling thread, without the
-    /// concurrency limits or the hop to a blocking thread: what one fresh
-    /// instance plus call costs (for benchmarks).
-    pub fn run_inline(&self, input: Input) -> Option<Result<Decision, Failure>> {
+    /// Runs the tenant's plugin without the concurrency limits: what one
+    /// fresh instance plus call costs (for benchmarks).
+    pub async fn run_inline(&self, input: Input) -> Option<Result<Decision, Failure>> {
         let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
         let tenant = self.tenants.get(&input.tenant)?;
         let Slot::Ready(loaded) = slot else { return None };
-        Some(self.job(tenant, loaded).run(&input.into_trigger(), tenant.timeout))
+        self.job(tenant, loaded).run(&input.into_trigger(), tenant.timeout).await.ok()
     }
 
     fn job(&self, tenant: &TenantPlugin, loaded: Arc<Loaded>) -> run::Job {
@@ -262,6 +264,7 @@ impl PluginHost {
             max_log_calls: self.limits.max_log_calls,
             max_log_bytes: self.limits.max_log_bytes as usize,
             max_output_bytes: self.max_output_bytes,
+            overran: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -307,7 +310,7 @@ impl PluginHost {
 
     fn link(&self, component: Component, version: u32, sha256: &str) -> Result<Loaded, UploadError> {
         let pre = self.linker.instantiate_pre(&component).map_err(|e| UploadError::Imports(format!("{e:#}")))?;
-        let pre = TriggerPluginPre::new(pre).map_err(|e| UploadError::WrongWorld(format!("{e:#}")))?;
+        let pre = Pre::new(pre).map_err(UploadError::WrongWorld)?;
         Ok(Loaded { version, sha256: sha256.to_string(), pre })
     }
 
@@ -335,13 +338,4 @@ pub fn truncate_note(s: &str) -> String {
 
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("plugin store task failed: {e}")))?
-}
-
-/// Runs a call on the blocking pool, where it may take its whole budget
-/// without holding an async worker.
-async fn pooled(job: run::Job, trigger: bindings::Trigger, timeout: Duration) -> Result<Decision, Failure> {
-    match tokio::task::spawn_blocking(move || job.run(&trigger, timeout)).await {
-        Ok(r) => r,
-        Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
-    }
 }

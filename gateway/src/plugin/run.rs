@@ -1,31 +1,27 @@
 //! One plugin call: a fresh Store and instance, limits, deadline, and the
 //! checks on what the plugin returned.
+//!
+//! Calls are async (wasmtime's `serve` model): the guest runs on a fiber in
+//! the request's own task, yields to the executor at every epoch tick while
+//! within its CPU budget, is interrupted past it, and the whole call sits in
+//! a wall-clock `timeout`, so a call waiting in a WASI host call (a sleep, a
+//! poll) is cancelled and its Store dropped at the deadline. Nothing of a
+//! call blocks a thread, and no WASI host call can start a runtime inside
+//! the runtime (the sync WASI host's `block_on`, which panicked on workers).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
 use super::Loaded;
 use super::bindings::{HostState, Trigger, Verdict};
-
-/// What a plugin sees of a trigger.
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub tenant: String,
-    pub source: String,
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Bytes,
-    pub received_at_ms: u64,
-}
 
 /// The accepted trigger's changes, checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +49,8 @@ pub enum FailureKind {
     Memory,
     /// A trap: unreachable, a panic, stack overflow, a bad memory access.
     Trap,
-    /// The verdict broke the contract (status outside 400..=499, output too large, bad header).
+    /// The verdict broke the contract (status outside 400..=499, output too
+    /// large, bad or too many header changes).
     MalformedOutput,
     /// The tenant's plugin could not be loaded.
     Unavailable,
@@ -91,52 +88,101 @@ pub(super) struct Job {
     pub max_log_calls: u32,
     pub max_log_bytes: usize,
     pub max_output_bytes: usize,
+    /// Set once the call has spent `HOLD` of CPU: the caller moves it to the
+    /// slow lane (`lane::drive`).
+    pub overran: Arc<AtomicBool>,
 }
 
 /// Wall-clock cap on a call, as a multiple of its CPU budget.
-const WALL_FACTOR: u32 = 4;
+pub(super) const WALL_FACTOR: u32 = 4;
 
-/// CPU time consumed by the calling thread.
-fn thread_cpu_time() -> Duration {
+/// CPU time a call may run on a worker before it starts yielding at every
+/// epoch tick (~1 ms): most plugins finish well within it.
+const HOLD: Duration = Duration::from_millis(1);
+
+/// Header changes (set + remove entries) one verdict may carry.
+pub const MAX_HEADER_CHANGES: usize = 64;
+/// Bytes of names and values those changes may carry.
+pub const MAX_HEADER_CHANGE_BYTES: usize = 16 * 1024;
+
+/// Plugin stderr kept for the failure detail (panic messages land there).
+const STDERR_CAP: usize = 2048;
+
+/// The pool had no instance (or fiber stack) for the call: not the
+/// tenant's fault, so never a plugin failure.
+#[derive(Debug)]
+pub(super) struct NoInstance;
+
+/// CPU time consumed by the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own; the clock id is a
     // constant the kernel always supports on Linux.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
-        return Duration::ZERO;
+        return 0;
     }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Plugin stderr kept for the failure detail (panic messages land there).
-const STDERR_CAP: usize = 2048;
+/// CPU time a call has spent across the polls of its future (which may run
+/// on different worker threads): the epoch callback reads it mid-poll.
+#[derive(Default)]
+struct CpuMeter {
+    /// Spent in finished polls.
+    spent_ns: AtomicU64,
+    /// This thread's CPU clock when the current poll started.
+    poll_start_ns: AtomicU64,
+}
 
-impl Input {
-    /// What the plugin is called with. Built once per trigger: an inline
-    /// call that is run again on the pool reuses it.
-    pub(super) fn into_trigger(self) -> Trigger {
-        Trigger {
-            tenant: self.tenant,
-            source: self.source,
-            method: self.method,
-            path: self.path,
-            query: self.query,
-            headers: self.headers.into_iter().map(|(name, value)| super::bindings::Header { name, value }).collect(),
-            body: self.body.to_vec(),
-            received_at_ms: self.received_at_ms,
-        }
+impl CpuMeter {
+    /// Called from inside a poll (the epoch callback), on the polling thread.
+    fn spent(&self) -> Duration {
+        let current = thread_cpu_ns().saturating_sub(self.poll_start_ns.load(Ordering::Relaxed));
+        Duration::from_nanos(self.spent_ns.load(Ordering::Relaxed) + current)
+    }
+
+    /// Runs `fut`, counting the CPU time of each of its polls.
+    async fn meter<F: Future>(&self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            let start = thread_cpu_ns();
+            self.poll_start_ns.store(start, Ordering::Relaxed);
+            let r = fut.as_mut().poll(cx);
+            self.spent_ns.fetch_add(thread_cpu_ns().saturating_sub(start), Ordering::Relaxed);
+            r
+        })
+        .await
     }
 }
 
 impl Job {
-    /// One call on a fresh instance, within `timeout` of CPU time.
-    pub(super) fn run(&self, trigger: &Trigger, timeout: Duration) -> Result<Decision, Failure> {
+    /// One call on a fresh instance, within `budget` of CPU time and
+    /// `WALL_FACTOR` x `budget` of wall-clock time. Dropping the future
+    /// drops the Store (the instance goes back to the pool at once).
+    pub(super) async fn run(&self, trigger: &Trigger, budget: Duration) -> Result<Result<Decision, Failure>, NoInstance> {
         let started = Instant::now();
+        let wall = budget * WALL_FACTOR;
         let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        let meter = Arc::new(CpuMeter::default());
+        let call = self.call(trigger, budget, stderr.clone(), meter.clone());
+        match tokio::time::timeout(wall, meter.meter(call)).await {
+            // Past the wall-clock cap (typically waiting in a host call): the
+            // Store was dropped with the future.
+            Err(_) => Ok(Err(deadline(budget))),
+            Ok(Ok(verdict)) => Ok(check(verdict, self.max_output_bytes)),
+            Ok(Err(e)) if pool_exhausted(&e) => Err(NoInstance),
+            Ok(Err(e)) => Ok(Err(classify(&e, started.elapsed() >= wall, &stderr, budget))),
+        }
+    }
+
+    /// Builds the Store and calls the plugin; the Store lives in this future.
+    async fn call(&self, trigger: &Trigger, budget: Duration, stderr: MemoryOutputPipe, meter: Arc<CpuMeter>) -> wasmtime::Result<Verdict> {
+        let started = Instant::now();
         // No capabilities: no files, sockets or environment; the clocks are
         // frozen at the trigger's arrival, the only time the WIT gives.
         let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
+            .stderr(stderr)
             .wall_clock(FrozenWall(trigger.received_at_ms))
             .monotonic_clock(FrozenMonotonic)
             .allow_tcp(false)
@@ -167,24 +213,38 @@ impl Job {
         );
         store.limiter(|s| &mut s.limits);
         // Set before instantiation: start functions count against the deadline too.
-        // The budget is the CPU time this thread spends on the call, so a busy
-        // machine does not quarantine a well-behaved plugin; a wall-clock cap
-        // of WALL_FACTOR x the budget bounds how long a slot can be held.
-        let cpu_start = thread_cpu_time();
+        // The budget is the CPU time the call spends, so a busy machine does
+        // not quarantine a well-behaved plugin. Past its first `HOLD` of CPU
+        // the guest yields to the executor at every tick, so it never holds
+        // a worker for long (short calls never yield: a yield can cost a
+        // scheduler round trip); past the budget, or the wall-clock cap, it
+        // is interrupted.
+        let wall = budget * WALL_FACTOR;
+        let overran = self.overran.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            let cpu = thread_cpu_time().saturating_sub(cpu_start);
-            Ok(if cpu >= timeout || started.elapsed() >= timeout * WALL_FACTOR {
+            let spent = meter.spent();
+            Ok(if spent >= budget || started.elapsed() >= wall {
                 UpdateDeadline::Interrupt
+            } else if spent >= HOLD {
+                overran.store(true, Ordering::Relaxed);
+                UpdateDeadline::Yield(1)
             } else {
                 UpdateDeadline::Continue(1)
             })
         });
-        let outcome = self.loaded.pre.instantiate(&mut store).and_then(|instance| instance.call_handle(&mut store, trigger));
-        match outcome {
-            Ok(verdict) => check(verdict, self.max_output_bytes),
-            Err(e) => Err(classify(&e, started.elapsed() >= timeout * WALL_FACTOR, &stderr, timeout)),
-        }
+        self.loaded.pre.call(&mut store, trigger).await
+    }
+}
+
+fn pool_exhausted(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| c.is::<PoolConcurrencyLimitError>()) || format!("{e:#}").contains("maximum concurrent limit")
+}
+
+fn deadline(budget: Duration) -> Failure {
+    Failure {
+        kind: FailureKind::Deadline,
+        detail: format!("did not finish within its {} ms budget (CPU time; wall-clock cap {}x)", budget.as_millis(), WALL_FACTOR),
     }
 }
 
@@ -194,10 +254,7 @@ fn classify(e: &wasmtime::Error, past_deadline: bool, stderr: &MemoryOutputPipe,
     let out = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let with_stderr = |d: String| if out.is_empty() { d } else { format!("{d}; plugin stderr: {out}") };
     if trap == Some(Trap::Interrupt) || (past_deadline && trap.is_none()) {
-        return Failure {
-            kind: FailureKind::Deadline,
-            detail: format!("did not finish within its {} ms budget (CPU time; wall-clock cap {}x)", timeout.as_millis(), WALL_FACTOR),
-        };
+        return deadline(timeout);
     }
     // A failed memory.grow with trap_on_grow_failure is not a `Trap` value.
     if text.contains("growing memory") || text.contains("memory limit") || text.contains("memory allocation") {
@@ -223,10 +280,22 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
             Ok(Decision::Reject { status: r.status, reason: super::bindings::truncate(&r.reason, 1024).to_string() })
         }
         Verdict::Accept(a) => {
-            if let Some(body) = &a.body
-                && body.len() > max_output
-            {
-                return bad(format!("returned a {} byte body, over the {max_output} byte cap", body.len()));
+            // Bounded before anything else looks at them: a verdict's header
+            // changes are stored with the trigger and applied on the worker.
+            let changes = a.set_headers.len() + a.remove_headers.len();
+            if changes > MAX_HEADER_CHANGES {
+                return bad(format!("returned {changes} header changes, over the limit of {MAX_HEADER_CHANGES}"));
+            }
+            let header_bytes = a.set_headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+                + a.remove_headers.iter().map(String::len).sum::<usize>();
+            if header_bytes > MAX_HEADER_CHANGE_BYTES {
+                return bad(format!("returned {header_bytes} bytes of header changes, over the limit of {MAX_HEADER_CHANGE_BYTES}"));
+            }
+            let body_len = a.body.as_ref().map_or(0, Vec::len);
+            if body_len + header_bytes > max_output {
+                return bad(format!(
+                    "returned a {body_len} byte body and {header_bytes} bytes of header changes, over the {max_output} byte cap"
+                ));
             }
             let mut set_headers = Vec::with_capacity(a.set_headers.len());
             for h in a.set_headers {
@@ -240,9 +309,9 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
                 set_headers.push((name, h.value));
             }
             if let Some(k) = &a.idempotency_key
-                && (k.is_empty() || k.len() > crate::ingest::IDEMPOTENCY_KEY_MAX || !k.bytes().all(|b| b.is_ascii_graphic()))
+                && let Err(why) = crate::ingest::check_idempotency_key(k)
             {
-                return bad("returned an idempotency key that is empty, too long or not visible ASCII".into());
+                return bad(format!("returned an idempotency key that {why}"));
             }
             if let Some(r) = &a.route
                 && crate::config::validate_label(r).is_err()
@@ -279,5 +348,60 @@ impl HostMonotonicClock for FrozenMonotonic {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::bindings::{Accepted, Header};
+    use super::*;
+
+    fn accept(set: usize, remove: usize, value: &str, body: usize) -> Verdict {
+        Verdict::Accept(Accepted {
+            body: (body > 0).then(|| vec![b'x'; body]),
+            set_headers: (0..set).map(|i| Header { name: format!("x-h{i}"), value: value.to_string() }).collect(),
+            remove_headers: (0..remove).map(|i| format!("x-r{i}")).collect(),
+            idempotency_key: None,
+            route: None,
+        })
+    }
+
+    fn kind(r: Result<Decision, Failure>) -> Option<FailureKind> {
+        r.err().map(|f| f.kind)
+    }
+
+    #[test]
+    fn header_changes_are_bounded_in_count_and_bytes() {
+        let cap = 1 << 20;
+        assert_eq!(kind(check(accept(32, 32, "v", 0), cap)), None);
+        assert_eq!(kind(check(accept(33, 32, "v", 0), cap)), Some(FailureKind::MalformedOutput));
+        assert_eq!(kind(check(accept(10_000, 0, "v", 0), cap)), Some(FailureKind::MalformedOutput));
+        // 8 headers of ~2 KiB: within the count, over 16 KiB.
+        assert_eq!(kind(check(accept(8, 0, &"v".repeat(2100), 0), cap)), Some(FailureKind::MalformedOutput));
+        assert_eq!(kind(check(accept(8, 0, &"v".repeat(1900), 0), cap)), None);
+    }
+
+    #[test]
+    fn header_change_bytes_count_in_the_output_cap() {
+        let cap = 1000;
+        assert_eq!(kind(check(accept(0, 0, "", 1000), cap)), None);
+        assert_eq!(kind(check(accept(1, 0, "v", 1000), cap)), Some(FailureKind::MalformedOutput));
+    }
+
+    #[test]
+    fn a_plugin_key_follows_the_sender_rule() {
+        let with_key = |k: &str| {
+            Verdict::Accept(Accepted {
+                body: None,
+                set_headers: Vec::new(),
+                remove_headers: Vec::new(),
+                idempotency_key: Some(k.into()),
+                route: None,
+            })
+        };
+        assert_eq!(kind(check(with_key("order-1"), 1024)), None);
+        for bad in ["", "a b", "a\tb"] {
+            assert_eq!(kind(check(with_key(bad), 1024)), Some(FailureKind::MalformedOutput), "{bad:?}");
+        }
     }
 }

@@ -11,13 +11,16 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod changes;
 pub mod check;
+mod control;
+mod disk;
 #[cfg(test)]
 pub(crate) mod fault;
 mod list;
-mod plugins;
 mod record;
 pub mod retention;
+pub mod snapshot;
 mod tables;
 mod writer;
 
@@ -31,9 +34,11 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use changes::Subscription;
+pub use control::{ControlFile, PluginRepo, PluginVersion};
 pub use list::{Filter, Order};
-pub use plugins::{PluginRepo, PluginVersion};
 pub use record::{Attempt, DecodeError, FORMAT_VERSION, Outcome, State, TriggerMeta};
+pub use snapshot::{RestoreError, RestoreSummary};
 
 use crate::config::StoreConfig;
 use crate::id::{IdGenerator, TriggerId};
@@ -48,6 +53,10 @@ pub enum StoreError {
         "the store is over its disk budget ({used} of {budget} bytes used); delivered triggers are removed as they age out, or raise store.max_bytes"
     )]
     Full { used: u64, budget: u64 },
+    #[error(
+        "the store's filesystem is below its free-space reserve ({free} bytes free, store.min_free_bytes = {reserve}); free disk space"
+    )]
+    DiskLow { free: u64, reserve: u64 },
     #[error("the store cannot accept writes right now: {0}")]
     Unavailable(String),
     #[error("cannot open store file {path}: {reason}")]
@@ -65,11 +74,11 @@ pub enum StoreError {
 impl StoreError {
     /// True for faults that clear by themselves: the caller should retry later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Full { .. } | StoreError::Unavailable(_) | StoreError::ShuttingDown)
+        matches!(self, StoreError::Full { .. } | StoreError::DiskLow { .. } | StoreError::Unavailable(_) | StoreError::ShuttingDown)
     }
 }
 
-pub fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
+pub(crate) fn io_err<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Io(e.into().to_string())
 }
 
@@ -143,8 +152,12 @@ struct Inner {
     dir: PathBuf,
     shards: Vec<Arc<Shard>>,
     budget: u64,
+    /// Free space the filesystem keeps (`store.min_free_bytes`).
+    disk: disk::Reserve,
     ids: IdGenerator,
     round_robin: AtomicUsize,
+    /// Announces each commit's newly pending triggers to subscribers.
+    changes: Arc<changes::Announcer>,
 }
 
 /// One redb file and the channel to its writer thread.
@@ -160,6 +173,9 @@ pub(crate) struct Shard {
     pub(crate) files: Files,
     tx: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tests: this many next commits fail as a failed `commit()` would.
+    #[cfg(test)]
+    pub(crate) fail_commits: std::sync::atomic::AtomicU32,
 }
 
 impl Shard {
@@ -182,11 +198,26 @@ impl Store {
     }
 
     /// Like [`Store::open`], recording commit metrics into `metrics`.
+    /// A directory an unfinished restore left behind is refused.
     pub fn open_with(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
+        if config.path.join(snapshot::RESTORING_MARK).exists() {
+            return Err(StoreError::Open {
+                path: config.path.clone(),
+                reason: format!(
+                    "this directory is an unfinished `weir restore` (it holds {}): it is incomplete; delete it and run weir restore again",
+                    snapshot::RESTORING_MARK
+                ),
+            });
+        }
+        Store::open_dir(config, metrics)
+    }
+
+    /// Opens the directory without the restore check (a restore opens its own staging directory).
+    fn open_dir(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
         Store::open_in(config, metrics, Files::default())
     }
 
-    /// Like [`Store::open_with`], with the shard files opened through `files`.
+    /// Like [`Store::open_dir`], with the shard files opened through `files`.
     pub(crate) fn open_in(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>, files: Files) -> Result<Store, StoreError> {
         let dir = config.path.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
@@ -218,14 +249,24 @@ impl Store {
                 files: files.clone(),
                 tx: Mutex::new(None),
                 thread: Mutex::new(None),
+                #[cfg(test)]
+                fail_commits: std::sync::atomic::AtomicU32::new(0),
             }));
         }
         let store = Store {
-            inner: Arc::new(Inner { dir, shards, budget: config.max_bytes, ids: IdGenerator::default(), round_robin: AtomicUsize::new(0) }),
+            inner: Arc::new(Inner {
+                dir,
+                shards,
+                budget: config.max_bytes,
+                disk: disk::Reserve::new(config.min_free_bytes),
+                ids: IdGenerator::default(),
+                round_robin: AtomicUsize::new(0),
+                changes: Arc::new(changes::Announcer::default()),
+            }),
         };
         for shard in &store.inner.shards {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
-            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone());
+            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone(), store.inner.changes.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("weir-store-{}", shard.index))
                 .spawn(move || w.run(rx))
@@ -240,6 +281,13 @@ impl Store {
         writer::Budget { limit: self.inner.budget, shards: self.inner.shards.clone() }
     }
 
+    /// Subscribes to commit announcements: after each commit, which tenants
+    /// got triggers that became pending and the lowest such id (see
+    /// `store/changes.rs`). The forwarder learns of work only this way.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.changes.subscribe()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
@@ -249,8 +297,10 @@ impl Store {
         self.inner.ids.next(at)
     }
 
-    /// Commits the trigger durably (fsync) and only then returns.
+    /// Commits the trigger durably (fsync) and only then returns. Below the
+    /// free-space reserve it is refused ([`StoreError::DiskLow`]) untouched.
     pub async fn insert(&self, trigger: NewTrigger) -> Result<Inserted, StoreError> {
+        self.inner.disk.check(&self.inner.dir)?;
         let shard = self.shard_for(&trigger.meta);
         let (reply, rx) = oneshot::channel();
         self.send(shard, Command::Insert { trigger, reply }).await?;
@@ -358,23 +408,61 @@ impl Store {
 
     /// A tenant's pending ids, oldest first, after `after`; at most `limit`.
     pub async fn pending_of_tenant(&self, tenant: &str, after: Option<TriggerId>, limit: usize) -> Result<Vec<TriggerId>, StoreError> {
-        let shards = self.inner.shards.clone();
         let tenant = tenant.to_string();
+        self.first_of_shards(limit, |id| *id, move |db| tables::pending_of_tenant(db, &tenant, after, limit)).await
+    }
+
+    /// Runs `read` on every shard and keeps the `limit` first results by id:
+    /// ids are time-ordered across shards, so this is the oldest first.
+    async fn first_of_shards<T: Send + 'static>(
+        &self,
+        limit: usize,
+        id: fn(&T) -> TriggerId,
+        read: impl Fn(&Database) -> Result<Vec<T>, StoreError> + Send + 'static,
+    ) -> Result<Vec<T>, StoreError> {
+        let shards = self.inner.shards.clone();
         blocking(move || {
             let mut all = Vec::new();
             for shard in &shards {
-                all.extend(tables::pending_of_tenant(&*shard.database()?, &tenant, after, limit)?);
+                all.extend(read(&*shard.database()?)?);
             }
-            all.sort();
+            all.sort_by_key(id);
             all.truncate(limit);
             Ok(all)
         })
         .await
     }
 
-    /// The shard databases, for a snapshot (backup) through read transactions.
-    pub fn databases(&self) -> Result<Vec<Arc<Database>>, StoreError> {
-        self.inner.shards.iter().map(|s| s.database()).collect()
+    /// Free bytes on the store's filesystem (as of the last check, at most
+    /// a moment old), for the `weir_store_free_bytes` gauge.
+    pub fn free_bytes(&self) -> u64 {
+        self.inner.disk.free(&self.inner.dir)
+    }
+
+    /// The free-space reserve (`store.min_free_bytes`).
+    pub fn min_free_bytes(&self) -> u64 {
+        self.inner.disk.reserve()
+    }
+
+    /// Like [`Store::pending_of_tenant`], with each trigger's route.
+    pub async fn pending_routes_of_tenant(
+        &self,
+        tenant: &str,
+        after: Option<TriggerId>,
+        limit: usize,
+    ) -> Result<Vec<(TriggerId, Option<String>)>, StoreError> {
+        let tenant = tenant.to_string();
+        self.first_of_shards(limit, |(id, _)| *id, move |db| tables::pending_routes_of_tenant(db, &tenant, after, limit)).await
+    }
+
+    /// Tests: makes the next `n` commits of every shard fail the way a
+    /// failed `commit()` (ENOSPC, EIO) does: the batch is refused and the
+    /// writer reopens the file.
+    #[cfg(test)]
+    pub(crate) fn fail_next_commits(&self, n: u32) {
+        for shard in &self.inner.shards {
+            shard.fail_commits.store(n, Ordering::SeqCst);
+        }
     }
 
     /// The budget in bytes.
@@ -435,9 +523,13 @@ impl Store {
     }
 
     /// Why the store cannot take writes now, if it cannot (for `/readyz`):
-    /// a shard that is not writable, or less budget left than `headroom`
-    /// (the largest trigger a request may bring).
+    /// the filesystem below its free-space reserve, a shard that is not
+    /// writable, or less budget left than `headroom` (the largest trigger a
+    /// request may bring).
     pub fn not_ready_reason(&self, headroom: u64) -> Option<String> {
+        if let Err(e) = self.inner.disk.check(&self.inner.dir) {
+            return Some(e.to_string());
+        }
         let used: u64 = self.inner.shards.iter().map(|s| s.used_bytes.load(Ordering::Relaxed)).sum();
         if used.saturating_add(headroom) > self.inner.budget {
             return Some(format!(
@@ -471,28 +563,6 @@ impl Store {
         })
         .await;
     }
-}
-
-/// Called once per stored trigger: id, record, body, transformed body.
-pub type TriggerVisitor<'a> = dyn FnMut(TriggerId, &[u8], &[u8], Option<&[u8]>) -> Result<(), StoreError> + 'a;
-
-/// Calls `f` for every trigger in a read transaction, in id order, with its
-/// raw record bytes and bodies; returns how many. Stops at the first error.
-pub fn for_each_trigger(txn: &redb::ReadTransaction, f: &mut TriggerVisitor<'_>) -> Result<u64, StoreError> {
-    use redb::ReadableTable;
-    let triggers = txn.open_table(tables::TRIGGERS).map_err(io_err)?;
-    let bodies = txn.open_table(tables::BODIES).map_err(io_err)?;
-    let transformed = txn.open_table(tables::TRANSFORMED).map_err(io_err)?;
-    let mut n = 0;
-    for entry in triggers.iter().map_err(io_err)? {
-        let (k, v) = entry.map_err(io_err)?;
-        let id = k.value();
-        let body = bodies.get(id).map_err(io_err)?;
-        let t = transformed.get(id).map_err(io_err)?;
-        f(TriggerId::from_u128(id), v.value(), body.as_ref().map_or(&[][..], |b| b.value()), t.as_ref().map(|t| t.value()))?;
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// Runs redb reads off the async workers: they may touch the disk.

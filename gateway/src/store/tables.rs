@@ -132,6 +132,34 @@ pub(crate) fn pending_of_tenant(db: &Database, tenant: &str, after: Option<Trigg
     Ok(out)
 }
 
+/// Like [`pending_of_tenant`], with each trigger's route, for the
+/// forwarder's lanes. The index and the records are read in one transaction,
+/// so they agree.
+pub(crate) fn pending_routes_of_tenant(
+    db: &Database,
+    tenant: &str,
+    after: Option<TriggerId>,
+    limit: usize,
+) -> Result<Vec<(TriggerId, Option<String>)>, StoreError> {
+    let txn = db.begin_read().map_err(io_err)?;
+    let index = txn.open_table(PENDING_BY_TENANT).map_err(io_err)?;
+    let triggers = txn.open_table(TRIGGERS).map_err(io_err)?;
+    let start = match after {
+        Some(id) if id.as_u128() == u128::MAX => return Ok(Vec::new()),
+        Some(id) => id.as_u128() + 1,
+        None => 0,
+    };
+    let mut out = Vec::new();
+    for entry in index.range((tenant, start)..=(tenant, u128::MAX)).map_err(io_err)?.take(limit) {
+        let id = TriggerId::from_u128(entry.map_err(io_err)?.0.value().1);
+        // An unreadable record takes the default route; reading it to send
+        // it reports the corruption.
+        let route = triggers.get(id.as_u128()).map_err(io_err)?.and_then(|raw| TriggerMeta::decode(raw.value()).ok()?.route);
+        out.push((id, route));
+    }
+    Ok(out)
+}
+
 /// Every table a write batch touches, opened once per transaction (opening
 /// a table costs a lookup in redb's table tree: per trigger it adds up).
 pub(crate) struct Tables<'t> {
@@ -185,6 +213,8 @@ pub(crate) struct Deltas {
     pub bytes: i64,
     /// Pending count changes per tenant (for per-tenant backlog metrics).
     pub tenant_pending: std::collections::HashMap<String, i64>,
+    /// Per tenant, the lowest id that became pending: announced after commit.
+    pub became_pending: std::collections::HashMap<String, u128>,
 }
 
 /// Counter key of a tenant's pending count.
@@ -201,6 +231,12 @@ impl Deltas {
         if state == State::Pending {
             *self.tenant_pending.entry(tenant.to_string()).or_default() += delta;
         }
+    }
+
+    /// Trigger `id` of `tenant` became pending (inserted, or moved from another state).
+    pub fn became_pending(&mut self, tenant: &str, id: u128) {
+        let low = self.became_pending.entry(tenant.to_string()).or_insert(id);
+        *low = (*low).min(id);
     }
 
     pub fn write(&self, txn: &WriteTransaction) -> Result<(), StoreError> {

@@ -345,6 +345,112 @@ async fn budget_pressure_removes_the_oldest_delivered_first_and_never_pending() 
     assert!(store.get(pending).await.expect("get").is_some() && store.get(pending2).await.expect("get").is_some());
     store.close().await;
 }
+
+/// A snapshot restores whole; a damaged one (a record it cannot decode, in
+/// the middle of the file) leaves nothing at the target and nothing beside
+/// it; a directory still marked as an unfinished restore is never opened.
+#[test]
+fn a_restore_is_all_or_nothing() {
+    let r = rt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source");
+    let store = Store::open(&config(&source, 2)).expect("open");
+    let mut ids = Vec::new();
+    for i in 0..40u8 {
+        ids.push(r.block_on(store.insert(trigger(&store, "t0", None, &[i; 100], State::Pending))).expect("insert").id);
+    }
+    let control = ControlFile::open(&source).expect("control");
+    let mut snapshot = Vec::new();
+    let n = snapshot::write(&store, &control, &mut |chunk| {
+        snapshot.extend_from_slice(&chunk);
+        Ok(())
+    })
+    .expect("snapshot");
+    assert_eq!(n, 40);
+    r.block_on(store.close());
+
+    // The third trigger frame's record gets an unknown format version.
+    let mut damaged = snapshot.clone();
+    let mut pos = 8;
+    for _ in 0..2 {
+        let len = u32::from_le_bytes(damaged[pos + 1..pos + 5].try_into().expect("len")) as usize;
+        pos += 5 + len;
+    }
+    damaged[pos + 5 + 16 + 4] = 99;
+    let (good_file, bad_file) = (dir.path().join("good"), dir.path().join("bad"));
+    std::fs::write(&good_file, &snapshot).expect("write");
+    std::fs::write(&bad_file, &damaged).expect("write");
+
+    let target = dir.path().join("restored");
+    match r.block_on(snapshot::restore(&bad_file, &config(&target, 1))) {
+        Err(RestoreError::Damaged { reason, .. }) => assert!(reason.contains("version 99"), "{reason}"),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    assert!(!target.exists(), "nothing at the target");
+    assert!(!dir.path().join(".restored.restoring").exists(), "no staging directory left");
+
+    let summary = r.block_on(snapshot::restore(&good_file, &config(&target, 1))).expect("restore");
+    assert_eq!(summary.triggers, 40);
+    let restored = Store::open(&config(&target, 1)).expect("open the restored store");
+    for id in &ids {
+        assert!(r.block_on(restored.get(*id)).expect("get").is_some(), "{id} restored");
+    }
+    r.block_on(restored.close());
+
+    let marked = dir.path().join("marked");
+    std::fs::create_dir_all(&marked).expect("mkdir");
+    std::fs::write(marked.join(snapshot::RESTORING_MARK), "").expect("mark");
+    match Store::open(&config(&marked, 1)) {
+        Err(StoreError::Open { reason, .. }) => assert!(reason.contains("unfinished `weir restore`"), "{reason}"),
+        Err(other) => panic!("expected Open, got {other}"),
+        Ok(_) => panic!("a marked directory was opened"),
+    }
+}
+
+/// Into an existing empty directory (a mount point) the restore builds in
+/// place, marked: a failure leaves it empty, a killed restore's leftovers
+/// (marked) are cleared by the next one, an unmarked non-empty one is refused.
+#[test]
+fn a_restore_into_an_existing_directory_builds_in_place_and_marked() {
+    let r = rt();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("source");
+    let store = Store::open(&config(&source, 1)).expect("open");
+    for i in 0..10u8 {
+        r.block_on(store.insert(trigger(&store, "t0", None, &[i; 10], State::Pending))).expect("insert");
+    }
+    let control = ControlFile::open(&source).expect("control");
+    let mut snapshot = Vec::new();
+    snapshot::write(&store, &control, &mut |chunk| {
+        snapshot.extend_from_slice(&chunk);
+        Ok(())
+    })
+    .expect("snapshot");
+    r.block_on(store.close());
+    let (good, cut) = (dir.path().join("good"), dir.path().join("cut"));
+    std::fs::write(&good, &snapshot).expect("write");
+    std::fs::write(&cut, &snapshot[..snapshot.len() - 20]).expect("write");
+
+    let mount = dir.path().join("mount");
+    std::fs::create_dir_all(&mount).expect("mkdir");
+    assert!(matches!(r.block_on(snapshot::restore(&cut, &config(&mount, 1))), Err(RestoreError::Damaged { .. })));
+    assert_eq!(std::fs::read_dir(&mount).expect("read").count(), 0, "a failed restore empties the directory it was given");
+    // What a killed restore leaves: marked, partly written.
+    std::fs::write(mount.join(snapshot::RESTORING_MARK), "").expect("mark");
+    std::fs::write(mount.join("shard-00.redb"), "half").expect("leftover");
+    assert!(Store::open(&config(&mount, 1)).is_err(), "never served");
+    let summary = r.block_on(snapshot::restore(&good, &config(&mount, 1))).expect("restore over a killed one");
+    assert_eq!(summary.triggers, 10);
+    assert!(!mount.join(snapshot::RESTORING_MARK).exists());
+    let restored = Store::open(&config(&mount, 1)).expect("open");
+    assert_eq!(restored.live_count(), 10);
+    r.block_on(restored.close());
+    assert!(
+        matches!(r.block_on(snapshot::restore(&good, &config(&mount, 1))), Err(RestoreError::NotEmpty { .. })),
+        "a real store is never overwritten"
+    );
+}
+
 mod full_disk;
 mod io_errors;
 mod power_cut;

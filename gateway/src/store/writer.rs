@@ -68,6 +68,7 @@ pub(crate) struct Writer {
     config: StoreConfig,
     next_sweep: Instant,
     next_reopen: Instant,
+    changes: Arc<super::changes::Announcer>,
 }
 
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -75,9 +76,15 @@ const SWEEP_MAX: usize = 1000;
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 impl Writer {
-    pub(crate) fn new(shard: Arc<Shard>, budget: Budget, config: StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Writer {
+    pub(crate) fn new(
+        shard: Arc<Shard>,
+        budget: Budget,
+        config: StoreConfig,
+        metrics: Arc<crate::telemetry::Metrics>,
+        changes: Arc<super::changes::Announcer>,
+    ) -> Writer {
         let now = Instant::now();
-        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now }
+        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now, changes }
     }
 
     /// Runs until every sender is dropped and the queue is empty.
@@ -122,9 +129,12 @@ impl Writer {
         let started = Instant::now();
         let count = batch.len();
         match self.apply(batch) {
-            Ok((done, deltas)) => {
+            Ok((done, mut deltas)) => {
                 self.metrics.commit_batch.observe(count as f64);
                 self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                // Announced before any reply: once a caller hears its commit
+                // succeeded, subscribers have heard of it too.
+                self.changes.publish(&std::mem::take(&mut deltas.became_pending));
                 self.publish(deltas);
                 for d in done {
                     match d {
@@ -218,6 +228,11 @@ impl Writer {
         if let Err(e) = deltas.write(&txn) {
             return Err((done, e));
         }
+        #[cfg(test)]
+        if self.shard.fail_commits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            // Dropping the transaction aborts it, as a failed commit leaves nothing.
+            return Err((done, StoreError::Io("injected commit failure".into())));
+        }
         match txn.commit() {
             Ok(()) => Ok((done, deltas)),
             Err(e) => Err((done, io_err(e))),
@@ -258,6 +273,9 @@ impl Writer {
         }
         tables.index_state(&t.meta.tenant, id, None, Some(t.meta.state))?;
         deltas.state(&t.meta.tenant, t.meta.state, 1);
+        if t.meta.state == State::Pending {
+            deltas.became_pending(&t.meta.tenant, id);
+        }
         deltas.bytes += cost as i64;
         Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state, batch: 0 })
     }
@@ -344,6 +362,9 @@ fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut D
             tables.triggers.insert(key, record.as_slice()).map_err(io_err)?;
             tables.index_state(&meta.tenant, key, Some(old_state), Some(state))?;
             deltas.state(&meta.tenant, state, 1);
+            if state == State::Pending && old_state != State::Pending {
+                deltas.became_pending(&meta.tenant, key);
+            }
             deltas.bytes += record.len() as i64 - old.len() as i64;
         }
         Change::Replace { meta: new_meta, transformed } => {
@@ -361,6 +382,9 @@ fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut D
                 None => tables.transformed.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len()),
             };
             deltas.state(&meta.tenant, new_meta.state, 1);
+            if new_meta.state == State::Pending && old_state != State::Pending {
+                deltas.became_pending(&meta.tenant, key);
+            }
             deltas.bytes += record.len() as i64 - old.len() as i64 + transformed.as_ref().map_or(0, |t| t.len()) as i64 - old_t as i64;
         }
         Change::Delete => {

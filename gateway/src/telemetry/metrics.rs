@@ -271,6 +271,13 @@ impl Metrics {
             ("weir_store_bytes", "gauge", "Size of the store files on disk.", Some(gauges.store_bytes as f64)),
             ("weir_store_used_bytes", "gauge", "Bytes of live triggers (what the budget counts).", Some(gauges.used_bytes as f64)),
             ("weir_store_budget_bytes", "gauge", "The store's disk budget (store.max_bytes).", Some(gauges.budget_bytes as f64)),
+            (
+                "weir_store_free_bytes",
+                "gauge",
+                "Free bytes on the store's filesystem (ingest refuses below store.min_free_bytes).",
+                Some(gauges.free_bytes as f64),
+            ),
+            ("weir_store_min_free_bytes", "gauge", "The free-space reserve (store.min_free_bytes).", Some(gauges.min_free_bytes as f64)),
             ("weir_ready", "gauge", "1 when /readyz answers 200.", Some(f64::from(u8::from(gauges.ready)))),
             ("weir_replay_jobs_running", "gauge", "Replay jobs in progress.", Some(gauges.replays_running as f64)),
         ] {
@@ -477,6 +484,8 @@ pub mod otlp {
                 ("weir_store_bytes", g.store_bytes as f64),
                 ("weir_store_used_bytes", g.used_bytes as f64),
                 ("weir_store_budget_bytes", g.budget_bytes as f64),
+                ("weir_store_free_bytes", g.free_bytes as f64),
+                ("weir_store_min_free_bytes", g.min_free_bytes as f64),
                 ("weir_ready", f64::from(u8::from(g.ready))),
                 ("weir_replay_jobs_running", g.replays_running as f64),
             ] {
@@ -539,6 +548,9 @@ pub struct Gauges {
     pub store_bytes: u64,
     pub used_bytes: u64,
     pub budget_bytes: u64,
+    /// Free bytes on the store's filesystem, and the reserve kept there.
+    pub free_bytes: u64,
+    pub min_free_bytes: u64,
     pub ready: bool,
     pub replays_running: usize,
     pub upstreams: Vec<(String, &'static str)>,

@@ -13,6 +13,10 @@
 //! thread without a tokio reactor, so its hyper client cannot run there, and
 //! its blocking client pulls in OpenSSL; this exporter runs on the gateway's
 //! runtime with the hyper client Weir already has.
+//!
+//! The exporter outlives the shutdown signal: draining requests and the
+//! forwarder's last attempts still end spans, so it stops only when
+//! [`Tracer::close`] asks, after them, and exports what is queued first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +37,6 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 
 use crate::config::TelemetryConfig;
-use crate::shutdown::Shutdown;
 
 const QUEUE: usize = 8192;
 const BATCH: usize = 512;
@@ -153,6 +156,8 @@ struct Inner {
     tx: mpsc::Sender<ProtoSpan>,
     dropped: Arc<AtomicU64>,
     exported: Arc<AtomicU64>,
+    /// Taken by [`Tracer::close`]: tells the exporter to flush and stop, and its task.
+    exporter: std::sync::Mutex<Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Tracer {
@@ -164,15 +169,29 @@ impl Tracer {
         self.inner.is_some()
     }
 
-    /// Starts the exporter task when an endpoint is configured.
-    pub fn start(config: &TelemetryConfig, shutdown: Shutdown) -> Tracer {
+    /// Starts the exporter task when an endpoint is configured. It runs
+    /// until [`Tracer::close`].
+    pub fn start(config: &TelemetryConfig) -> Tracer {
         let Some(endpoint) = config.otlp_endpoint.clone() else { return Tracer::off() };
         let (tx, rx) = mpsc::channel(QUEUE);
         let exported = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let resource = resource(config);
-        tokio::spawn(export_loop(endpoint, resource, rx, exported.clone(), dropped.clone(), shutdown));
-        Tracer { inner: Some(Arc::new(Inner { tx, dropped, exported })) }
+        let (close, closed) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(export_loop(endpoint, resource, rx, exported.clone(), dropped.clone(), closed));
+        let exporter = std::sync::Mutex::new(Some((close, task)));
+        Tracer { inner: Some(Arc::new(Inner { tx, dropped, exported, exporter })) }
+    }
+
+    /// Exports every span already ended, then stops the exporter; waits for
+    /// it until `deadline`. Spans ended afterwards are dropped and counted.
+    /// Returns false when the deadline came first.
+    pub async fn close(&self, deadline: tokio::time::Instant) -> bool {
+        let Some(inner) = &self.inner else { return true };
+        let exporter = inner.exporter.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some((close, task)) = exporter else { return true };
+        let _ = close.send(());
+        tokio::time::timeout_at(deadline, task).await.is_ok()
     }
 
     /// A new span: a child of `parent`, or the root of a new trace.
@@ -244,7 +263,7 @@ async fn export_loop(
     mut rx: mpsc::Receiver<ProtoSpan>,
     exported: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
-    mut shutdown: Shutdown,
+    mut closed: tokio::sync::oneshot::Receiver<()>,
 ) {
     let client = match otlp_client() {
         Ok(c) => c,
@@ -263,8 +282,17 @@ async fn export_loop(
                 None => true,
             },
             _ = tokio::time::sleep(FLUSH_EVERY) => false,
-            _ = shutdown.wait() => true,
+            _ = &mut closed => true,
         };
+        if closing {
+            // Everything ended before close was asked goes out, in batches.
+            while let Ok(span) = rx.try_recv() {
+                batch.push(span);
+                if batch.len() >= BATCH {
+                    export(&client, &url, &resource, &mut batch, &exported, &dropped, &mut last_error_logged).await;
+                }
+            }
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(s) => batch.push(s),
@@ -272,40 +300,49 @@ async fn export_loop(
             }
         }
         if !batch.is_empty() && (batch.len() >= BATCH || closing || rx.is_empty()) {
-            let n = batch.len() as u64;
-            let body = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    resource: Some(resource.clone()),
-                    scope_spans: vec![ScopeSpans {
-                        scope: Some(InstrumentationScope {
-                            name: "weir".into(),
-                            version: env!("CARGO_PKG_VERSION").into(),
-                            ..Default::default()
-                        }),
-                        spans: std::mem::take(&mut batch),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            }
-            .encode_to_vec();
-            match send(&client, &url, body).await {
-                Ok(()) => {
-                    exported.fetch_add(n, Ordering::Relaxed);
-                    last_error_logged = false;
-                }
-                Err(e) => {
-                    // Dropped, not retried: telemetry must never grow without bound.
-                    dropped.fetch_add(n, Ordering::Relaxed);
-                    if !last_error_logged {
-                        tracing::warn!(endpoint = %url, error = %e, spans = n, "trace export failed; spans dropped");
-                        last_error_logged = true;
-                    }
-                }
-            }
+            export(&client, &url, &resource, &mut batch, &exported, &dropped, &mut last_error_logged).await;
         }
         if closing {
             return;
+        }
+    }
+}
+
+/// Sends one batch (and empties it); a failure drops and counts its spans.
+async fn export(
+    client: &OtlpClient,
+    url: &str,
+    resource: &Resource,
+    batch: &mut Vec<ProtoSpan>,
+    exported: &AtomicU64,
+    dropped: &AtomicU64,
+    last_error_logged: &mut bool,
+) {
+    let n = batch.len() as u64;
+    let body = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope { name: "weir".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() }),
+                spans: std::mem::take(batch),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    match send(client, url, body).await {
+        Ok(()) => {
+            exported.fetch_add(n, Ordering::Relaxed);
+            *last_error_logged = false;
+        }
+        Err(e) => {
+            // Dropped, not retried: telemetry must never grow without bound.
+            dropped.fetch_add(n, Ordering::Relaxed);
+            if !*last_error_logged {
+                tracing::warn!(endpoint = %url, error = %e, spans = n, "trace export failed; spans dropped");
+                *last_error_logged = true;
+            }
         }
     }
 }

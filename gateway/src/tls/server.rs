@@ -212,8 +212,8 @@ impl ServerTls {
     }
 
     /// Polls the files every `watch_interval_ms` (0: never) and reloads on
-    /// SIGHUP, until shutdown.
-    pub fn spawn_watcher(self: &Arc<Self>, mut shutdown: Shutdown) {
+    /// SIGHUP, until shutdown; the caller awaits the returned task.
+    pub fn spawn_watcher(self: &Arc<Self>, mut shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let tls = self.clone();
         let every = Duration::from_millis(self.config.watch_interval_ms);
@@ -232,7 +232,7 @@ impl ServerTls {
                     _ = shutdown.wait() => break,
                 }
             }
-        });
+        })
     }
 
     /// Completes the TLS handshake within the deadline. A client that sent

@@ -4,7 +4,7 @@
 //! Weir repository for the plugin author's guide).
 //!
 //! A Weir plugin is a WebAssembly component built for `wasm32-wasip2` that
-//! targets the `weir:plugin/trigger-plugin@0.1.0` world (`wit/plugin.wit`).
+//! targets the `weir:plugin/trigger-plugin@0.2.0` world (`wit/plugin.wit`).
 //! Weir calls its exported `handle` function once for every trigger of the
 //! tenant that installed it, in a **fresh instance** each time, and uses the
 //! returned [`Verdict`] to accept (optionally transformed), reject (4xx) or
@@ -13,7 +13,7 @@
 //! This crate generates the WIT bindings once and wraps them:
 //!
 //! * the WIT types, re-exported: [`Trigger`], [`Verdict`], [`Accepted`],
-//!   [`Rejected`], [`Header`], [`Level`];
+//!   [`Rejected`], [`Header`], [`Phase`], [`Level`];
 //! * the [`Plugin`] trait and the [`export_plugin!`] macro that turns a type
 //!   implementing it into the component's `handle` export;
 //! * constructors for verdicts ([`Verdict::accept_unchanged`],
@@ -121,10 +121,10 @@ pub mod __rt {
 }
 
 pub use bindings::weir::plugin::host::Level;
-pub use bindings::weir::plugin::types::{Accepted, Header, Rejected, Trigger, Verdict};
+pub use bindings::weir::plugin::types::{Accepted, Header, Phase, Rejected, Trigger, Verdict};
 
 /// Version of the WIT package this SDK targets.
-pub const WIT_PACKAGE: &str = "weir:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "weir:plugin@0.2.0";
 
 /// A trigger plugin.
 ///
@@ -423,6 +423,7 @@ mod tests {
             ],
             body: b"{}".to_vec(),
             received_at_ms: 1_700_000_000_123,
+            phase: Phase::Ingest,
         }
     }
 

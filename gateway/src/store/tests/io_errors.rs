@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::power_cut::{View, audit, created, view};
+use super::power_cut::{View, audit, created, databases, view};
 use super::*;
 use crate::store::fault::{Disk, EIO, ENOSPC, Loss, Op as DiskOp, Times};
 
@@ -35,7 +35,7 @@ fn assert_retryable(e: &StoreError) {
 fn a_failed_sync_is_acknowledged_to_nobody_until_a_reopened_file_has_synced() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = StoreConfig { cache_mb: 4, ..config(dir.path(), 1) };
+    let cfg = StoreConfig { cache_mb: 4, min_free_bytes: 0, ..config(dir.path(), 1) };
     let shard = dir.path().join("shard-00.redb");
     for (code, sticky) in [(EIO, false), (ENOSPC, false), (EIO, true), (ENOSPC, true)] {
         let disk = created(&rt, &cfg);
@@ -63,7 +63,7 @@ fn a_failed_sync_is_acknowledged_to_nobody_until_a_reopened_file_has_synced() {
         assert!(matches!(rt.block_on(view(&store, c_id)).expect("c"), View::Present { .. }));
         // b is all there or not at all (its pages may have reached the disk before the error).
         let _ = rt.block_on(view(&store, b_id)).expect("b");
-        audit(&store.databases().expect("dbs")[0]).expect("audit");
+        audit(&databases(&store).expect("dbs")[0]).expect("audit");
         rt.block_on(store.close());
     }
 }
@@ -123,7 +123,7 @@ enum Fault {
 fn io_errors_under_concurrent_writers_lose_no_acknowledged_trigger() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = StoreConfig { cache_mb: 4, ..config(dir.path(), 2) };
+    let cfg = StoreConfig { cache_mb: 4, min_free_bytes: 0, ..config(dir.path(), 2) };
     let mut faults = vec![Fault::Tear];
     for op in [DiskOp::Write, DiskOp::SyncData, DiskOp::SetLen] {
         for code in [EIO, ENOSPC] {
@@ -167,7 +167,7 @@ fn io_errors_under_concurrent_writers_lose_no_acknowledged_trigger() {
                 acked += s.acked.len();
                 failed += s.failed.len();
             }
-            for db in store.databases().expect("dbs") {
+            for db in databases(&store).expect("dbs") {
                 audit(&db).unwrap_or_else(|e| panic!("{fault:?} after {after} (sticky cache {sticky}): {e}"));
             }
             rt.block_on(store.close());

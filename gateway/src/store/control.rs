@@ -1,9 +1,12 @@
-//! The plugin repository: uploaded components, their versions, which one is
-//! active per tenant, and Weir's own precompiled artifacts.
+//! The control file: the operator's and the plugin host's state, apart from
+//! the triggers. Uploaded components, their versions, which one is active per
+//! tenant, Weir's own precompiled artifacts; paused tenants; the audit log;
+//! replay jobs and the trigger ids each job selected when it started.
 //!
-//! It lives in its own redb file (`store.path/plugins.redb`), apart from the
-//! trigger shards, so uploads never contend with the group-commit writers.
-//! Writes are rare (uploads, activations) and serialised by redb itself.
+//! It lives in its own redb file (`store.path/plugins.redb`, named for its
+//! first use and kept for compatibility), apart from the trigger shards, so
+//! uploads and operator actions never contend with the group-commit writers.
+//! Writes are rare and serialised by redb itself.
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -14,15 +17,14 @@
 //! | `paused` | tenant | when forwarding was paused (ms) |
 //! | `audit` | (ms, sequence) | JSON audit entry (append-only) |
 //! | `jobs` | job id | JSON replay job (filter and progress) |
-//!
-//! Besides plugins, this file holds the operator's control state: pauses,
-//! the audit log and replay jobs.
+//! | `job_selection` | (job id, chunk) | the job's trigger ids, 16 bytes each (u128 LE), ascending |
 
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{StoreError, io_err, open_database};
+use crate::id::TriggerId;
 
 const COMPONENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("components");
 const VERSIONS: TableDefinition<(&str, u32), (&str, u64, &str, u64)> = TableDefinition::new("versions");
@@ -34,6 +36,11 @@ const PAUSED: TableDefinition<&str, u64> = TableDefinition::new("paused");
 const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
 /// Replay jobs: id → JSON state (filter, progress), so a job survives a crash.
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+/// What a replay job selected when it started, so triggers that come to match
+/// while it runs are not picked up: (job, chunk number) → packed ids.
+const JOB_SELECTION: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("job_selection");
+/// Ids per `job_selection` value.
+const SELECTION_CHUNK: usize = 4096;
 
 /// One stored version of a tenant's plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,16 +53,20 @@ pub struct PluginVersion {
     pub size: u64,
 }
 
-pub struct PluginRepo {
+/// The control file (see the module docs).
+pub struct ControlFile {
     db: Database,
     path: PathBuf,
 }
 
+/// The plugin host and the forwarder know the control file by its first use.
+pub type PluginRepo = ControlFile;
+
 /// An audit entry's key: (Unix ms, sequence).
 pub type AuditKey = (u64, u64);
 
-impl PluginRepo {
-    pub fn open(dir: &Path) -> Result<PluginRepo, StoreError> {
+impl ControlFile {
+    pub fn open(dir: &Path) -> Result<ControlFile, StoreError> {
         let path = dir.join("plugins.redb");
         let db = open_database(&path, 4)?;
         let txn = db.begin_write().map_err(io_err)?;
@@ -67,9 +78,10 @@ impl PluginRepo {
             txn.open_table(PAUSED).map_err(io_err)?;
             txn.open_table(AUDIT).map_err(io_err)?;
             txn.open_table(JOBS).map_err(io_err)?;
+            txn.open_table(JOB_SELECTION).map_err(io_err)?;
         }
         txn.commit().map_err(io_err)?;
-        Ok(PluginRepo { db, path })
+        Ok(ControlFile { db, path })
     }
 
     pub fn path(&self) -> &Path {
@@ -274,6 +286,52 @@ impl PluginRepo {
         txn.commit().map_err(io_err)
     }
 
+    /// Records a new job together with the ids it selected, in one durable
+    /// transaction: a job that exists always has its whole selection.
+    pub fn put_job_with_selection(&self, id: u64, state: &[u8], selection: &[TriggerId]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(JOB_SELECTION).map_err(io_err)?;
+            for (n, chunk) in selection.chunks(SELECTION_CHUNK).enumerate() {
+                let packed: Vec<u8> = chunk.iter().flat_map(|id| id.as_u128().to_le_bytes()).collect();
+                t.insert((id, n as u64), packed.as_slice()).map_err(io_err)?;
+            }
+            txn.open_table(JOBS).map_err(io_err)?.insert(id, state).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    /// The ids a job selected when it started, ascending.
+    pub fn job_selection(&self, id: u64) -> Result<Vec<TriggerId>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let t = txn.open_table(JOB_SELECTION).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.range((id, 0)..=(id, u64::MAX)).map_err(io_err)? {
+            let (_, v) = e.map_err(io_err)?;
+            out.extend(v.value().chunks_exact(16).filter_map(|b| b.try_into().ok()).map(|b| TriggerId::from_u128(u128::from_le_bytes(b))));
+        }
+        Ok(out)
+    }
+
+    /// Saves a finished job and forgets its selection.
+    pub fn finish_job(&self, id: u64, state: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(JOB_SELECTION).map_err(io_err)?;
+            let mut chunks = Vec::new();
+            for e in t.range((id, 0)..=(id, u64::MAX)).map_err(io_err)? {
+                chunks.push(e.map_err(io_err)?.0.value());
+            }
+            for key in chunks {
+                t.remove(key).map_err(io_err)?;
+            }
+            txn.open_table(JOBS).map_err(io_err)?.insert(id, state).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)
+    }
+
     pub fn jobs(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(io_err)?;
         let t = txn.open_table(JOBS).map_err(io_err)?;
@@ -300,13 +358,13 @@ mod tests {
     fn versions_count_up_per_tenant_and_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let repo = PluginRepo::open(dir.path()).expect("open");
+            let repo = ControlFile::open(dir.path()).expect("open");
             assert_eq!(repo.add_version("a", "h1", b"one", Some((7, b"art")), "upload", 1).expect("add"), 1);
             assert_eq!(repo.add_version("a", "h2", b"two", None, "upload", 2).expect("add"), 2);
             assert_eq!(repo.add_version("b", "h1", b"one", None, "config", 3).expect("add"), 1);
             repo.set_active("a", 1).expect("activate");
         }
-        let repo = PluginRepo::open(dir.path()).expect("reopen");
+        let repo = ControlFile::open(dir.path()).expect("reopen");
         assert_eq!(repo.active("a").expect("active"), Some(1));
         assert_eq!(repo.active("b").expect("active"), Some(1));
         assert_eq!(repo.active("c").expect("active"), None);
@@ -317,5 +375,22 @@ mod tests {
         assert_eq!(repo.artifact("h1", 7).expect("a"), Some(b"art".to_vec()));
         assert_eq!(repo.artifact("h1", 8).expect("a"), None);
         assert_eq!(repo.all_active().expect("all").len(), 2);
+    }
+
+    #[test]
+    fn a_job_keeps_its_selection_until_it_finishes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<TriggerId> = (1..=5000u128).map(TriggerId::from_u128).collect();
+        {
+            let control = ControlFile::open(dir.path()).expect("open");
+            control.put_job_with_selection(7, b"{}", &ids).expect("put");
+            control.put_job_with_selection(8, b"{}", &ids[..3]).expect("put");
+        }
+        let control = ControlFile::open(dir.path()).expect("reopen");
+        assert_eq!(control.job_selection(7).expect("read"), ids, "two chunks, in order, across a reopen");
+        control.finish_job(7, br#"{"state":"done"}"#).expect("finish");
+        assert!(control.job_selection(7).expect("read").is_empty());
+        assert_eq!(control.job_selection(8).expect("read").len(), 3, "other jobs keep theirs");
+        assert_eq!(control.jobs().expect("jobs").len(), 2);
     }
 }
