@@ -331,11 +331,6 @@ impl PluginHost {
     }
 }
 
-/// Failure notes are stored with the trigger: keep them readable and bounded.
-pub fn truncate_note(s: &str) -> String {
-    bindings::truncate(s, 1024).to_string()
-}
-
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("plugin store task failed: {e}")))?
 }
