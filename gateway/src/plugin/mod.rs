@@ -11,7 +11,7 @@
 //! as a [`Failure`]; what to do with the trigger is ingest's call.
 //!
 //! The host never touches redb directly: versions and artifacts go through
-//! [`crate::store::PluginRepo`].
+//! [`crate::store::ControlFile`].
 
 mod bindings;
 mod compile;
@@ -31,7 +31,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::config::{Config, OnPluginError, PluginsConfig};
-use crate::store::{PluginRepo, PluginVersion, StoreError};
+use crate::store::{ControlFile, PluginVersion, StoreError};
 
 pub use bindings::SUPPORTED as SUPPORTED_WIT;
 pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
@@ -96,7 +96,7 @@ pub struct Ran {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<HostState>,
-    repo: Arc<PluginRepo>,
+    repo: Arc<ControlFile>,
     compat: u64,
     limits: PluginsConfig,
     /// A plugin's new body may be no larger than an ingested one.
@@ -114,7 +114,7 @@ pub struct PluginHost {
 impl PluginHost {
     /// Builds the engine (failing clearly if the pool's address space cannot
     /// be reserved), then loads every tenant's active plugin.
-    pub async fn start(config: &Config, repo: Arc<PluginRepo>) -> Result<Arc<PluginHost>, PluginError> {
+    pub async fn start(config: &Config, repo: Arc<ControlFile>) -> Result<Arc<PluginHost>, PluginError> {
         let max_memory = config.tenants.iter().map(|t| t.plugin_memory_mb).max().unwrap_or(32) * 1024 * 1024;
         let engine = engine::build(config.plugins.concurrency, max_memory)?;
         let ticker = engine::Ticker::start(&engine)?;
@@ -314,7 +314,7 @@ impl PluginHost {
         Ok(Loaded { version, sha256: sha256.to_string(), pre })
     }
 
-    pub fn repo(&self) -> &Arc<PluginRepo> {
+    pub fn repo(&self) -> &Arc<ControlFile> {
         &self.repo
     }
 
