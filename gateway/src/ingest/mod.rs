@@ -175,7 +175,7 @@ impl Ingest {
                     Ok(_) => None,
                     Err(f) => Some(f.kind.as_str()),
                 };
-                self.metrics.plugin(&tenant, ran.elapsed, kind);
+                self.metrics.plugin(&tenant, ran.elapsed, kind, ran.slow_lane);
                 match apply_plugin(&mut meta, ran) {
                     Verdict::Store(t) => transformed = t.map(bytes::Bytes::from),
                     Verdict::Answer(resp) => return resp,

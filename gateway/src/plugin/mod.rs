@@ -91,6 +91,8 @@ pub struct Ran {
     pub result: Result<Decision, Failure>,
     pub on_error: OnPluginError,
     pub elapsed: Duration,
+    /// The call overran its first millisecond of CPU and finished on the slow lane.
+    pub slow_lane: bool,
 }
 
 pub struct PluginHost {
@@ -212,6 +214,7 @@ impl PluginHost {
                     result: Err(Failure { kind: FailureKind::Unavailable, detail: reason.to_string() }),
                     on_error: tenant.on_error,
                     elapsed: started.elapsed(),
+                    slow_lane: false,
                 }));
             }
         };
@@ -243,7 +246,8 @@ impl PluginHost {
             }
             Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
         };
-        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() }))
+        let slow_lane = overran.load(std::sync::atomic::Ordering::Relaxed);
+        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed(), slow_lane }))
     }
 
     /// Runs the tenant's plugin without the concurrency limits: what one
