@@ -20,6 +20,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod trigger;
 
 use std::time::Duration;
 

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ..TenantConfig::default()
         });
     }
-    let repo = Arc::new(weir::store::PluginRepo::open(dir.path()).context("opening the plugin repository")?);
+    let repo = Arc::new(weir::store::ControlFile::open(dir.path()).context("opening the plugin repository")?);
     let host = PluginHost::start(&config, repo).await.context("starting the plugin host")?;
     let iterations = if ctx.quick { 500 } else { 20_000 };
     let mut report = Report::new(

@@ -332,7 +332,7 @@ impl Admin {
                     meta.plugin_version = ran.version.unwrap_or(0);
                     let v = meta.plugin_version;
                     match ran.result {
-                        Ok(Decision::Accept(tr)) => transformed = crate::ingest::apply_transform(&mut meta, tr),
+                        Ok(Decision::Accept(tr)) => transformed = crate::trigger::apply_transform(&mut meta, tr),
                         Ok(Decision::Reject { status, reason }) => {
                             meta.state = State::Dead;
                             meta.note = Some(format!("rejected by plugin v{v} on replay ({status}): {reason}"));
@@ -341,10 +341,7 @@ impl Admin {
                             meta.state = State::Dead;
                             meta.note = Some(format!("dropped by plugin v{v} on replay"));
                         }
-                        Err(f) => {
-                            meta.state = State::Quarantined;
-                            meta.note = Some(crate::plugin::truncate_note(&f.to_string()));
-                        }
+                        Err(f) => crate::trigger::quarantine(&mut meta, &f),
                     }
                 }
                 None => {}

@@ -94,7 +94,7 @@ impl AttemptCtx {
             upstream: self.upstream as u16,
             outcome,
             status: result.status,
-            detail: crate::plugin::truncate_note(&result.detail),
+            detail: crate::trigger::note(&result.detail),
         };
         let change = Change::SetState { state, attempt: Some(attempt), note };
         let finished = state != State::Pending;

@@ -20,7 +20,7 @@ use super::routes::RouteStatus;
 use crate::config::Config;
 use crate::id::TriggerId;
 use crate::shutdown::Shutdown;
-use crate::store::{Change, PluginRepo, Store, Subscription};
+use crate::store::{Change, ControlFile, Store, Subscription};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -80,7 +80,7 @@ impl Forwarder {
     pub async fn start(
         config: &Config,
         store: Store,
-        repo: Arc<PluginRepo>,
+        repo: Arc<ControlFile>,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
@@ -152,7 +152,7 @@ fn clock() -> Instant {
 struct Scheduler {
     policy: Policy,
     store: Store,
-    repo: Arc<PluginRepo>,
+    repo: Arc<ControlFile>,
     metrics: Arc<crate::telemetry::Metrics>,
     tracer: crate::telemetry::Tracer,
     client: HttpClient,

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 
 use super::Forwarder;
 use crate::config::{Config, TenantConfig};
-use crate::store::{NewTrigger, PluginRepo, State, Store, TriggerMeta};
+use crate::store::{ControlFile, NewTrigger, State, Store, TriggerMeta};
 
 /// An upstream that answers 200 to everything and counts the requests.
 async fn upstream() -> (String, Arc<AtomicUsize>) {
@@ -69,7 +69,7 @@ async fn a_delivered_trigger_whose_outcome_write_fails_is_recorded_later_and_not
     config.store.path = dir.path().join("store");
     config.forward.upstreams = vec![url];
     let store = Store::open(&config.store).expect("store");
-    let repo = Arc::new(PluginRepo::open(store.dir()).expect("repo"));
+    let repo = Arc::new(ControlFile::open(store.dir()).expect("repo"));
     let id = store.insert(pending(&store, "acme")).await.expect("insert").id;
     // Nothing else writes to this store: the next commit is the outcome of
     // the delivery, and it fails.

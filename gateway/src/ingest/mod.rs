@@ -5,8 +5,6 @@
 //! Weir's own (store full, not writable, shutting down) is a 503 with
 //! Retry-After, never a 4xx and never a 2xx.
 
-mod headers;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,11 +15,10 @@ use serde::Serialize;
 
 use crate::config::{Config, OnPluginError, TenantConfig, validate_label};
 use crate::http::{self as h, BodyError, Resp};
-use crate::plugin::{Busy, Decision, Input, Phase, PluginHost, Ran, Transform};
+use crate::plugin::{Busy, Decision, Input, Phase, PluginHost, Ran};
 use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
 use crate::telemetry::{Kind, SpanContext};
-
-pub use headers::{IDEMPOTENCY_KEY_MAX, KeyError, check_idempotency_key, is_stored_header};
+use crate::trigger;
 
 /// Everything a request needs; shared by all connections of the listener.
 pub struct Ingest {
@@ -124,7 +121,7 @@ impl Ingest {
             Ok(k) => k,
             Err(resp) => return tag(resp, "bad_request"),
         };
-        let mut headers = headers::stored(req.headers());
+        let mut headers = trigger::stored_headers(req.headers());
         if let Some(ctx) = &trace {
             // The stored context is this ingest span, so forward attempts
             // hours later join the same trace.
@@ -178,7 +175,7 @@ impl Ingest {
                     Ok(_) => None,
                     Err(f) => Some(f.kind.as_str()),
                 };
-                self.metrics.plugin(&tenant, ran.elapsed, kind);
+                self.metrics.plugin(&tenant, ran.elapsed, kind, ran.slow_lane);
                 match apply_plugin(&mut meta, ran) {
                     Verdict::Store(t) => transformed = t.map(bytes::Bytes::from),
                     Verdict::Answer(resp) => return resp,
@@ -235,7 +232,7 @@ enum Verdict {
 fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
     meta.plugin_version = ran.version.unwrap_or(0);
     match ran.result {
-        Ok(Decision::Accept(t)) => Verdict::Store(apply_transform(meta, t)),
+        Ok(Decision::Accept(t)) => Verdict::Store(trigger::apply_transform(meta, t)),
         Ok(Decision::Reject { status, reason }) => {
             tracing::debug!(tenant = %meta.tenant, status, "plugin rejected the trigger");
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -250,8 +247,7 @@ fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
                 detail = %failure.detail, "plugin failed");
             match ran.on_error {
                 OnPluginError::Quarantine => {
-                    meta.state = State::Quarantined;
-                    meta.note = Some(crate::plugin::truncate_note(&failure.to_string()));
+                    trigger::quarantine(meta, &failure);
                     Verdict::Store(None)
                 }
                 OnPluginError::Reject => Verdict::Answer(tag(
@@ -265,27 +261,6 @@ fn apply_plugin(meta: &mut TriggerMeta, ran: Ran) -> Verdict {
             }
         }
     }
-}
-
-/// Applies an accepted verdict's changes to the record; returns the new body,
-/// if any. Removals first, then each set replaces every header of its name
-/// (the last set of a name wins); linear in headers + changes.
-pub(crate) fn apply_transform(meta: &mut TriggerMeta, t: Transform) -> Option<Vec<u8>> {
-    use std::collections::{HashMap, HashSet};
-    let mut last_set: HashMap<&str, usize> = HashMap::with_capacity(t.set_headers.len());
-    for (i, (name, _)) in t.set_headers.iter().enumerate() {
-        last_set.insert(name.as_str(), i);
-    }
-    let replaced: HashSet<&str> = t.remove_headers.iter().map(String::as_str).chain(last_set.keys().copied()).collect();
-    meta.headers.retain(|(name, _)| !replaced.contains(name.as_str()));
-    let keep: HashSet<usize> = last_set.into_values().collect();
-    meta.headers.extend(t.set_headers.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, h)| h));
-    if t.idempotency_key.is_some() {
-        meta.idempotency_key = t.idempotency_key;
-    }
-    meta.route = t.route;
-    meta.has_transformed = t.body.is_some();
-    t.body
 }
 
 /// The id of the stored trigger, for the ingest span.
@@ -375,13 +350,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Resp> {
         Err(h::error(
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
-            &format!("the Idempotency-Key header {why}; send 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+            &format!("the Idempotency-Key header {why}; send 1 to {} visible ASCII characters", trigger::IDEMPOTENCY_KEY_MAX),
         ))
     };
-    let Ok(s) = v.to_str() else { return bad(KeyError::NotVisible.to_string()) };
+    let Ok(s) = v.to_str() else { return bad(trigger::KeyError::NotVisible.to_string()) };
     // Surrounding whitespace is HTTP framing, not part of the key.
     let s = s.trim();
-    match check_idempotency_key(s) {
+    match trigger::check_idempotency_key(s) {
         Ok(()) => Ok(Some(s.to_string())),
         Err(why) => bad(why.to_string()),
     }
@@ -409,35 +384,5 @@ mod tests {
         assert_eq!(parse_ingest_path("/ingest//x"), None);
         assert_eq!(parse_ingest_path("/ingest/a/b/c"), None);
         assert_eq!(parse_ingest_path("/other/a/b"), None);
-    }
-
-    fn meta(headers: &[(&str, &str)]) -> TriggerMeta {
-        TriggerMeta {
-            state: State::Pending,
-            received_at_ms: 0,
-            tenant: "t".into(),
-            source: "s".into(),
-            idempotency_key: None,
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            body_len: 0,
-            has_transformed: false,
-            plugin_version: 0,
-            route: None,
-            note: None,
-            attempts: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn a_transform_removes_then_sets_and_the_last_set_of_a_name_wins() {
-        let mut m = meta(&[("a", "1"), ("b", "2"), ("a", "3"), ("c", "4")]);
-        let t = Transform {
-            set_headers: vec![("x".into(), "1".into()), ("b".into(), "new".into()), ("x".into(), "2".into())],
-            remove_headers: vec!["a".into(), "c".into(), "x".into()],
-            ..Transform::default()
-        };
-        apply_transform(&mut m, t);
-        let got: Vec<(&str, &str)> = m.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        assert_eq!(got, [("b", "new"), ("x", "2")]);
     }
 }

@@ -125,7 +125,7 @@ impl self::weir::plugin::host::Host for HostState {
             return;
         }
         self.log_calls += 1;
-        let message = truncate(&message, self.max_log_bytes);
+        let message = crate::trigger::truncate(&message, self.max_log_bytes);
         let tenant = &*self.tenant;
         // Plugin output is the tenant's, never Weir's: it is logged under its
         // own target so operators can filter or silence it.
@@ -167,16 +167,4 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<HostState>) -> was
     use wasmtime::component::HasSelf;
     TriggerPlugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     v0_1::TriggerPlugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
-}
-
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

@@ -257,7 +257,7 @@ fn diagnostics(stderr: &str) -> String {
     let text: Vec<&str> = stderr.lines().filter(|l| !l.starts_with(STATS)).collect();
     let text = text.join("\n");
     let text = text.trim();
-    if text.is_empty() { "no diagnostics".into() } else { super::truncate_note(text) }
+    if text.is_empty() { "no diagnostics".into() } else { crate::trigger::note(text) }
 }
 
 fn log_stats(tenant: &str, pid: Option<u32>, started: Instant, stderr: &str) {

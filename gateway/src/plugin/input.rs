@@ -2,7 +2,7 @@
 //!
 //! The input is what Weir *stores* of the trigger, so a plugin re-run at
 //! replay sees exactly what it saw at ingest (issue 16.5): the stored headers
-//! (never credentials: `ingest/headers.rs` owns that rule), the raw body, the
+//! (never credentials: `trigger/headers.rs` owns that rule), the raw body, the
 //! arrival time. Nothing that is not stored (the query string, the sender's
 //! `authorization`) is shown at either phase; only `phase` differs.
 

@@ -11,7 +11,7 @@
 //! as a [`Failure`]; what to do with the trigger is ingest's call.
 //!
 //! The host never touches redb directly: versions and artifacts go through
-//! [`crate::store::PluginRepo`].
+//! [`crate::store::ControlFile`].
 
 mod bindings;
 mod compile;
@@ -31,7 +31,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::config::{Config, OnPluginError, PluginsConfig};
-use crate::store::{PluginRepo, PluginVersion, StoreError};
+use crate::store::{ControlFile, PluginVersion, StoreError};
 
 pub use bindings::SUPPORTED as SUPPORTED_WIT;
 pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
@@ -91,12 +91,14 @@ pub struct Ran {
     pub result: Result<Decision, Failure>,
     pub on_error: OnPluginError,
     pub elapsed: Duration,
+    /// The call overran its first millisecond of CPU and finished on the slow lane.
+    pub slow_lane: bool,
 }
 
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<HostState>,
-    repo: Arc<PluginRepo>,
+    repo: Arc<ControlFile>,
     compat: u64,
     limits: PluginsConfig,
     /// A plugin's new body may be no larger than an ingested one.
@@ -114,7 +116,7 @@ pub struct PluginHost {
 impl PluginHost {
     /// Builds the engine (failing clearly if the pool's address space cannot
     /// be reserved), then loads every tenant's active plugin.
-    pub async fn start(config: &Config, repo: Arc<PluginRepo>) -> Result<Arc<PluginHost>, PluginError> {
+    pub async fn start(config: &Config, repo: Arc<ControlFile>) -> Result<Arc<PluginHost>, PluginError> {
         let max_memory = config.tenants.iter().map(|t| t.plugin_memory_mb).max().unwrap_or(32) * 1024 * 1024;
         let engine = engine::build(config.plugins.concurrency, max_memory)?;
         let ticker = engine::Ticker::start(&engine)?;
@@ -212,6 +214,7 @@ impl PluginHost {
                     result: Err(Failure { kind: FailureKind::Unavailable, detail: reason.to_string() }),
                     on_error: tenant.on_error,
                     elapsed: started.elapsed(),
+                    slow_lane: false,
                 }));
             }
         };
@@ -243,7 +246,8 @@ impl PluginHost {
             }
             Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
         };
-        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed() }))
+        let slow_lane = overran.load(std::sync::atomic::Ordering::Relaxed);
+        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed(), slow_lane }))
     }
 
     /// Runs the tenant's plugin without the concurrency limits: what one
@@ -314,7 +318,7 @@ impl PluginHost {
         Ok(Loaded { version, sha256: sha256.to_string(), pre })
     }
 
-    pub fn repo(&self) -> &Arc<PluginRepo> {
+    pub fn repo(&self) -> &Arc<ControlFile> {
         &self.repo
     }
 
@@ -329,11 +333,6 @@ impl PluginHost {
             Slot::Broken { version, .. } => *version,
         }
     }
-}
-
-/// Failure notes are stored with the trigger: keep them readable and bounded.
-pub fn truncate_note(s: &str) -> String {
-    bindings::truncate(s, 1024).to_string()
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {

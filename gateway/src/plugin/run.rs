@@ -277,7 +277,7 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
             if !(400..=499).contains(&r.status) {
                 return bad(format!("rejected with status {}, outside 400..=499", r.status));
             }
-            Ok(Decision::Reject { status: r.status, reason: super::bindings::truncate(&r.reason, 1024).to_string() })
+            Ok(Decision::Reject { status: r.status, reason: crate::trigger::truncate(&r.reason, 1024).to_string() })
         }
         Verdict::Accept(a) => {
             // Bounded before anything else looks at them: a verdict's header
@@ -303,13 +303,13 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(&h.value).is_err() {
                     return bad(format!("set an invalid header {:?}", h.name));
                 }
-                if !crate::ingest::is_stored_header(&name) {
+                if !crate::trigger::is_stored_header(&name) {
                     return bad(format!("set header {name:?}, which Weir never stores"));
                 }
                 set_headers.push((name, h.value));
             }
             if let Some(k) = &a.idempotency_key
-                && let Err(why) = crate::ingest::check_idempotency_key(k)
+                && let Err(why) = crate::trigger::check_idempotency_key(k)
             {
                 return bad(format!("returned an idempotency key that {why}"));
             }

@@ -59,9 +59,6 @@ pub struct ControlFile {
     path: PathBuf,
 }
 
-/// The plugin host and the forwarder know the control file by its first use.
-pub type PluginRepo = ControlFile;
-
 /// An audit entry's key: (Unix ms, sequence).
 pub type AuditKey = (u64, u64);
 

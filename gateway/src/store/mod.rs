@@ -35,7 +35,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
 pub use changes::Subscription;
-pub use control::{ControlFile, PluginRepo, PluginVersion};
+pub use control::{ControlFile, PluginVersion};
 pub use list::{Filter, Order};
 pub use record::{Attempt, DecodeError, FORMAT_VERSION, Outcome, State, TriggerMeta};
 pub use snapshot::{RestoreError, RestoreSummary};

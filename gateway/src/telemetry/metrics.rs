@@ -92,6 +92,7 @@ pub struct Metrics {
     pub ingest_seconds: Histogram,
     plugin_seconds: Mutex<BTreeMap<String, Histogram>>,
     plugin_failures: Family,
+    plugin_slow_lane: Family,
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
     forward_attempts: Family,
@@ -115,6 +116,7 @@ impl Metrics {
             ingest_seconds: Histogram::new(LATENCY),
             plugin_seconds: Mutex::new(BTreeMap::new()),
             plugin_failures: Family::default(),
+            plugin_slow_lane: Family::default(),
             commit_batch: Histogram::new(BATCH),
             commit_seconds: Histogram::new(LATENCY),
             forward_attempts: Family::default(),
@@ -146,8 +148,11 @@ impl Metrics {
         self.ingest_seconds.observe(elapsed.as_secs_f64());
     }
 
-    pub fn plugin(&self, tenant: &str, elapsed: Duration, failure: Option<&'static str>) {
+    pub fn plugin(&self, tenant: &str, elapsed: Duration, failure: Option<&'static str>, slow_lane: bool) {
         let t = self.tenant_label(tenant);
+        if slow_lane {
+            self.plugin_slow_lane.inc(vec![t.clone()]);
+        }
         self.plugin_seconds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -238,6 +243,13 @@ impl Metrics {
             "Plugin failures by tenant and kind (deadline, memory, trap, malformed_output, unavailable, reject).",
         );
         self.plugin_failures.render(&mut out, "weir_plugin_failures_total", &["tenant", "kind"]);
+        help(
+            &mut out,
+            "weir_plugin_slow_lane_total",
+            "counter",
+            "Plugin calls that overran their first millisecond of CPU and finished on the low-priority slow lane, by tenant.",
+        );
+        self.plugin_slow_lane.render(&mut out, "weir_plugin_slow_lane_total", &["tenant"]);
         help(&mut out, "weir_commit_batch_size", "histogram", "Triggers per group commit.");
         self.commit_batch.render(&mut out, "weir_commit_batch_size", "");
         help(&mut out, "weir_commit_duration_seconds", "histogram", "Group commit time including fsync.");
@@ -433,6 +445,11 @@ pub mod otlp {
                     "weir_plugin_failures_total",
                     "Plugin failures by tenant and kind.",
                     family(&self.plugin_failures, &["tenant", "kind"], start, now),
+                ),
+                sum(
+                    "weir_plugin_slow_lane_total",
+                    "Plugin calls that finished on the slow lane, by tenant.",
+                    family(&self.plugin_slow_lane, &["tenant"], start, now),
                 ),
                 hist_metric(
                     "weir_commit_batch_size",
