@@ -8,8 +8,8 @@
 //! Store, its slot permits, its deadline) to this lane and waits for it.
 //! Yielding at every epoch tick alone was not enough: with 2 cores and a
 //! tenant keeping 8 spinning calls in flight, the good tenant's p99 rose
-//! 40-60x (BENCHMARKS.md, `hostile`); at nice 10 the kernel gives the
-//! workers ~90 % of a contended core.
+//! 40-60x (BENCHMARKS.md, `hostile`). One lane thread at nice 10 leaves a
+//! core free of plugin work and gives the workers ~90 % of the other.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,8 +18,11 @@ use std::task::Poll;
 
 use super::PluginError;
 
-/// Threads of the slow lane: one per core is enough to use what is idle.
-const THREADS: usize = 2;
+/// Threads of the slow lane. One, not one per core: with two lane threads
+/// spinning, every wake-up of a request on this 2-core machine had to preempt
+/// one of them and the good tenant's p99 under a spinning attack was 20-100x
+/// its baseline; with one, a core is always free of plugin work (2.4-3.1x).
+const THREADS: usize = 1;
 /// Their nice value. Not 19: at 19 (weight 15 against 1024) a legitimate
 /// 5 ms plugin on a saturated machine would get ~1.5 % of a core and end at
 /// its 200 ms wall-clock cap; at 10 (weight 110) it gets ~10 % and finishes
