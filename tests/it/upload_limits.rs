@@ -260,6 +260,7 @@ async fn a_heavy_compile_costs_the_gateway_no_memory_and_other_tenants_nothing()
     let again = c.put(&admin(&w, "/v1/tenants/acme/plugin"), TOKEN, many_functions(10, 2)).await;
     assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", again.body);
     assert_eq!(error_of(&again).0, "compile_in_progress");
+    assert!(again.headers.contains_key("retry-after"), "a 429 says when to come back: {:?}", again.headers);
     // Another tenant's normal plugin uploads meanwhile and runs.
     let other = c.put(&admin(&w, "/v1/tenants/globex/plugin"), TOKEN, std::fs::read(wasm::PASSTHROUGH).expect("passthrough")).await;
     assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);

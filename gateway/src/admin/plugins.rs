@@ -77,5 +77,10 @@ fn upload_error(e: &UploadError) -> Resp {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return h::unavailable(code, &e.to_string(), 5);
     }
-    h::error(status, code, &format!("{e}; the previously active version (if any) is still active"))
+    let mut resp = h::error(status, code, &format!("{e}; the previously active version (if any) is still active"));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // The tenant's own compile is running: come back once it has been answered.
+        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(5u64));
+    }
+    resp
 }

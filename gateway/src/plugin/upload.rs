@@ -46,7 +46,7 @@ pub enum UploadError {
         "the component imports something Weir does not provide (plugins may import only weir:plugin/host and capability-free WASI): {0}"
     )]
     Imports(String),
-    #[error("the component does not target the weir:plugin/trigger-plugin@0.1.0 world (it must export `handle`): {0}")]
+    #[error("the component does not target a supported weir:plugin trigger-plugin world ({}; it must export `handle`): {}", super::SUPPORTED_WIT, .0)]
     WrongWorld(String),
     #[error("{0}")]
     NotFound(String),
