@@ -43,18 +43,12 @@ fn pending(store: &Store, tenant: &str) -> NewTrigger {
     NewTrigger {
         id: store.next_id(now),
         meta: TriggerMeta {
-            state: State::Pending,
             received_at_ms: now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             tenant: tenant.into(),
             source: "test".into(),
-            idempotency_key: None,
             headers: vec![("content-type".into(), "application/json".into())],
             body_len: 2,
-            has_transformed: false,
-            plugin_version: 0,
-            route: None,
-            note: None,
-            attempts: vec![],
+            ..TriggerMeta::sample()
         },
         body: Bytes::from_static(b"{}"),
         transformed: None,

@@ -363,20 +363,7 @@ mod tests {
         let store = Store::open(&StoreConfig { path: dir.to_path_buf(), shards: 1, ..StoreConfig::default() }).expect("open");
         for i in 0..n {
             let body: Vec<u8> = MARKER.iter().copied().chain(format!("{i:04}-").bytes()).chain(std::iter::repeat_n(b'x', 2000)).collect();
-            let meta = TriggerMeta {
-                state: State::Pending,
-                received_at_ms: 0,
-                tenant: "t".into(),
-                source: "s".into(),
-                idempotency_key: Some(format!("k{i}")),
-                headers: vec![],
-                body_len: body.len() as u32,
-                has_transformed: false,
-                plugin_version: 0,
-                route: None,
-                note: None,
-                attempts: vec![],
-            };
+            let meta = TriggerMeta { idempotency_key: Some(format!("k{i}")), body_len: body.len() as u32, ..TriggerMeta::sample() };
             let t = NewTrigger { id: store.next_id(std::time::SystemTime::now()), meta, body: Bytes::from(body), transformed: None };
             rt.block_on(store.insert(t)).expect("insert");
         }

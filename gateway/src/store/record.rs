@@ -150,6 +150,28 @@ pub enum EncodeError {
     TooLong(&'static str, usize),
 }
 
+#[cfg(test)]
+impl TriggerMeta {
+    /// A minimal record for tests: pending, tenant "t", source "s", no key,
+    /// headers, body, plugin, route, note or attempts.
+    pub(crate) fn sample() -> TriggerMeta {
+        TriggerMeta {
+            state: State::Pending,
+            received_at_ms: 0,
+            tenant: "t".into(),
+            source: "s".into(),
+            idempotency_key: None,
+            headers: vec![],
+            body_len: 0,
+            has_transformed: false,
+            plugin_version: 0,
+            route: None,
+            note: None,
+            attempts: vec![],
+        }
+    }
+}
+
 impl TriggerMeta {
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Vec::with_capacity(64 + self.headers.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>());
@@ -344,20 +366,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_versions_and_trailing_bytes() {
-        let meta = TriggerMeta {
-            state: State::Pending,
-            received_at_ms: 1,
-            tenant: "t".into(),
-            source: "s".into(),
-            idempotency_key: None,
-            headers: vec![],
-            body_len: 0,
-            has_transformed: false,
-            plugin_version: 0,
-            route: None,
-            note: None,
-            attempts: vec![],
-        };
+        let meta = TriggerMeta { received_at_ms: 1, ..TriggerMeta::sample() };
         let mut bytes = meta.encode().expect("encodes");
         bytes.push(0);
         assert_eq!(TriggerMeta::decode(&bytes), Err(DecodeError::Trailing(1)));

@@ -56,20 +56,7 @@ mod tests {
     use super::*;
 
     fn meta(headers: &[(&str, &str)]) -> TriggerMeta {
-        TriggerMeta {
-            state: State::Pending,
-            received_at_ms: 0,
-            tenant: "t".into(),
-            source: "s".into(),
-            idempotency_key: None,
-            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            body_len: 0,
-            has_transformed: false,
-            plugin_version: 0,
-            route: None,
-            note: None,
-            attempts: Vec::new(),
-        }
+        TriggerMeta { headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(), ..TriggerMeta::sample() }
     }
 
     #[test]
