@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
@@ -161,7 +161,6 @@ impl Job {
     /// `WALL_FACTOR` x `budget` of wall-clock time. Dropping the future
     /// drops the Store (the instance goes back to the pool at once).
     pub(super) async fn run(&self, trigger: &Trigger, budget: Duration) -> Result<Result<Decision, Failure>, NoInstance> {
-        let started = Instant::now();
         let wall = budget * WALL_FACTOR;
         let stderr = MemoryOutputPipe::new(STDERR_CAP);
         let meter = Arc::new(CpuMeter::default());
@@ -172,13 +171,12 @@ impl Job {
             Err(_) => Ok(Err(deadline(budget))),
             Ok(Ok(verdict)) => Ok(check(verdict, self.max_output_bytes)),
             Ok(Err(e)) if pool_exhausted(&e) => Err(NoInstance),
-            Ok(Err(e)) => Ok(Err(classify(&e, started.elapsed() >= wall, &stderr, budget))),
+            Ok(Err(e)) => Ok(Err(classify(&e, &stderr, budget))),
         }
     }
 
     /// Builds the Store and calls the plugin; the Store lives in this future.
     async fn call(&self, trigger: &Trigger, budget: Duration, stderr: MemoryOutputPipe, meter: Arc<CpuMeter>) -> wasmtime::Result<Verdict> {
-        let started = Instant::now();
         // No capabilities: no files, sockets or environment; the clocks are
         // frozen at the trigger's arrival, the only time the WIT gives.
         let wasi = WasiCtx::builder()
@@ -217,14 +215,14 @@ impl Job {
         // not quarantine a well-behaved plugin. Past its first `HOLD` of CPU
         // the guest yields to the executor at every tick, so it never holds
         // a worker for long (short calls never yield: a yield can cost a
-        // scheduler round trip); past the budget, or the wall-clock cap, it
-        // is interrupted.
-        let wall = budget * WALL_FACTOR;
+        // scheduler round trip); past the budget it is interrupted. The
+        // wall-clock cap has one owner, the `timeout` in `run`: the yields
+        // give it a turn at every tick.
         let overran = self.overran.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             let spent = meter.spent();
-            Ok(if spent >= budget || started.elapsed() >= wall {
+            Ok(if spent >= budget {
                 UpdateDeadline::Interrupt
             } else if spent >= HOLD {
                 overran.store(true, Ordering::Relaxed);
@@ -248,12 +246,12 @@ fn deadline(budget: Duration) -> Failure {
     }
 }
 
-fn classify(e: &wasmtime::Error, past_deadline: bool, stderr: &MemoryOutputPipe, timeout: Duration) -> Failure {
+fn classify(e: &wasmtime::Error, stderr: &MemoryOutputPipe, timeout: Duration) -> Failure {
     let text = format!("{e:#}");
     let trap = e.downcast_ref::<Trap>().copied();
     let out = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
     let with_stderr = |d: String| if out.is_empty() { d } else { format!("{d}; plugin stderr: {out}") };
-    if trap == Some(Trap::Interrupt) || (past_deadline && trap.is_none()) {
+    if trap == Some(Trap::Interrupt) {
         return deadline(timeout);
     }
     // A failed memory.grow with trap_on_grow_failure is not a `Trap` value.
