@@ -263,3 +263,49 @@ async fn senders_hanging_up_on_a_blocking_plugin_do_not_exhaust_the_pool() {
     assert!(load.finish().await > 0);
     assert_no_panic(&weir);
 }
+
+/// Item 1, the refusal: a tenant whose calls all hold their slot to the
+/// wall-clock cap has more triggers than slots; a trigger that cannot get one
+/// within its own deadline is refused with 503 `plugin_busy` + Retry-After
+/// (nothing stored, nothing quarantined), while the other tenant is served.
+/// Pool of 2: one slot per tenant; a 1 s budget gives a 4 s cap, so four
+/// triggers sent together surely meet a held slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_that_finds_no_free_slot_within_its_deadline_is_refused_not_quarantined() {
+    let hostile = hostile_tenant("slow", wasm::BURN_THEN_SLEEP, 1000, &[("sleep_ms", "60000")]);
+    let (_dir, weir) = start(&hostile, "[plugins]\nconcurrency = 2\n");
+    let load = Load::start(&weir, 1);
+    let url = format!("http://{}/ingest/slow/x", weir.ingest);
+    let sends: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, url) = (Client::new(), url.clone());
+            tokio::spawn(async move { c.post(&url, &[], "x").await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for s in sends {
+        answers.push(s.await.expect("sender"));
+    }
+    let busy: Vec<&Reply> = answers.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    assert!(
+        !busy.is_empty(),
+        "four triggers on one slot: some found none free: {:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in &busy {
+        assert_eq!(r.json()["error"], "plugin_busy", "{:?}", r.body);
+        assert!(r.headers.contains_key("retry-after"), "a busy answer says when to come back");
+    }
+    // The others ran to their cap: quarantined with the deadline named.
+    for r in answers.iter().filter(|r| r.status != StatusCode::SERVICE_UNAVAILABLE) {
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        assert_eq!(r.json()["quarantined"], true, "{:?}", r.body);
+    }
+    // A refused trigger left nothing: only the ones that ran are stored.
+    let c = Client::new();
+    let listed = c.get(&format!("http://{}/v1/triggers?tenant=slow", weir.admin), Some(TOKEN)).await.json();
+    let stored = listed["items"].as_array().expect("items").len();
+    assert_eq!(stored, answers.len() - busy.len(), "refused triggers are not stored");
+    assert!(load.finish().await > 0);
+    assert_no_panic(&weir);
+}
