@@ -99,20 +99,7 @@ mod tests {
     }
 
     fn trigger(store: &crate::store::Store, state: crate::store::State) -> crate::store::NewTrigger {
-        let meta = crate::store::TriggerMeta {
-            state,
-            received_at_ms: 0,
-            tenant: "acme".into(),
-            source: "test".into(),
-            idempotency_key: None,
-            headers: vec![],
-            body_len: 0,
-            has_transformed: false,
-            plugin_version: 0,
-            route: None,
-            note: None,
-            attempts: vec![],
-        };
+        let meta = crate::store::TriggerMeta { state, tenant: "acme".into(), ..crate::store::TriggerMeta::sample() };
         crate::store::NewTrigger { id: store.next_id(std::time::SystemTime::now()), meta, body: bytes::Bytes::new(), transformed: None }
     }
 

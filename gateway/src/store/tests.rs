@@ -25,17 +25,12 @@ fn trigger(store: &Store, tenant: &str, key: Option<String>, body: &[u8], state:
         id: store.next_id(now),
         meta: TriggerMeta {
             state,
-            received_at_ms: 0,
             tenant: tenant.into(),
             source: "test".into(),
             idempotency_key: key,
             headers: vec![("content-type".into(), "application/json".into())],
             body_len: body.len() as u32,
-            has_transformed: false,
-            plugin_version: 0,
-            route: None,
-            note: None,
-            attempts: vec![],
+            ..TriggerMeta::sample()
         },
         body: Bytes::copy_from_slice(body),
         transformed: None,
