@@ -28,6 +28,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub plugins: PluginsConfig,
     pub tenants: Vec<TenantConfig>,
+    /// Joins this PoP to a fleet over NATS JetStream (`docs/fleet.md`); absent: a lone PoP.
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -180,6 +182,76 @@ pub struct ForwardConfig {
     pub routes: Vec<RouteConfig>,
     /// Per upstream URL, stored headers never sent to it (lower-case names).
     pub deny_headers: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `[fleet]`: this PoP's place in a fleet run over NATS JetStream.
+/// Credentials: at most one of `token`, `user`/`password`, `creds_file`, `nkey_seed_file`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// NATS servers to connect to (`nats://host:port`, or `tls://host:port`).
+    pub nats_urls: Vec<String>,
+    /// This PoP's unique name in the fleet (its heartbeat key, the `weir-pop` header).
+    pub pop: String,
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// A `.creds` file (JWT and nkey seed), as `nsc` writes it.
+    pub creds_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// CA certificates (PEM) the NATS servers' certificates chain to; setting it requires TLS.
+    pub ca_file: Option<PathBuf>,
+    /// How long one connection attempt may take.
+    pub connect_timeout_ms: u64,
+    /// Longest wait between two reconnection attempts (they back off with jitter up to it).
+    pub reconnect_max_ms: u64,
+    /// How often this PoP writes its heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// KV bucket: tenants, their plugin versions and settings, fleet-wide pauses.
+    pub control_bucket: String,
+    /// Object Store bucket: plugin components, keyed by sha256.
+    pub plugins_bucket: String,
+    /// KV bucket: one heartbeat per PoP, expiring after `heartbeat_ttl_secs`.
+    pub heartbeats_bucket: String,
+    pub heartbeat_ttl_secs: u64,
+    /// Subject prefix of fleet commands (`<prefix>.replay`, ...).
+    pub command_subject: String,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            nats_urls: vec!["nats://127.0.0.1:4222".into()],
+            pop: String::new(),
+            token: None,
+            user: None,
+            password: None,
+            creds_file: None,
+            nkey_seed_file: None,
+            ca_file: None,
+            connect_timeout_ms: 2_000,
+            reconnect_max_ms: 5_000,
+            heartbeat_interval_ms: 2_000,
+            control_bucket: "weir_control".into(),
+            plugins_bucket: "weir_plugins".into(),
+            heartbeats_bucket: "weir_heartbeats".into(),
+            heartbeat_ttl_secs: 60,
+            command_subject: "weir.fleet".into(),
+        }
+    }
+}
+
+/// The prefix of an upstream that publishes to JetStream instead of POSTing.
+pub const JETSTREAM_SCHEME: &str = "jetstream:";
+/// Placeholders a `jetstream:` subject template may use.
+pub const SUBJECT_PLACEHOLDERS: &[&str] = &["{tenant}", "{source}", "{pop}", "{route}"];
+
+impl ForwardConfig {
+    /// Every upstream named anywhere (default list and routes), with repeats.
+    pub fn all_upstreams(&self) -> impl Iterator<Item = &String> {
+        self.upstreams.iter().chain(self.routes.iter().flat_map(|r| r.upstreams.iter()))
+    }
 }
 
 /// One `[[forward.routes]]` table.
@@ -475,6 +547,16 @@ impl Config {
             validate_upstream(url).map_err(|m| invalid(&format!("forward.upstreams[{i}]"), m))?;
         }
         validate_routes(&self.forward)?;
+        if let Some(fleet) = &self.fleet {
+            validate_fleet(fleet)?;
+        } else if let Some(url) = self.forward.all_upstreams().find(|u| u.starts_with(JETSTREAM_SCHEME)) {
+            return Err(invalid(
+                "fleet",
+                format!(
+                    "upstream {url:?} publishes to JetStream, which needs a [fleet] section (nats_urls, pop); add one or use an http(s) URL"
+                ),
+            ));
+        }
         let f = &self.forward;
         let positive = [
             ("forward.timeout_ms", f.timeout_ms),
@@ -668,13 +750,101 @@ fn validate_routes(f: &ForwardConfig) -> Result<(), ConfigError> {
 }
 
 fn validate_upstream(url: &str) -> Result<(), String> {
+    if let Some(template) = url.strip_prefix(JETSTREAM_SCHEME) {
+        return validate_subject_template(template).map_err(|m| format!("{url:?}: {m}"));
+    }
     let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL; write e.g. \"http://10.0.0.5:9000/triggers\""))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => return Err(format!("{url:?} must start with http:// or https://")),
+        _ => return Err(format!("{url:?} must start with http://, https:// or jetstream:")),
     }
     if uri.host().is_none() {
         return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// A NATS subject template: dot-separated tokens of letters, digits, `-`, `_`,
+/// or placeholders; no wildcards (Weir publishes to one subject per trigger).
+pub fn validate_subject_template(template: &str) -> Result<(), String> {
+    if template.is_empty() {
+        return Err("names no subject; write e.g. \"jetstream:weir.triggers.{tenant}.{source}\"".into());
+    }
+    for token in template.split('.') {
+        let mut rest = token.to_string();
+        for p in SUBJECT_PLACEHOLDERS {
+            rest = rest.replace(p, "x");
+        }
+        if rest.is_empty() || !rest.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_')) {
+            return Err(format!(
+                "subject token {token:?} is not allowed: use letters, digits, '-', '_' and the placeholders {}, separated by '.'",
+                SUBJECT_PLACEHOLDERS.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Names usable as a JetStream bucket, a KV key part or a subject token.
+fn validate_nats_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 64 {
+        return Err(format!("{s:?} must be 1 to 64 characters long"));
+    }
+    if !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_')) {
+        return Err(format!("{s:?} may only contain ASCII letters, digits, '-' and '_'"));
+    }
+    Ok(())
+}
+
+fn validate_fleet(f: &FleetConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid { key: format!("fleet.{key}"), message };
+    if f.nats_urls.is_empty() {
+        return Err(invalid("nats_urls", "is empty; list at least one server, e.g. [\"nats://127.0.0.1:4222\"]".into()));
+    }
+    for (i, url) in f.nats_urls.iter().enumerate() {
+        let ok = ["nats://", "tls://"].iter().any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+        if !ok {
+            return Err(invalid(&format!("nats_urls[{i}]"), format!("{url:?} must be nats://host:port or tls://host:port")));
+        }
+    }
+    if f.pop.is_empty() {
+        return Err(invalid("pop", "is empty; give this PoP its unique name in the fleet, e.g. \"fra1\"".into()));
+    }
+    validate_nats_name(&f.pop).map_err(|m| invalid("pop", m))?;
+    let methods = [f.token.is_some(), f.user.is_some() || f.password.is_some(), f.creds_file.is_some(), f.nkey_seed_file.is_some()];
+    if methods.iter().filter(|m| **m).count() > 1 {
+        return Err(invalid("token", "give at most one of token, user/password, creds_file and nkey_seed_file".into()));
+    }
+    if f.user.is_some() != f.password.is_some() {
+        return Err(invalid(if f.user.is_some() { "password" } else { "user" }, "user and password go together".into()));
+    }
+    for (key, v) in [("connect_timeout_ms", f.connect_timeout_ms), ("reconnect_max_ms", f.reconnect_max_ms)] {
+        if !(1..=600_000).contains(&v) {
+            return Err(invalid(key, format!("must be between 1 and 600000; got {v}")));
+        }
+    }
+    if !(100..=600_000).contains(&f.heartbeat_interval_ms) {
+        return Err(invalid("heartbeat_interval_ms", format!("must be between 100 and 600000; got {}", f.heartbeat_interval_ms)));
+    }
+    if f.heartbeat_ttl_secs.saturating_mul(1000) < 2 * f.heartbeat_interval_ms {
+        return Err(invalid(
+            "heartbeat_ttl_secs",
+            format!(
+                "must cover at least two heartbeats (fleet.heartbeat_interval_ms = {}); got {}",
+                f.heartbeat_interval_ms, f.heartbeat_ttl_secs
+            ),
+        ));
+    }
+    for (key, v) in
+        [("control_bucket", &f.control_bucket), ("plugins_bucket", &f.plugins_bucket), ("heartbeats_bucket", &f.heartbeats_bucket)]
+    {
+        validate_nats_name(v).map_err(|m| invalid(key, m))?;
+    }
+    if f.command_subject.is_empty() || f.command_subject.split('.').any(|t| validate_nats_name(t).is_err()) {
+        return Err(invalid(
+            "command_subject",
+            format!("{:?} must be dot-separated tokens of letters, digits, '-' and '_'", f.command_subject),
+        ));
     }
     Ok(())
 }
@@ -722,6 +892,15 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     example.forward.client_key = Some(PathBuf::new());
     example.plugins.compiler = Some(PathBuf::new());
     example.forward.routes.push(RouteConfig::default());
+    example.fleet = Some(FleetConfig {
+        token: Some(String::new()),
+        user: Some(String::new()),
+        password: Some(String::new()),
+        creds_file: Some(PathBuf::new()),
+        nkey_seed_file: Some(PathBuf::new()),
+        ca_file: Some(PathBuf::new()),
+        ..FleetConfig::default()
+    });
     example.tenants.push(TenantConfig {
         plugin: Some(PathBuf::new()),
         token: Some(String::new()),
@@ -884,11 +1063,36 @@ mod tests {
                 "[forward]\nupstreams = [\"http://x/\"]\n[forward.deny_headers]\n\"http://x/\" = [\"X-Upper\"]",
                 "forward.deny_headers.\"http://x/\"",
             ),
+            ("[forward]\nupstreams = [\"jetstream:weir.{tenant}\"]", "fleet"),
+            ("[fleet]\npop = \"fra1\"\n[forward]\nupstreams = [\"jetstream:weir.*\"]", "forward.upstreams[0]"),
+            ("[fleet]\npop = \"fra1\"\n[forward]\nupstreams = [\"jetstream:\"]", "forward.upstreams[0]"),
+            ("[fleet]\npop = \"fra1\"\n[forward]\nupstreams = [\"jetstream:a..b\"]", "forward.upstreams[0]"),
+            ("[fleet]\nnats_urls = []\npop = \"p\"", "fleet.nats_urls"),
+            ("[fleet]\nnats_urls = [\"http://x\"]\npop = \"p\"", "fleet.nats_urls[0]"),
+            ("[fleet]", "fleet.pop"),
+            ("[fleet]\npop = \"fra 1\"", "fleet.pop"),
+            ("[fleet]\npop = \"p\"\ntoken = \"t\"\ncreds_file = \"c\"", "fleet.token"),
+            ("[fleet]\npop = \"p\"\nuser = \"u\"", "fleet.password"),
+            ("[fleet]\npop = \"p\"\nheartbeat_ttl_secs = 1", "fleet.heartbeat_ttl_secs"),
+            ("[fleet]\npop = \"p\"\ncontrol_bucket = \"a.b\"", "fleet.control_bucket"),
+            ("[fleet]\npop = \"p\"\ncommand_subject = \"a.>\"", "fleet.command_subject"),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(&format!("`{key}`")), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn fleet_section_parses_with_defaults_and_env_overrides() {
+        let text = "[fleet]\npop = \"fra1\"\n[forward]\nupstreams = [\"jetstream:weir.triggers.{tenant}.{source}\", \"http://a/\"]\n";
+        let c = Config::from_toml_with_env(text, "t", &env(&[("WEIR_FLEET_NATS_URLS", "nats://10.0.0.1:4222, nats://10.0.0.2:4222")]))
+            .expect("valid");
+        let f = c.fleet.expect("fleet");
+        assert_eq!(f.pop, "fra1");
+        assert_eq!(f.nats_urls, vec!["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]);
+        assert_eq!(f.control_bucket, "weir_control");
+        assert!(Config::from_toml("").expect("defaults").fleet.is_none());
     }
 
     #[test]

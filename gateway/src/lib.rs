@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod forward;
 pub mod http;
 pub mod id;
@@ -57,6 +58,8 @@ pub enum RunError {
     Auth(#[from] admin::AuthError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
 }
 
 /// Runs the gateway until `shutdown` fires, then drains, all within
@@ -79,6 +82,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
+    // The fleet connection comes up in the background; nothing below waits for NATS.
+    let _fleet = match &config.fleet {
+        Some(f) => Some(fleet::Fleet::start(f).await?),
+        None => None,
+    };
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
         forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
