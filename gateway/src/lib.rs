@@ -20,6 +20,7 @@ pub mod plugin;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod tls;
 pub mod trigger;
 
@@ -81,7 +82,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let (ingest_tls, admin_tls) = (ingest_tls?, admin_tls?);
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
-    let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
+    let tenants = tenants::Tenants::from_config(&config);
+    let plugins = plugin::PluginHost::start(&config, tenants.clone(), repo.clone()).await?;
     // The fleet connection comes up in the background; nothing below waits for NATS.
     let _fleet = match &config.fleet {
         Some(f) => Some(fleet::Fleet::start(f).await?),
@@ -89,7 +91,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     };
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
-        forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
+        forward::Forwarder::start(&config, store.clone(), repo, tenants.clone(), metrics.clone(), tracer.clone(), shutdown.clone()).await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),
@@ -105,10 +107,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), metrics.clone(), tracer.clone());
+    let ingest = ingest::Ingest::new(&config, store.clone(), tenants.clone(), plugins.clone(), metrics.clone(), tracer.clone());
     let admin = admin::Admin::new(
         &config,
         store.clone(),
+        tenants.clone(),
         plugins,
         forwarder,
         repo_for_admin,
