@@ -83,12 +83,17 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
     let tenants = tenants::Tenants::from_config(&config);
-    let plugins = plugin::PluginHost::start(&config, tenants.clone(), repo.clone()).await?;
-    // The fleet connection comes up in the background; nothing below waits for NATS.
-    let _fleet = match &config.fleet {
-        Some(f) => Some(fleet::Fleet::start(f).await?),
+    // The fleet connection comes up in the background; nothing below waits
+    // for NATS. The fleet state this PoP last applied is served meanwhile.
+    let fleet = match &config.fleet {
+        Some(f) => {
+            let restored = fleet::tenants::restore(&repo, &tenants)?;
+            tracing::info!(pop = %f.pop, restored_tenants = restored, "joining the fleet in the background");
+            Some(fleet::Fleet::start(f).await?)
+        }
         None => None,
     };
+    let plugins = plugin::PluginHost::start(&config, tenants.clone(), repo.clone()).await?;
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
         forward::Forwarder::start(&config, store.clone(), repo, tenants.clone(), metrics.clone(), tracer.clone(), shutdown.clone()).await?;
@@ -113,14 +118,27 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         store.clone(),
         tenants.clone(),
         plugins,
-        forwarder,
-        repo_for_admin,
+        forwarder.clone(),
+        repo_for_admin.clone(),
         metrics.clone(),
         tracer.clone(),
         shutdown.clone(),
         tasks.clone(),
+        fleet.clone(),
     )?;
     admin.resume_jobs().await;
+    if let Some(fleet) = &fleet {
+        let sync = fleet::tenants::TenantSync {
+            fleet: fleet.clone(),
+            tenants: tenants.clone(),
+            forwarder: forwarder.clone(),
+            repo: repo_for_admin.clone(),
+            metrics: metrics.clone(),
+            rejections: fleet.rejections.clone(),
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn("fleet tenant watcher", async move { sync.run(shutdown).await });
+    }
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
         admin.start_metrics_export(endpoint.clone(), telemetry::trace::resource(&config.telemetry), every);

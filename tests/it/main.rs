@@ -6,6 +6,7 @@ mod config;
 mod crash;
 mod disk;
 mod fleet_smoke;
+mod fleet_tenants;
 mod forward;
 mod hostile;
 mod ingest;

@@ -45,6 +45,8 @@ pub struct Admin {
     /// Replay jobs and the metrics push run here, so shutdown waits for them.
     tasks: Tasks,
     tenants: Arc<crate::tenants::Tenants>,
+    /// This PoP's fleet connection, when it has `[fleet]` (status only).
+    fleet: Option<crate::fleet::Fleet>,
     max_component_bytes: u64,
     max_body_bytes: u64,
     backup_bytes_per_sec: u64,
@@ -64,6 +66,7 @@ impl Admin {
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
         tasks: Tasks,
+        fleet: Option<crate::fleet::Fleet>,
     ) -> Result<Arc<Admin>, AuthError> {
         let admin = Arc::new(Admin {
             store,
@@ -77,6 +80,7 @@ impl Admin {
             shutdown,
             tasks,
             tenants,
+            fleet,
             max_component_bytes: config.plugins.max_component_bytes,
             max_body_bytes: config.server.max_body_bytes,
             backup_bytes_per_sec: config.admin.backup_max_mb_per_sec * 1024 * 1024,
@@ -172,6 +176,8 @@ impl Admin {
                         "delivered_last_minute": forward.delivered_last_minute,
                         "delivery_rate_per_sec": forward.delivery_rate_per_sec,
                         "replays_running": self.jobs.running(),
+                        "tenants": self.tenants.ids(),
+                        "fleet": self.fleet.as_ref().map(|f| f.status()),
                         "version": env!("CARGO_PKG_VERSION"),
                     }),
                 )
