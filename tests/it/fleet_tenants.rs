@@ -127,3 +127,21 @@ async fn a_pop_restarted_while_nats_is_down_serves_its_fleet_tenants_and_catches
     eventually(WAIT, || async { (ingest(&gw, "initech").await == StatusCode::NOT_FOUND).then_some(()) }).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenant_removed_from_the_config_still_gets_its_acknowledged_triggers_forwarded_after_a_restart() {
+    let gw = Gateway::start_with("", |_| {}).await;
+    for _ in 0..2 {
+        assert_eq!(ingest(&gw, "globex").await, StatusCode::ACCEPTED);
+    }
+    let dir = gw.stop().await;
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_in(dir, "", |c| {
+        c.tenants.retain(|t| t.id != "globex");
+        fast(c, &up);
+    })
+    .await;
+    assert_eq!(ingest(&gw, "globex").await, StatusCode::NOT_FOUND, "no longer a tenant");
+    up.wait_until(WAIT, |r| r.iter().filter(|r| r.header("weir-tenant") == "globex").count() == 2).await;
+    gw.stop().await;
+}
