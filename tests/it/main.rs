@@ -15,6 +15,7 @@ mod natsd;
 mod pki;
 mod plugins;
 mod shutdown;
+mod signatures;
 mod store_cli;
 mod support;
 mod tls;
