@@ -9,6 +9,33 @@
 //! (the trigger's arrival time, [`Trigger::received_at_secs`]), never from a
 //! clock, so a verdict can be reproduced at replay and in tests.
 //!
+//! ## Example
+//!
+//! ```no_run
+//! use weir_plugin_sdk::signature::{DEFAULT_TOLERANCE_SECS, Scheme};
+//! use weir_plugin_sdk::{Trigger, Verdict, fault, warn};
+//!
+//! fn check(trigger: &Trigger, scheme: &str, current: &str, previous: &str) -> Verdict {
+//!     let scheme: Scheme = match scheme.parse() {
+//!         Ok(scheme) => scheme,
+//!         // UnknownScheme's reason names the known schemes.
+//!         Err(unknown) => return Verdict::reject(401, unknown.to_string()),
+//!     };
+//!     // A secret the scheme cannot use is the operator's mistake: a fault.
+//!     let key = |secret: &str| scheme.key(secret).unwrap_or_else(|e| fault(&e.to_string()));
+//!     let (current, previous) = (key(current), key(previous));
+//!     match scheme.verify_trigger(&[&current, &previous], trigger, DEFAULT_TOLERANCE_SECS) {
+//!         Ok(0) => Verdict::accept_unchanged(),
+//!         Ok(_) => {
+//!             warn("signed with the previous secret: finish the rotation at the sender");
+//!             Verdict::accept_unchanged()
+//!         }
+//!         Err(e) => Verdict::reject(401, e.to_string()),
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
 //! The functions are plain Rust and can be unit-tested on the host; the
 //! shared vectors in `tests/vectors/signatures/` (made by the providers'
 //! official libraries) hold them to the same cases as the other SDKs.
