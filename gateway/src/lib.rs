@@ -83,7 +83,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
     // The fleet connection comes up in the background; nothing below waits for NATS.
-    let _fleet = match &config.fleet {
+    let fleet = match &config.fleet {
         Some(f) => Some(fleet::Fleet::start(f).await?),
         None => None,
     };
@@ -104,6 +104,17 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     if config.admin.token.is_none() {
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
+    if let Some(fleet) = &fleet {
+        let tenants: Vec<String> = config.tenants.iter().map(|t| t.id.clone()).collect();
+        let sources = fleet::heartbeat::Sources {
+            store: store.clone(),
+            forwarder: forwarder.clone(),
+            plugins: plugins.clone(),
+            tenants: Box::new(move || tenants.clone()),
+            max_body_bytes: config.server.max_body_bytes,
+        };
+        fleet::heartbeat::spawn(fleet.clone(), sources, metrics.clone(), shutdown.clone(), &tasks);
+    }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), metrics.clone(), tracer.clone());
     let admin = admin::Admin::new(
@@ -118,6 +129,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tasks.clone(),
     )?;
     admin.resume_jobs().await;
+    if let Some(fleet) = &fleet {
+        fleet::replay::spawn(fleet.clone(), admin.clone(), metrics.clone(), shutdown.clone(), &tasks);
+    }
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
         admin.start_metrics_export(endpoint.clone(), telemetry::trace::resource(&config.telemetry), every);

@@ -5,8 +5,14 @@
 //!
 //! `connect` builds the one connection (credentials, TLS, reconnection with
 //! jitter). The forwarder publishes triggers on it (`jetstream:` upstreams).
+//! `heartbeat` writes this PoP's state to the heartbeats bucket and defines
+//! the record `status` reads back for `weir fleet status`; `replay` answers
+//! fleet replay commands by running the local replay.
 
 pub mod connect;
+pub mod heartbeat;
+pub mod replay;
+pub mod status;
 
 use async_nats::jetstream;
 
@@ -27,6 +33,8 @@ pub struct Fleet {
     pub config: FleetConfig,
     pub client: async_nats::Client,
     pub jetstream: jetstream::Context,
+    /// Fleet plugins this PoP refused, reported in its heartbeat.
+    pub rejections: heartbeat::Rejections,
 }
 
 impl Fleet {
@@ -34,7 +42,7 @@ impl Fleet {
     pub async fn start(config: &FleetConfig) -> Result<Fleet, FleetError> {
         let client = connect::background(config).await?;
         let jetstream = jetstream::new(client.clone());
-        Ok(Fleet { config: config.clone(), client, jetstream })
+        Ok(Fleet { config: config.clone(), client, jetstream, rejections: heartbeat::Rejections::default() })
     }
 
     /// Whether the connection is up right now.
