@@ -218,7 +218,8 @@ async fn run(fleet: Fleet, sources: Sources, metrics: Arc<crate::telemetry::Metr
     let started_at_ms = crate::admin::now_ms();
     let mut writer = Writer { fleet, bucket: None, failing: None };
     let mut skipped = 0u64;
-    let mut tick = tokio::time::interval(every);
+    // The first beat one interval in: the connection is usually up by then.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
