@@ -271,3 +271,44 @@ async fn untrusted_commands_are_refused_and_a_repeated_request_starts_one_job(na
         assert_eq!(job, job_of(&again, pop), "the same request id answers with the same job");
     }
 }
+
+/// NATS down: beats are skipped and counted while the gateway serves as
+/// ever; NATS back: the PoP creates the heartbeats bucket (it was missing)
+/// with the configured TTL and writes into it; a graceful stop says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_skip_while_nats_is_down_then_go_into_a_bucket_the_pop_creates() {
+    use crate::metrics::{get, scrape};
+    let mut nats = NatsServer::start();
+    let fleet = format!("{}heartbeat_interval_ms = 200\nheartbeat_ttl_secs = 5\n", nats.fleet_toml("fra1"));
+    nats.down();
+    let gw = crate::support::Gateway::start_with(&fleet, |_| {}).await;
+    let c = Client::new();
+    eventually(WAIT, || async {
+        (get(&scrape(&c, &gw).await, "weir_fleet_heartbeats_total", &[("outcome", "skipped")]) >= 2.0).then_some(())
+    })
+    .await;
+    let r = c.post(&gw.ingest_url("/ingest/acme/github"), &[], "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "ingest does not wait for NATS");
+    assert_eq!(c.get(&gw.admin_url("/readyz"), None).await.status, StatusCode::OK);
+
+    nats.up();
+    let js = async_nats::jetstream::new(nats.client().await);
+    let beat = eventually(WAIT, || async {
+        let kv = js.get_key_value("weir_heartbeats").await.ok()?;
+        kv.get("fra1").await.ok().flatten()
+    })
+    .await;
+    let hb: Value = serde_json::from_slice(&beat).expect("json");
+    assert_eq!(hb["backlog"], 1, "{hb}");
+    assert!(hb["heartbeats_skipped"].as_u64().is_some_and(|n| n >= 2), "{hb}");
+    let mut stream = js.get_stream("KV_weir_heartbeats").await.expect("the bucket's stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.max_age, Duration::from_secs(5), "max_age = heartbeat_ttl_secs");
+    assert_eq!(info.config.max_messages_per_subject, 1, "history 1");
+    assert!(get(&scrape(&c, &gw).await, "weir_fleet_heartbeats_total", &[("outcome", "sent")]) >= 1.0);
+
+    gw.stop().await;
+    let kv = js.get_key_value("weir_heartbeats").await.expect("bucket");
+    let last: Value = serde_json::from_slice(&kv.get("fra1").await.expect("get").expect("the last beat")).expect("json");
+    assert_eq!(last["stopping"], true, "a graceful stop writes a last beat that says so");
+}
