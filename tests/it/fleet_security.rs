@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
-use futures_util::StreamExt;
+use futures::StreamExt;
 use serde_json::Value;
 
 use crate::natsd::NatsServer;
@@ -83,7 +83,7 @@ async fn a_pop_with_the_example_permissions_does_its_job_and_nothing_more() {
         .create_key_value(kv::Config { bucket: "weir_control".into(), history: 16, ..Default::default() })
         .await
         .expect("admin creates the control bucket");
-    control.put("tenants.acme", br#"{"plugin_timeout_ms":50}"#.as_slice().into()).await.expect("admin writes the control bucket");
+    control.put("tenants.initech", br#"{"plugin_timeout_ms":50}"#.as_slice().into()).await.expect("admin writes the control bucket");
     let plugins = admin_js
         .create_object_store(object_store::Config { bucket: "weir_plugins".into(), ..Default::default() })
         .await
@@ -134,7 +134,18 @@ async fn a_pop_with_the_example_permissions_does_its_job_and_nothing_more() {
             (out.status.code(), serde_json::from_str::<Value>(&text).unwrap_or_else(|_| panic!("JSON: {text}")))
         }
     };
-    let (code, s) = cli(&["fleet", "status"]).await;
+    // The PoP watched the control bucket under its credentials: it serves the fleet's tenant.
+    let (code, s) = tokio::time::timeout(WAIT, async {
+        loop {
+            let (code, s) = cli(&["fleet", "status"]).await;
+            if s["pops"][0]["heartbeat"]["plugins"].get("initech").is_some() {
+                return (code, s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("fra1 serves the fleet tenant initech");
     assert_eq!(code, Some(0), "{s:#}");
     assert_eq!(s["pops"][0]["pop"], "fra1");
     let (code, r) = cli(&["replay", "--fleet", "--dry-run"]).await;
@@ -158,10 +169,10 @@ async fn a_pop_with_the_example_permissions_does_its_job_and_nothing_more() {
     assert_eq!(triggers.get_raw_message(1).await.expect("the platform reads it").subject.as_str(), "weir.triggers.acme.github");
     // Read and watch the control bucket; fetch a component.
     let control_ro = fra1_js.get_key_value("weir_control").await.expect("open the control bucket");
-    assert_eq!(control_ro.get("tenants.acme").await.expect("get").as_deref(), Some(&br#"{"plugin_timeout_ms":50}"#[..]));
+    assert_eq!(control_ro.get("tenants.initech").await.expect("get").as_deref(), Some(&br#"{"plugin_timeout_ms":50}"#[..]));
     let mut watch = control_ro.watch_all_from_revision(1).await.expect("watch the control bucket");
     let first = tokio::time::timeout(WAIT, watch.next()).await.expect("a watched entry").expect("entry").expect("entry");
-    assert_eq!(first.key, "tenants.acme");
+    assert_eq!(first.key, "tenants.initech");
     let store_ro = fra1_js.get_object_store("weir_plugins").await.expect("open the plugin store");
     let mut object = store_ro.get("component-a").await.expect("fetch a component");
     let mut fetched = Vec::new();
@@ -174,9 +185,9 @@ async fn a_pop_with_the_example_permissions_does_its_job_and_nothing_more() {
     violation(&mut errors, "$KV.weir_heartbeats.ams1").await;
     assert_eq!(heartbeats.get("ams1").await.expect("get"), None);
     // The control bucket: refused.
-    assert!(control_ro.put("tenants.acme", "{}".into()).await.is_err(), "fra1 wrote the control bucket");
-    violation(&mut errors, "$KV.weir_control.tenants.acme").await;
-    assert_eq!(control.get("tenants.acme").await.expect("get").as_deref(), Some(&br#"{"plugin_timeout_ms":50}"#[..]));
+    assert!(control_ro.put("tenants.initech", "{}".into()).await.is_err(), "fra1 wrote the control bucket");
+    violation(&mut errors, "$KV.weir_control.tenants.initech").await;
+    assert_eq!(control.get("tenants.initech").await.expect("get").as_deref(), Some(&br#"{"plugin_timeout_ms":50}"#[..]));
     // The plugin store, and creating or deleting buckets: refused.
     assert!(store_ro.put("component-b", &mut [1u8, 2, 3].as_slice()).await.is_err(), "fra1 wrote the plugin store");
     violation(&mut errors, "$O.weir_plugins").await;

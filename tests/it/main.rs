@@ -8,6 +8,7 @@ mod disk;
 mod fleet_ops;
 mod fleet_security;
 mod fleet_smoke;
+mod fleet_tenants;
 mod forward;
 mod hostile;
 mod ingest;

@@ -9,7 +9,7 @@
 //! stops at shutdown after one last best-effort beat that says so.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -23,6 +23,8 @@ use crate::store::Store;
 
 /// The version of the heartbeat record; readers refuse others.
 pub const FORMAT: u32 = 1;
+/// Most rejected control values one heartbeat lists (the PoP keeps at most 64).
+pub const MAX_REJECTED: usize = 256;
 /// A heartbeat larger than this is refused by readers (NATS' default max payload is 1 MiB).
 pub const MAX_BYTES: usize = 512 * 1024;
 /// Longest text a reader accepts in one field (an error message, an upstream URL).
@@ -59,9 +61,10 @@ pub struct Heartbeat {
     /// True when `plugins` was left out to keep the beat under [`MAX_BYTES`].
     #[serde(default)]
     pub plugins_omitted: bool,
-    /// Fleet plugins this PoP refused to activate (by tenant): it stays on its previous version.
+    /// Control values this PoP refused (a bad tenant entry, a fleet plugin it
+    /// would not activate, ...): it keeps what it had.
     #[serde(default)]
-    pub plugin_rejections: BTreeMap<String, PluginRejection>,
+    pub rejected: Vec<RejectedBeat>,
     pub disk: DiskBeat,
     /// Beats not written since this PoP started (NATS down or slow).
     pub heartbeats_skipped: u64,
@@ -85,12 +88,13 @@ pub struct PluginBeat {
     pub loaded: bool,
 }
 
-/// A fleet plugin a PoP would not activate (sha mismatch, compile failure, ...).
+/// A control value a PoP refused (`fleet::Rejection`, as the heartbeat carries it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginRejection {
-    pub sha256: String,
+pub struct RejectedBeat {
+    /// The control bucket's key, e.g. `plugins.acme` or `tenants.acme`.
+    pub key: String,
+    pub revision: u64,
     pub reason: String,
-    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +154,7 @@ impl Heartbeat {
             short("an upstream state", &u.state)?;
             short("an upstream error", u.last_error.as_deref().unwrap_or(""))?;
         }
-        for t in self.paused_tenants.iter().chain(self.plugins.keys()).chain(self.plugin_rejections.keys()) {
+        for t in self.paused_tenants.iter().chain(self.plugins.keys()) {
             short("a tenant id", t)?;
         }
         for p in self.plugins.values().flatten() {
@@ -160,9 +164,12 @@ impl Heartbeat {
                 return Err(format!("plugin sha256 {sha:?} is not 64 lower-case hex digits"));
             }
         }
-        for r in self.plugin_rejections.values() {
-            short("a plugin rejection", &r.reason)?;
-            short("a rejected sha256", &r.sha256)?;
+        if self.rejected.len() > MAX_REJECTED {
+            return Err(format!("more than {MAX_REJECTED} rejected control values"));
+        }
+        for r in &self.rejected {
+            short("a rejected key", &r.key)?;
+            short("a rejection reason", &r.reason)?;
         }
         Ok(())
     }
@@ -170,30 +177,6 @@ impl Heartbeat {
 
 fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Fleet plugins this PoP refused, by tenant; whoever activates fleet
-/// plugins reports here and the heartbeat carries it. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Rejections {
-    inner: Arc<Mutex<BTreeMap<String, PluginRejection>>>,
-}
-
-impl Rejections {
-    /// `tenant`'s fleet plugin `sha256` was refused for `reason`.
-    pub fn set(&self, tenant: &str, sha256: &str, reason: &str) {
-        let r = PluginRejection { sha256: sha256.to_string(), reason: reason.to_string(), at_ms: crate::admin::now_ms() };
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).insert(tenant.to_string(), r);
-    }
-
-    /// `tenant`'s fleet plugin is active (or gone): nothing to report any more.
-    pub fn clear(&self, tenant: &str) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(tenant);
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<String, PluginRejection> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
 }
 
 /// The owners a heartbeat reads from.
@@ -247,7 +230,7 @@ async fn gather(fleet: &Fleet, s: &Sources, started_at_ms: u64, skipped: u64, st
     // A store that cannot be read shows as zeros (and `ready: false`), never as no heartbeat.
     let stats = s.store.stats().await.unwrap_or_default();
     let forward = s.forwarder.status();
-    let mut hb = Heartbeat {
+    Heartbeat {
         format: FORMAT,
         pop: fleet.config.pop.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -269,7 +252,13 @@ async fn gather(fleet: &Fleet, s: &Sources, started_at_ms: u64, skipped: u64, st
         paused_tenants: forward.paused_tenants,
         plugins: plugins_by_tenant(s),
         plugins_omitted: false,
-        plugin_rejections: fleet.rejections.snapshot(),
+        rejected: fleet
+            .rejections
+            .list()
+            .into_iter()
+            .take(MAX_REJECTED)
+            .map(|r| RejectedBeat { key: clip(&r.key), revision: r.revision, reason: clip(&r.reason) })
+            .collect(),
         disk: DiskBeat {
             used_bytes: stats.used_bytes,
             budget_bytes: s.store.budget(),
@@ -278,11 +267,7 @@ async fn gather(fleet: &Fleet, s: &Sources, started_at_ms: u64, skipped: u64, st
             min_free_bytes: s.store.min_free_bytes(),
         },
         heartbeats_skipped: skipped,
-    };
-    for r in hb.plugin_rejections.values_mut() {
-        r.reason = clip(&r.reason);
     }
-    hb
 }
 
 /// Every tenant served, with its active plugin or `None`.
@@ -419,7 +404,7 @@ pub(crate) mod tests {
             paused_tenants: vec![],
             plugins: BTreeMap::from([("acme".to_string(), None)]),
             plugins_omitted: false,
-            plugin_rejections: BTreeMap::new(),
+            rejected: Vec::new(),
             disk: DiskBeat { used_bytes: 10, budget_bytes: 100, store_bytes: 20, free_bytes: 1000, min_free_bytes: 10 },
             heartbeats_skipped: 0,
         }

@@ -7,8 +7,9 @@
 //! beat said it was shutting down; **upstream_open** names a PoP with an
 //! open breaker; **plugin_skew** names a tenant whose active component
 //! (sha256, or none) differs between the live PoPs that know it;
-//! **plugin_rejected** and **plugin_unloaded** a PoP that refused or could
-//! not load a tenant's plugin; **not_ready** a PoP whose `/readyz` is 503;
+//! **plugin_rejected** a PoP that refused a tenant's fleet plugin,
+//! **control_rejected** one that refused another control value,
+//! **plugin_unloaded** one that could not load a tenant's plugin; **not_ready** a PoP whose `/readyz` is 503;
 //! **invalid_heartbeat** an entry that is not a valid heartbeat for its key;
 //! **no_heartbeats** an empty bucket.
 
@@ -72,7 +73,7 @@ pub struct Skew {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Flag {
     /// `stale`, `stopped`, `upstream_open`, `plugin_skew`, `plugin_rejected`,
-    /// `plugin_unloaded`, `not_ready`, `invalid_heartbeat` or `no_heartbeats`.
+    /// `control_rejected`, `plugin_unloaded`, `not_ready`, `invalid_heartbeat` or `no_heartbeats`.
     pub kind: &'static str,
     pub pop: Option<String>,
     pub tenant: Option<String>,
@@ -91,7 +92,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// Reads every heartbeat in the bucket (an empty list when the bucket does
 /// not exist yet: no PoP has written one).
 pub async fn read(js: &async_nats::jetstream::Context, bucket: &str) -> Result<Vec<Entry>, String> {
-    use futures_util::StreamExt;
+    use futures::StreamExt;
     let kv = match js.get_key_value(bucket).await {
         Ok(kv) => kv,
         Err(e) if super::heartbeat::stream_missing(&e) => return Ok(Vec::new()),
@@ -197,12 +198,14 @@ fn pop_flags(p: &PopStatus) -> Vec<Flag> {
     if !p.heartbeat.ready {
         out.push(flag("not_ready", None, format!("{}: not ready (store not writable, over budget or low on disk)", p.pop)));
     }
-    for (tenant, r) in &p.heartbeat.plugin_rejections {
-        out.push(flag(
-            "plugin_rejected",
-            Some(tenant),
-            format!("{}: refused tenant {tenant}'s fleet plugin {}: {}", p.pop, short_sha(&r.sha256), r.reason),
-        ));
+    for r in &p.heartbeat.rejected {
+        // `plugins.<tenant>` is a fleet plugin; `tenants.<tenant>`, `paused.<tenant>` the rest of the control bucket.
+        let (kind, tenant) = match r.key.split_once('.') {
+            Some(("plugins", t)) => ("plugin_rejected", Some(t.to_string())),
+            Some((_, t)) => ("control_rejected", Some(t.to_string())),
+            None => ("control_rejected", None),
+        };
+        out.push(flag(kind, tenant.as_ref(), format!("{}: refused {} (revision {}): {}", p.pop, r.key, r.revision, r.reason)));
     }
     for (tenant, plugin) in &p.heartbeat.plugins {
         if let Some(pl) = plugin
@@ -265,7 +268,7 @@ pub fn duration_text(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::heartbeat::{PluginRejection, UpstreamBeat, encode};
+    use crate::fleet::heartbeat::{RejectedBeat, UpstreamBeat, encode};
 
     fn sample(pop: &str) -> Heartbeat {
         crate::fleet::heartbeat::tests::sample(pop)
@@ -357,11 +360,19 @@ mod tests {
     #[test]
     fn rejected_and_unloaded_plugins_are_flagged_per_pop_and_tenant() {
         let mut hb = sample("fra1");
-        hb.plugin_rejections.insert("acme".into(), PluginRejection { sha256: "c".repeat(64), reason: "sha256 mismatch".into(), at_ms: 1 });
+        hb.rejected.push(RejectedBeat { key: "plugins.acme".into(), revision: 7, reason: "sha256 mismatch".into() });
+        hb.rejected.push(RejectedBeat { key: "tenants.globex".into(), revision: 8, reason: "plugin_memory_mb too large".into() });
         hb.plugins.insert("globex".into(), Some(PluginBeat { version: Some(2), sha256: None, loaded: false }));
         let s = assess(vec![entry(&hb, 0)], 0);
-        assert_eq!(kinds(&s), [("plugin_rejected", Some("fra1"), Some("acme")), ("plugin_unloaded", Some("fra1"), Some("globex"))]);
-        assert!(s.flags[0].message.contains("sha256 mismatch"));
+        assert_eq!(
+            kinds(&s),
+            [
+                ("plugin_rejected", Some("fra1"), Some("acme")),
+                ("control_rejected", Some("fra1"), Some("globex")),
+                ("plugin_unloaded", Some("fra1"), Some("globex"))
+            ]
+        );
+        assert!(s.flags[0].message.contains("plugins.acme (revision 7): sha256 mismatch"), "{}", s.flags[0].message);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::id::TriggerId;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, ControlFile, Store, Subscription};
+use crate::tenants::Tenants;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -81,6 +82,7 @@ impl Forwarder {
         config: &Config,
         store: Store,
         repo: Arc<ControlFile>,
+        tenants: Arc<Tenants>,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
@@ -95,7 +97,12 @@ impl Forwarder {
             .map_err(|e| ForwardError::Config(e.to_string()))??
             .into_iter()
             .collect();
-        let policy = Policy::new(config, paused, clock())?;
+        let mut policy = Policy::new(config, paused, clock())?;
+        // A lane for every tenant served now, and for every tenant with
+        // pending triggers (one the fleet removed still gets what it is owed).
+        for tenant in tenants.ids().into_iter().chain(store.pending_by_tenant().into_keys()) {
+            policy.add_lane(&tenant);
+        }
         let f = &config.forward;
         let timeout = Duration::from_millis(f.timeout_ms);
         let client = deliver::client(
@@ -108,6 +115,7 @@ impl Forwarder {
             policy,
             store,
             repo,
+            tenants,
             metrics,
             tracer,
             client,
@@ -153,6 +161,7 @@ struct Scheduler {
     policy: Policy,
     store: Store,
     repo: Arc<ControlFile>,
+    tenants: Arc<Tenants>,
     metrics: Arc<crate::telemetry::Metrics>,
     tracer: crate::telemetry::Tracer,
     client: HttpClient,
@@ -290,10 +299,11 @@ impl Scheduler {
             Control::Pause(t, r) => (t, true, r),
             Control::Resume(t, r) => (t, false, r),
         };
-        if !self.policy.has_tenant(&tenant) {
+        if !self.tenants.contains(&tenant) && !self.policy.has_tenant(&tenant) {
             let _ = reply.send(Err(ForwardError::UnknownTenant(tenant)));
             return;
         }
+        self.policy.add_lane(&tenant);
         let repo = self.repo.clone();
         let t = tenant.clone();
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
