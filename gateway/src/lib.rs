@@ -112,12 +112,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     if let Some(fleet) = &fleet {
-        let served = tenants.clone();
         let sources = fleet::heartbeat::Sources {
             store: store.clone(),
             forwarder: forwarder.clone(),
             plugins: plugins.clone(),
-            tenants: Box::new(move || served.ids()),
+            tenants: tenants.clone(),
             max_body_bytes: config.server.max_body_bytes,
         };
         fleet::heartbeat::spawn(fleet.clone(), sources, metrics.clone(), shutdown.clone(), &tasks);

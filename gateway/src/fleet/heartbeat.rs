@@ -184,8 +184,8 @@ pub struct Sources {
     pub store: Store,
     pub forwarder: Forwarder,
     pub plugins: Arc<PluginHost>,
-    /// The tenants this PoP serves right now (the owner of that list answers).
-    pub tenants: Box<dyn Fn() -> Vec<String> + Send + Sync>,
+    /// Who this PoP serves right now.
+    pub tenants: Arc<crate::tenants::Tenants>,
     pub max_body_bytes: u64,
 }
 
@@ -273,7 +273,8 @@ async fn gather(fleet: &Fleet, s: &Sources, started_at_ms: u64, skipped: u64, st
 /// Every tenant served, with its active plugin or `None`.
 fn plugins_by_tenant(s: &Sources) -> BTreeMap<String, Option<PluginBeat>> {
     let mut active = s.plugins.active_plugins();
-    (s.tenants)()
+    s.tenants
+        .ids()
         .into_iter()
         .map(|t| {
             let plugin = active.remove(&t).map(|p| PluginBeat { version: p.version, sha256: p.sha256, loaded: p.loaded });
