@@ -13,6 +13,7 @@
 mod client;
 mod load;
 mod machine;
+mod natsd;
 mod report;
 mod scenarios;
 mod servers;

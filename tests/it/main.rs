@@ -5,6 +5,8 @@ mod admin;
 mod config;
 mod crash;
 mod disk;
+mod fleet_ops;
+mod fleet_security;
 mod fleet_smoke;
 mod fleet_tenants;
 mod forward;
