@@ -87,6 +87,22 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         Some(f) => Some(fleet::Fleet::start(f).await?),
         None => None,
     };
+    // Fleet plugins: what was persisted is active already (the host loaded it); following NATS starts in the background.
+    let fleet_plugins = match &_fleet {
+        Some(f) => Some(
+            fleet::plugins::FleetPlugins::start(
+                f.clone(),
+                plugins.clone(),
+                repo.clone(),
+                metrics.clone(),
+                config.plugins.max_component_bytes,
+                &tasks,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
         forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
@@ -117,6 +133,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         shutdown.clone(),
         tasks.clone(),
     )?;
+    if let Some(fp) = fleet_plugins {
+        admin.attach_fleet_plugins(fp);
+    }
     admin.resume_jobs().await;
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));

@@ -8,6 +8,7 @@
 //! or forbidden; 5 refused (a 4xx such as a bad upload or nothing to roll back).
 
 mod client;
+mod plugin_fleet;
 mod store;
 mod table;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
+pub use plugin_fleet::{FleetTarget, plugin_rollback_fleet, plugin_upload_fleet};
 pub use store::{store_check, store_repair};
 
 /// The admin API's URL for a config: its admin listener, `https://` when

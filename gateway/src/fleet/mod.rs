@@ -5,8 +5,12 @@
 //!
 //! `connect` builds the one connection (credentials, TLS, reconnection with
 //! jitter). The forwarder publishes triggers on it (`jetstream:` upstreams).
+//! `control` opens (or creates) the control buckets; `plugins` makes the
+//! fleet's plugin versions this PoP's, and publishes new ones.
 
 pub mod connect;
+pub mod control;
+pub mod plugins;
 
 use async_nats::jetstream;
 
@@ -18,6 +22,8 @@ pub enum FleetError {
     Credentials { key: &'static str, reason: String },
     #[error("{0}")]
     Connect(String),
+    #[error("{0}")]
+    Bucket(String),
 }
 
 /// This PoP's connection to the fleet: one NATS client (it multiplexes
