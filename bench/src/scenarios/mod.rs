@@ -3,6 +3,7 @@
 //! and paired (interleaved) bare/Weir measurements.
 
 mod drain;
+mod fleet_plugins;
 mod footprint;
 mod hostile;
 mod ingest;
@@ -36,6 +37,7 @@ pub enum Scenario {
     Restart,
     Outage,
     Hostile,
+    FleetPlugin,
     All,
 }
 
@@ -51,6 +53,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Outage => "outage",
             Scenario::Hostile => "hostile",
+            Scenario::FleetPlugin => "fleet-plugin",
             Scenario::All => "all",
         }
     }
@@ -68,6 +71,7 @@ impl Scenario {
                 Scenario::Restart,
                 Scenario::Outage,
                 Scenario::Hostile,
+                Scenario::FleetPlugin,
             ],
             s => vec![s],
         }
@@ -140,6 +144,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Restart => restart::run(ctx).await,
         Scenario::Outage => outage::run(ctx).await,
         Scenario::Hostile => hostile::run(ctx).await,
+        Scenario::FleetPlugin => fleet_plugins::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;

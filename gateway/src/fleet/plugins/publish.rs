@@ -139,22 +139,37 @@ async fn current(kv: &kv::Store, tenant: &str) -> Result<Option<(Pointer, u64)>,
     Ok(value::parse(&entry.value, u64::MAX).ok().map(|p| (p, entry.revision)))
 }
 
-/// The newest pointer in the key's history whose component differs from `now`.
+/// The component before `now` in the key's history, read as a stack: an
+/// upload of a new component pushes it; setting an earlier one (a rollback,
+/// or uploading it again) goes back to it, dropping what came after; a
+/// delete starts over. So rollbacks walk back one upload at a time.
 async fn previous(kv: &kv::Store, tenant: &str, now: &str) -> Result<Option<Pointer>, PublishError> {
     let mut history = kv.history(value::key_of(tenant)).await.map_err(nats)?;
-    let mut found = None;
+    let mut stack: Vec<Pointer> = Vec::new();
     while let Some(entry) = history.next().await {
         let entry = entry.map_err(nats)?;
         if entry.operation != kv::Operation::Put {
+            stack.clear();
             continue;
         }
-        if let Ok(p) = value::parse(&entry.value, u64::MAX)
-            && p.sha256 != now
-        {
-            found = Some(p);
+        if let Ok(p) = value::parse(&entry.value, u64::MAX) {
+            push(&mut stack, p);
         }
     }
-    Ok(found)
+    Ok(below(&stack, now))
+}
+
+fn push(stack: &mut Vec<Pointer>, p: Pointer) {
+    match stack.iter().position(|q| q.sha256 == p.sha256) {
+        Some(i) => stack.truncate(i + 1),
+        None => stack.push(p),
+    }
+}
+
+/// The entry under `now`'s (the top, unless the key changed meanwhile).
+fn below(stack: &[Pointer], now: &str) -> Option<Pointer> {
+    let i = stack.iter().rposition(|p| p.sha256 == now)?;
+    i.checked_sub(1).map(|j| stack[j].clone())
 }
 
 async fn put(kv: &kv::Store, tenant: &str, pointer: &Pointer, expect: Option<u64>) -> Result<u64, PublishError> {
@@ -171,4 +186,33 @@ async fn put(kv: &kv::Store, tenant: &str, pointer: &Pointer, expect: Option<u64
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(sha: char) -> Pointer {
+        Pointer { sha256: sha.to_string().repeat(64), size: 1, uploaded_at_ms: 0, by: String::new() }
+    }
+
+    fn after(history: &str) -> Option<char> {
+        let mut stack = Vec::new();
+        for c in history.chars() {
+            push(&mut stack, p(c));
+        }
+        let now = history.chars().last()?;
+        below(&stack, &p(now).sha256).map(|q| q.sha256.chars().next().unwrap_or('?'))
+    }
+
+    #[test]
+    fn rollbacks_walk_back_one_upload_at_a_time() {
+        assert_eq!(after("a"), None);
+        assert_eq!(after("ab"), Some('a'));
+        assert_eq!(after("abc"), Some('b'));
+        assert_eq!(after("abcb"), Some('a'), "after a rollback to b, the next goes to a");
+        assert_eq!(after("abcba"), None, "nothing before the first");
+        assert_eq!(after("abcbd"), Some('b'), "a new upload after a rollback");
+        assert_eq!(after("abb"), Some('a'), "the same component twice is one step");
+    }
 }
