@@ -34,8 +34,10 @@ pub(super) async fn run(fp: std::sync::Arc<FleetPlugins>, mut shutdown: Shutdown
             e = session(&fp, &mut failures) => e,
         };
         let text = error.to_string();
-        // One line per distinct cause, not one per retry while NATS is down.
-        if last_logged.as_deref() != Some(text.as_str()) {
+        // One line per distinct cause, not one per retry while NATS is down;
+        // and not for the connection still coming up at startup.
+        let starting = matches!(error, SessionError::NotConnected) && failures < 5;
+        if !starting && last_logged.as_deref() != Some(text.as_str()) {
             tracing::warn!(error = %text, revision = fp.revision(),
                 "not following the fleet's plugins; this PoP keeps serving what it last took, and retries");
             last_logged = Some(text.clone());
