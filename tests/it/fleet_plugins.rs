@@ -381,3 +381,39 @@ async fn corrupted_objects_and_bad_values_are_refused_and_the_pops_keep_serving(
     ingest_step(&c, &all, "repaired").await;
     assert_eq!(forwarded(&up, &all, "repaired").await, vec![true; 2]);
 }
+
+/// A PoP whose credentials may not create the buckets (nor write the control
+/// bucket) says so and keeps trying; once an operator's upload has created
+/// them, it follows what exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pop_that_may_not_create_the_buckets_reports_it_and_uses_them_once_they_exist() {
+    let nats = NatsServer::start_with_config(Some(
+        r#"
+accounts {
+  weir: {
+    jetstream: enabled
+    users: [
+      { user: operator, password: operator }
+      { user: pop, password: pop, permissions: { publish: { deny: ["$JS.API.STREAM.CREATE.>", "$KV.weir_control.>", "$O.weir_plugins.>"] } } }
+    ]
+  }
+}
+no_auth_user: operator
+"#,
+    ));
+    let up = Upstream::start(Mode::Ok).await;
+    let pop = Pop::start(&nats, "p1", &up, "user = \"pop\"\npassword = \"pop\"\n");
+    let c = Client::new();
+    let s = eventually(WAIT, || async {
+        let s = pop.fleet_status(&c).await;
+        s["last_error"].as_str().is_some_and(|e| e.contains("could not be opened") && e.contains("nor created")).then_some(s)
+    })
+    .await;
+    assert_eq!(s["following"], false, "{s}");
+    assert_eq!(c.get(&pop.admin("/readyz"), None).await.status, StatusCode::OK);
+
+    let (code, _, err) = upload(&nats, "acme", wasm::PASSTHROUGH).await;
+    assert_eq!(code, 0, "the operator's credentials create the buckets: {err}");
+    pop.wait_active(&c, "acme", &sha(&read(wasm::PASSTHROUGH))).await;
+    assert_eq!(pop.fleet_status(&c).await["following"], true);
+}
