@@ -417,3 +417,35 @@ no_auth_user: operator
     pop.wait_active(&c, "acme", &sha(&read(wasm::PASSTHROUGH))).await;
     assert_eq!(pop.fleet_status(&c).await["following"], true);
 }
+
+/// A control bucket deleted and created again numbers its revisions from 1:
+/// resuming after the PoP's last revision would see nothing, so the PoP
+/// reads every key's current value, and what no key names any more is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_control_bucket_is_read_again_from_scratch() {
+    let nats = NatsServer::start();
+    let up = Upstream::start(Mode::Ok).await;
+    let mut pop = Pop::start(&nats, "p1", &up, "");
+    let c = Client::new();
+    let (pass, transform) = (sha(&read(wasm::PASSTHROUGH)), sha(&read(wasm::JSON_TRANSFORM)));
+    for (tenant, file) in [("acme", wasm::PASSTHROUGH), ("globex", wasm::PASSTHROUGH), ("acme", wasm::JSON_TRANSFORM)] {
+        let (code, _, err) = upload(&nats, tenant, file).await;
+        assert_eq!(code, 0, "{err}");
+    }
+    pop.wait_active(&c, "acme", &transform).await;
+    pop.wait_active(&c, "globex", &pass).await;
+    let before = pop.fleet_status(&c).await["revision"].as_u64().expect("revision");
+    assert!(before >= 3, "{before}");
+
+    pop.kill();
+    jetstream::new(nats.client().await).delete_key_value("weir_control").await.expect("delete the bucket");
+    let (code, _, err) = upload(&nats, "acme", wasm::PASSTHROUGH).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(control(&nats).await.entry("plugins.acme").await.expect("read").expect("set").revision < before);
+
+    pop.restart();
+    pop.wait_active(&c, "acme", &pass).await;
+    eventually(WAIT, || async { pop.fleet_status(&c).await["tenants"]["globex"].is_null().then_some(()) }).await;
+    assert_eq!(pop.host_sha(&c, "globex").await, None, "globex's fleet plugin went with its key");
+    assert_eq!(pop.host_sha(&c, "acme").await.as_deref(), Some(pass.as_str()));
+}
