@@ -133,8 +133,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         shutdown.clone(),
         tasks.clone(),
     )?;
-    if let Some(fp) = fleet_plugins {
-        admin.attach_fleet_plugins(fp);
+    // Also the handle the tenant registry calls (`apply_pending`) and the heartbeat reads (`status`).
+    if let Some(fp) = &fleet_plugins {
+        admin.attach_fleet_plugins(fp.clone());
     }
     admin.resume_jobs().await;
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {

@@ -57,7 +57,7 @@ pub struct PluginVersion {
     pub version: u32,
     pub sha256: String,
     pub uploaded_at_ms: u64,
-    /// `upload` (admin API) or `config` (the tenant's `plugin` file at startup).
+    /// `upload` (admin API), `config` (the tenant's `plugin` file at startup) or `fleet` (`fleet::plugins`).
     pub source: String,
     pub size: u64,
 }
