@@ -94,6 +94,22 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         None => None,
     };
     let plugins = plugin::PluginHost::start(&config, tenants.clone(), repo.clone()).await?;
+    // Fleet plugins: what was persisted is active already (the host loaded it); following NATS starts in the background.
+    let fleet_plugins = match &fleet {
+        Some(f) => Some(
+            fleet::plugins::FleetPlugins::start(
+                f.clone(),
+                plugins.clone(),
+                repo.clone(),
+                metrics.clone(),
+                config.plugins.max_component_bytes,
+                &tasks,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
         forward::Forwarder::start(&config, store.clone(), repo, tenants.clone(), metrics.clone(), tracer.clone(), shutdown.clone()).await?;
@@ -136,6 +152,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tasks.clone(),
         fleet.clone(),
     )?;
+    // Also the handle the tenant registry calls (`apply_pending`) and the heartbeat reads (`status`).
+    if let Some(fp) = &fleet_plugins {
+        admin.attach_fleet_plugins(fp.clone());
+    }
     admin.resume_jobs().await;
     if let Some(fleet) = &fleet {
         fleet::replay::spawn(fleet.clone(), admin.clone(), metrics.clone(), shutdown.clone(), &tasks);
@@ -146,6 +166,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
             repo: repo_for_admin.clone(),
             metrics: metrics.clone(),
             rejections: fleet.rejections.clone(),
+            fleet_plugins: fleet_plugins.clone(),
         };
         let shutdown = shutdown.clone();
         tasks.spawn("fleet tenant watcher", async move { sync.run(shutdown).await });

@@ -224,6 +224,13 @@ enum PluginCommand {
         #[arg(long)]
         tenant: String,
         file: PathBuf,
+        /// For every PoP of the fleet: checked and test-compiled here, then put
+        /// into NATS (the [fleet] of --config, or --nats); no admin API involved
+        #[arg(long)]
+        fleet: bool,
+        /// NATS server URL for --fleet (replaces the servers of --config's [fleet])
+        #[arg(long, requires = "fleet")]
+        nats: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -236,6 +243,15 @@ enum PluginCommand {
     Rollback {
         #[arg(long)]
         tenant: String,
+        /// Roll back the fleet's plugin (a KV update every PoP follows)
+        #[arg(long)]
+        fleet: bool,
+        /// NATS server URL for --fleet (replaces the servers of --config's [fleet])
+        #[arg(long, requires = "fleet")]
+        nats: Option<String>,
+        /// With --fleet: the component (sha256) to go back to; default: the previous one
+        #[arg(long, requires = "fleet")]
+        to: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -322,6 +338,11 @@ fn global(a: &AdminArgs) -> Result<Global, CliError> {
     Ok(Global { admin_url, token, json: a.json, ca_file: a.ca_file.clone() })
 }
 
+/// Where a `--fleet` command finds NATS.
+fn fleet_target(a: &AdminArgs, nats: Option<String>) -> cli::FleetTarget {
+    cli::FleetTarget { config: a.config.clone(), nats, json: a.json }
+}
+
 fn admin_command(command: Command) -> Result<(), CliError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -353,11 +374,19 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             }
             Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
             Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,
-            Command::Plugin { command: PluginCommand::Upload { tenant, file, admin } } => {
+            Command::Plugin { command: PluginCommand::Upload { tenant, file, fleet: true, nats, admin } } => {
+                cli::plugin_upload_fleet(&fleet_target(&admin, nats), &tenant, &file).await
+            }
+            Command::Plugin { command: PluginCommand::Upload { tenant, file, admin, .. } } => {
                 cli::plugin_upload(&global(&admin)?, &tenant, &file).await
             }
             Command::Plugin { command: PluginCommand::List { tenant, admin } } => cli::plugin_list(&global(&admin)?, &tenant).await,
-            Command::Plugin { command: PluginCommand::Rollback { tenant, admin } } => cli::plugin_rollback(&global(&admin)?, &tenant).await,
+            Command::Plugin { command: PluginCommand::Rollback { tenant, fleet: true, nats, to, admin } } => {
+                cli::plugin_rollback_fleet(&fleet_target(&admin, nats), &tenant, to.as_deref()).await
+            }
+            Command::Plugin { command: PluginCommand::Rollback { tenant, admin, .. } } => {
+                cli::plugin_rollback(&global(&admin)?, &tenant).await
+            }
             Command::Backup { out, admin } => cli::backup(&global(&admin)?, &out).await,
             Command::Restore { from, data_dir } => {
                 // No budget or reserve while restoring: the snapshot decides what is in it, and

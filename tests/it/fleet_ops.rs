@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures_util::StreamExt;
 use http::StatusCode;
 use serde_json::Value;
 

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
-use futures::StreamExt;
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::natsd::NatsServer;

@@ -6,6 +6,7 @@ mod config;
 mod crash;
 mod disk;
 mod fleet_ops;
+mod fleet_plugins;
 mod fleet_security;
 mod fleet_smoke;
 mod fleet_tenants;

@@ -4,6 +4,7 @@
 
 mod drain;
 mod fleet_idle;
+mod fleet_plugins;
 mod footprint;
 mod hostile;
 mod ingest;
@@ -38,6 +39,7 @@ pub enum Scenario {
     Outage,
     Hostile,
     FleetIdle,
+    FleetPlugin,
     All,
 }
 
@@ -54,6 +56,7 @@ impl Scenario {
             Scenario::Outage => "outage",
             Scenario::Hostile => "hostile",
             Scenario::FleetIdle => "fleet-idle",
+            Scenario::FleetPlugin => "fleet-plugin",
             Scenario::All => "all",
         }
     }
@@ -72,6 +75,7 @@ impl Scenario {
                 Scenario::Outage,
                 Scenario::Hostile,
                 Scenario::FleetIdle,
+                Scenario::FleetPlugin,
             ],
             s => vec![s],
         }
@@ -145,6 +149,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Outage => outage::run(ctx).await,
         Scenario::Hostile => hostile::run(ctx).await,
         Scenario::FleetIdle => fleet_idle::run(ctx).await,
+        Scenario::FleetPlugin => fleet_plugins::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;

@@ -8,6 +8,7 @@
 mod audit;
 pub mod auth;
 mod backup;
+mod fleet_plugins;
 mod plugins;
 mod replay;
 pub mod routes;
@@ -50,6 +51,8 @@ pub struct Admin {
     max_component_bytes: u64,
     max_body_bytes: u64,
     backup_bytes_per_sec: u64,
+    /// Set once at startup on a PoP with `[fleet]`.
+    fleet_plugins: std::sync::OnceLock<Arc<crate::fleet::plugins::FleetPlugins>>,
 }
 
 impl Admin {
@@ -84,8 +87,14 @@ impl Admin {
             max_component_bytes: config.plugins.max_component_bytes,
             max_body_bytes: config.server.max_body_bytes,
             backup_bytes_per_sec: config.admin.backup_max_mb_per_sec * 1024 * 1024,
+            fleet_plugins: std::sync::OnceLock::new(),
         });
         Ok(admin)
+    }
+
+    /// Serves the fleet plugin routes from this PoP's fleet plugins (a PoP with `[fleet]`).
+    pub fn attach_fleet_plugins(&self, fp: Arc<crate::fleet::plugins::FleetPlugins>) {
+        let _ = self.fleet_plugins.set(fp);
     }
 
     /// Resumes replay jobs a crash interrupted.
@@ -137,6 +146,9 @@ impl Admin {
             Name::RollbackPlugin => self.rollback_plugin(&scope, p(0)).await,
             Name::Pause => self.pause(&scope, p(0), true).await,
             Name::Resume => self.pause(&scope, p(0), false).await,
+            Name::FleetPlugins => self.fleet_plugins_status(),
+            Name::UploadFleetPlugin => self.upload_fleet_plugin(&scope, p(0), req).await,
+            Name::RollbackFleetPlugin => self.rollback_fleet_plugin(&scope, p(0), req).await,
         }
     }
 

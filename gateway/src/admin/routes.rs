@@ -27,6 +27,9 @@ pub enum Name {
     RollbackPlugin,
     Pause,
     Resume,
+    FleetPlugins,
+    UploadFleetPlugin,
+    RollbackFleetPlugin,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,10 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/plugin/rollback", access: Access::Tenant, name: Name::RollbackPlugin },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/pause", access: Access::Tenant, name: Name::Pause },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/resume", access: Access::Tenant, name: Name::Resume },
+    // Fleet plugins reach every PoP: the operator's alone.
+    Route { method: "GET", pattern: "/v1/fleet/plugins", access: Access::Operator, name: Name::FleetPlugins },
+    Route { method: "PUT", pattern: "/v1/fleet/plugins/{tenant}", access: Access::Operator, name: Name::UploadFleetPlugin },
+    Route { method: "POST", pattern: "/v1/fleet/plugins/{tenant}/rollback", access: Access::Operator, name: Name::RollbackFleetPlugin },
 ];
 
 pub enum Miss {

@@ -10,6 +10,7 @@
 
 mod client;
 mod fleet;
+mod plugin_fleet;
 mod store;
 mod table;
 
@@ -21,6 +22,7 @@ use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
 pub use fleet::{FleetReplay, NatsArgs, fleet_config, fleet_replay, fleet_replay_status, fleet_status};
+pub use plugin_fleet::{FleetTarget, plugin_rollback_fleet, plugin_upload_fleet};
 pub use store::{store_check, store_repair};
 
 /// The admin API's URL for a config: its admin listener, `https://` when

@@ -5,13 +5,17 @@
 //!
 //! `connect` builds the one connection (credentials, TLS, reconnection with
 //! jitter). The forwarder publishes triggers on it (`jetstream:` upstreams).
-//! `tenants` applies fleet-wide tenants and pauses from the control bucket.
+//! `tenants` applies fleet-wide tenants and pauses from the control bucket;
+//! `control` opens (or creates) the control buckets; `plugins` makes the
+//! fleet's plugin versions this PoP's, and publishes new ones.
 //! `heartbeat` writes this PoP's state to the heartbeats bucket and defines
 //! the record `status` reads back for `weir fleet status`; `replay` answers
 //! fleet replay commands by running the local replay.
 
 pub mod connect;
+pub mod control;
 pub mod heartbeat;
+pub mod plugins;
 pub mod replay;
 pub mod status;
 pub mod tenants;
@@ -32,6 +36,8 @@ pub enum FleetError {
     Credentials { key: &'static str, reason: String },
     #[error("{0}")]
     Connect(String),
+    #[error("{0}")]
+    Bucket(String),
 }
 
 /// This PoP's connection to the fleet: one NATS client (it multiplexes
@@ -53,23 +59,6 @@ impl Fleet {
         Ok(Fleet { config: config.clone(), client, jetstream, rejections: Rejections::default() })
     }
 
-    /// The control KV bucket, created when missing (with history, so a
-    /// rollback has a previous value to go back to).
-    pub async fn control_bucket(&self) -> Result<jetstream::kv::Store, String> {
-        let name = &self.config.control_bucket;
-        if let Ok(kv) = self.jetstream.get_key_value(name).await {
-            return Ok(kv);
-        }
-        let config = jetstream::kv::Config { bucket: name.clone(), history: CONTROL_HISTORY, ..Default::default() };
-        match self.jetstream.create_key_value(config).await {
-            Ok(kv) => Ok(kv),
-            // Another PoP may have created it in between.
-            Err(create) => {
-                self.jetstream.get_key_value(name).await.map_err(|_| format!("cannot open or create the control bucket {name:?}: {create}"))
-            }
-        }
-    }
-
     /// Whether the connection is up right now.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -80,9 +69,6 @@ impl Fleet {
         FleetStatus { pop: self.config.pop.clone(), connected: self.connected(), rejected: self.rejections.list() }
     }
 }
-
-/// Values kept per key of the control bucket (so a rollback has somewhere to go).
-pub const CONTROL_HISTORY: i64 = 16;
 
 /// Between `d / 2` and `d`: retries of many PoPs do not line up.
 pub(crate) fn jitter(d: Duration) -> Duration {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures_util::StreamExt;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};

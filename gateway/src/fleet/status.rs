@@ -92,7 +92,7 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// Reads every heartbeat in the bucket (an empty list when the bucket does
 /// not exist yet: no PoP has written one).
 pub async fn read(js: &async_nats::jetstream::Context, bucket: &str) -> Result<Vec<Entry>, String> {
-    use futures::StreamExt;
+    use futures_util::StreamExt;
     let kv = match js.get_key_value(bucket).await {
         Ok(kv) => kv,
         Err(e) if super::heartbeat::stream_missing(&e) => return Ok(Vec::new()),

@@ -11,15 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{Entry, Operation};
-use futures::StreamExt;
 use serde::Deserialize;
 
+use super::control::{Batch, Change, Follower};
+use super::plugins::FleetPlugins;
 use super::{Fleet, Rejections};
 use crate::forward::Forwarder;
 use crate::shutdown::Shutdown;
 use crate::store::{ControlFile, StoreError};
-use crate::tenants::{Applied, TenantSettings, Tenants};
+use crate::tenants::{Applied, Origin, TenantSettings, Tenants};
 
 /// This watcher's name in `fleet_cursors`.
 const WATCHER: &str = "tenants";
@@ -59,22 +59,28 @@ pub struct TenantSync {
     pub repo: Arc<ControlFile>,
     pub metrics: Arc<crate::telemetry::Metrics>,
     pub rejections: Rejections,
+    /// Told when a tenant appears, so a fleet plugin kept for it activates.
+    pub fleet_plugins: Option<Arc<FleetPlugins>>,
 }
 
 impl TenantSync {
-    /// Watches until shutdown; a lost connection or watch is started again
-    /// after a jittered backoff, from the revision after the last applied.
+    /// Follows the control bucket until shutdown; a lost connection or watch
+    /// is started again after a jittered backoff, from the revision after
+    /// the last applied.
     pub async fn run(self, mut shutdown: Shutdown) {
         let cap = Duration::from_millis(self.fleet.config.reconnect_max_ms);
         let mut wait = Duration::from_millis(100);
+        let mut last_error: Option<String> = None;
         loop {
-            tokio::select! {
+            let error = tokio::select! {
                 _ = shutdown.wait() => return,
-                r = self.watch() => match r {
-                    Ok(()) => wait = Duration::from_millis(100),
-                    Err(e) => tracing::debug!(error = %e, "fleet tenant watch interrupted; resuming after a pause"),
-                },
+                e = self.follow() => e,
+            };
+            // One line per distinct cause, not one per retry while NATS is down.
+            if self.fleet.connected() && last_error.as_deref() != Some(error.as_str()) {
+                tracing::warn!(error = %error, "not following the fleet's tenants; this PoP keeps what it applied, and retries");
             }
+            last_error = Some(error);
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(super::jitter(wait)) => {}
@@ -83,28 +89,67 @@ impl TenantSync {
         }
     }
 
-    /// One watch, from the revision after the cursor, until it fails or ends.
-    async fn watch(&self) -> Result<(), String> {
-        let kv = self.fleet.control_bucket().await?;
+    /// One session, from the revision after the cursor, until it fails.
+    async fn follow(&self) -> String {
         let repo = self.repo.clone();
-        let cursor = blocking(move || repo.fleet_cursor(WATCHER)).await?.unwrap_or(0);
-        let mut entries = kv.watch_all_from_revision(cursor + 1).await.map_err(|e| format!("cannot watch the control bucket: {e}"))?;
-        while let Some(entry) = entries.next().await {
-            let entry = entry.map_err(|e| format!("control bucket watch failed: {e}"))?;
-            self.apply(entry).await?;
+        let cursor = match blocking(move || repo.fleet_cursor(WATCHER)).await {
+            Ok(c) => c.unwrap_or(0),
+            Err(e) => return e,
+        };
+        // Every key: `tenants.*` and `paused.*` are this watcher's; the others only move its cursor.
+        let mut follower = match Follower::open(&self.fleet, "", cursor, "tenants").await {
+            Ok(f) => f,
+            Err(e) => return e.to_string(),
+        };
+        loop {
+            let batch = match follower.next().await {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            if let Err(e) = self.settle(batch).await {
+                return e;
+            }
+        }
+    }
+
+    /// Applies a batch in revision order. A full re-read (the bucket lost
+    /// the history after this PoP's cursor, or was recreated) also removes
+    /// the fleet tenants it no longer names.
+    async fn settle(&self, batch: Batch) -> Result<(), String> {
+        let Batch { changes, resync } = batch;
+        if let Some(last) = resync {
+            let named: std::collections::HashSet<&str> = changes.iter().filter_map(|c| c.key.strip_prefix(TENANTS)).collect();
+            let gone: Vec<String> = self
+                .tenants
+                .snapshot()
+                .values()
+                .filter(|t| t.origin == Origin::Fleet && !named.contains(t.id.as_str()))
+                .map(|t| t.id.clone())
+                .collect();
+            for id in gone {
+                self.apply(Change { key: format!("{TENANTS}{id}"), revision: last, value: None }).await?;
+            }
+        }
+        let newest = changes.last().map_or(0, |c| c.revision);
+        for change in changes {
+            self.apply(change).await?;
+        }
+        if let Some(last) = resync {
+            let repo = self.repo.clone();
+            blocking(move || repo.set_fleet_cursor(WATCHER, last.max(newest))).await?;
         }
         Ok(())
     }
 
-    /// Applies one entry and records it (or only moves the cursor past a
+    /// Applies one change and records it (or only moves the cursor past a
     /// refused one). Fails only when the control file cannot be written: the
-    /// watch then restarts from the same revision.
-    async fn apply(&self, entry: Entry) -> Result<(), String> {
-        let (key, revision) = (entry.key.clone(), entry.revision);
+    /// session then restarts from the same revision.
+    async fn apply(&self, change: Change) -> Result<(), String> {
+        let (key, revision) = (change.key.clone(), change.revision);
         let (kind, result) = if let Some(id) = key.strip_prefix(TENANTS) {
-            ("tenant", self.apply_tenant(id, &entry))
+            ("tenant", self.apply_tenant(id, &change).await)
         } else if let Some(id) = key.strip_prefix(PAUSED) {
-            ("pause", self.apply_pause(id, &entry).await)
+            ("pause", self.apply_pause(id, &change).await)
         } else {
             // Another watcher's key (plugins.*): only the cursor moves.
             let repo = self.repo.clone();
@@ -128,28 +173,31 @@ impl TenantSync {
     }
 
     /// A tenant's settings put or removed. Returns what to keep locally.
-    fn apply_tenant(&self, id: &str, entry: &Entry) -> Result<Option<Vec<u8>>, String> {
-        if entry.operation != Operation::Put {
+    async fn apply_tenant(&self, id: &str, change: &Change) -> Result<Option<Vec<u8>>, String> {
+        let Some(value) = &change.value else {
             let applied = self.tenants.remove_fleet(id).map_err(|e| e.to_string())?;
             if applied == Applied::Removed {
                 tracing::info!(tenant = %id, "fleet tenant removed; its stored triggers are still forwarded");
             }
             return Ok(None);
-        }
-        let settings: TenantSettings = parse(&entry.value)?;
+        };
+        let settings: TenantSettings = parse(value)?;
         let applied = self.tenants.upsert_fleet(id, &settings).map_err(|e| e.to_string())?;
         if applied != Applied::Unchanged {
             tracing::info!(tenant = %id, change = ?applied, "fleet tenant applied");
         }
-        Ok(Some(entry.value.to_vec()))
+        if let (Applied::Added, Some(fp)) = (applied, &self.fleet_plugins) {
+            fp.apply_pending(id).await;
+        }
+        Ok(Some(value.to_vec()))
     }
 
     /// A fleet-wide pause or resume: the same durable pause an operator sets
     /// with `weir pause` (the last one, local or fleet, wins).
-    async fn apply_pause(&self, id: &str, entry: &Entry) -> Result<Option<Vec<u8>>, String> {
-        let paused = match entry.operation {
-            Operation::Put => parse::<Pause>(&entry.value)?.paused,
-            Operation::Delete | Operation::Purge => false,
+    async fn apply_pause(&self, id: &str, change: &Change) -> Result<Option<Vec<u8>>, String> {
+        let paused = match &change.value {
+            Some(v) => parse::<Pause>(v)?.paused,
+            None => false,
         };
         let r = if paused { self.forwarder.pause(id).await } else { self.forwarder.resume(id).await };
         r.map_err(|e| e.to_string())?;

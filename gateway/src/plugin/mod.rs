@@ -38,7 +38,7 @@ pub use bindings::SUPPORTED as SUPPORTED_WIT;
 pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
 pub use input::{Input, Phase};
 pub use run::{Decision, Failure, FailureKind, MAX_HEADER_CHANGE_BYTES, MAX_HEADER_CHANGES, Transform};
-pub use upload::UploadError;
+pub use upload::{FLEET_SOURCE, UploadError, sha256_hex};
 
 use bindings::{HostState, Pre};
 

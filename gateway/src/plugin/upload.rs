@@ -123,6 +123,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `source` of versions the fleet activated (`fleet::plugins`).
+pub const FLEET_SOURCE: &str = "fleet";
+
+/// What passed every upload check and compiled: may be stored and activated.
+struct Prepared {
+    sha256: String,
+    artifact: Vec<u8>,
+    probe: Loaded,
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -135,10 +145,22 @@ impl PluginHost {
     }
 
     async fn add(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>, source: &'static str) -> Result<Arc<Loaded>, UploadError> {
-        check_header(&bytes, self.limits.max_component_bytes)?;
-        check_functions(&bytes, self.limits.max_functions)?;
-        let sha256 = sha256_hex(&bytes);
+        let Prepared { sha256, artifact, probe } = self.prepare(tenant, &bytes).await?;
         let bytes = Arc::new(bytes);
+        let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
+        let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
+        let loaded = Arc::new(Loaded { version, sha256, pre: probe.pre });
+        self.set_slot(tenant, Slot::Ready(loaded.clone()));
+        tracing::info!(tenant, version, sha256 = %loaded.sha256, source, "plugin version activated");
+        Ok(loaded)
+    }
+
+    /// Every check an upload makes, then compile and link: what may be
+    /// stored. Changes nothing.
+    async fn prepare(self: &Arc<Self>, tenant: &str, bytes: &[u8]) -> Result<Prepared, UploadError> {
+        check_header(bytes, self.limits.max_component_bytes)?;
+        check_functions(bytes, self.limits.max_functions)?;
+        let sha256 = sha256_hex(bytes);
         // The same component (another tenant, or a re-upload) compiles once:
         // reuse Weir's own artifact for this content and engine when there is one.
         let (repo, sha, compat) = (self.repo.clone(), sha256.clone(), self.compat);
@@ -149,7 +171,7 @@ impl PluginHost {
         let (artifact, component) = match reused {
             Some(pair) => pair,
             None => {
-                let artifact = self.compile(tenant, &bytes).await?;
+                let artifact = self.compile(tenant, bytes).await?;
                 // SAFETY: `artifact` was just produced by Weir's own compiler process
                 // (this binary, or plugins.compiler) with this engine's configuration.
                 let component =
@@ -159,12 +181,76 @@ impl PluginHost {
         };
         // Link before storing: a component for the wrong world is never stored.
         let probe = self.link(component, 0, &sha256)?;
-        let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
-        let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
-        let loaded = Arc::new(Loaded { version, sha256, pre: probe.pre });
-        self.set_slot(tenant, Slot::Ready(loaded.clone()));
-        tracing::info!(tenant, version, sha256 = %loaded.sha256, source, "plugin version activated");
-        Ok(loaded)
+        Ok(Prepared { sha256, artifact, probe })
+    }
+
+    /// Runs every upload check and compiles, activating nothing: what a
+    /// fleet upload does on the PoP it is sent to before anything reaches
+    /// NATS. The artifact is kept, so activating it later compiles nothing.
+    pub async fn check(self: &Arc<Self>, tenant: &str, bytes: &[u8]) -> Result<String, UploadError> {
+        let Prepared { sha256, artifact, .. } = self.prepare(tenant, bytes).await?;
+        let (repo, sha, compat) = (self.repo.clone(), sha256.clone(), self.compat);
+        blocking(move || repo.put_artifact(&sha, compat, &artifact)).await?;
+        Ok(sha256)
+    }
+
+    /// Makes `bytes` the tenant's active plugin for the fleet (`fleet::plugins`):
+    /// the same checks, compile and swap as an upload. A version already
+    /// stored with this content (a fleet rollback) is activated again rather
+    /// than added twice; the active one is left alone.
+    pub async fn activate_fleet(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>) -> Result<(u32, String), UploadError> {
+        check_header(&bytes, self.limits.max_component_bytes)?;
+        check_functions(&bytes, self.limits.max_functions)?;
+        let sha256 = sha256_hex(&bytes);
+        if self.active_sha256(tenant).as_deref() == Some(sha256.as_str())
+            && let Some(version) = self.active_version(tenant)
+        {
+            return Ok((version, sha256));
+        }
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        let stored = blocking(move || repo.versions(&t)).await?.into_iter().filter(|v| v.sha256 == sha256).map(|v| v.version).max();
+        if let Some(version) = stored {
+            self.activate_version(tenant, version).await?;
+            let (repo, t) = (self.repo.clone(), tenant.to_string());
+            blocking(move || repo.set_active(&t, version)).await?;
+            tracing::info!(tenant, version, sha256 = %sha256, source = FLEET_SOURCE, "plugin version activated again");
+            return Ok((version, sha256));
+        }
+        self.add(tenant, bytes, FLEET_SOURCE).await.map(|l| (l.version, l.sha256.clone()))
+    }
+
+    /// The fleet no longer gives the tenant a plugin: when `fleet_sha256` is
+    /// still what runs, the tenant goes back to its latest local version
+    /// (an upload or its `plugin` file), or to no plugin at all. Returns
+    /// the version now active.
+    pub async fn deactivate_fleet(self: &Arc<Self>, tenant: &str, fleet_sha256: &str) -> Result<Option<u32>, UploadError> {
+        if self.active_sha256(tenant).as_deref() != Some(fleet_sha256) {
+            // A local upload replaced it since: that one stays.
+            return Ok(self.active_version(tenant));
+        }
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        let local = blocking(move || repo.versions(&t)).await?.into_iter().filter(|v| v.source != FLEET_SOURCE).map(|v| v.version).max();
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        match local {
+            Some(version) => {
+                self.activate_version(tenant, version).await?;
+                blocking(move || repo.set_active(&t, version)).await?;
+            }
+            None => {
+                blocking(move || repo.clear_active(&t)).await?;
+                self.active.write().unwrap_or_else(|e| e.into_inner()).remove(tenant);
+            }
+        }
+        tracing::info!(tenant, fleet_sha256, local_version = ?local, "fleet plugin removed");
+        Ok(local)
+    }
+
+    /// The sha256 of the version running for `tenant`, if one is loaded.
+    pub fn active_sha256(&self, tenant: &str) -> Option<String> {
+        match self.active.read().unwrap_or_else(|e| e.into_inner()).get(tenant)? {
+            Slot::Ready(l) => Some(l.sha256.clone()),
+            Slot::Broken { .. } => None,
+        }
     }
 
     /// Compiles in a child process under the compile limits (`compile.rs`):

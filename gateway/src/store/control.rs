@@ -19,7 +19,8 @@
 //! | `jobs` | job id | JSON replay job (filter and progress) |
 //! | `job_selection` | (job id, chunk) | the job's trigger ids, 16 bytes each (u128 LE), ascending |
 //! | `fleet_values` | control-bucket key (`tenants.<id>`) | the value last applied from the fleet (JSON, as received) |
-//! | `fleet_cursors` | a watcher's name | the control-bucket revision it has applied up to |
+//! | `fleet_cursors` | a watcher's name (`tenants`, `plugins`) | the control-bucket revision it has applied up to |
+//! | `fleet_plugins` | tenant | JSON: the fleet plugin this PoP took for the tenant (`fleet::plugins`) |
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,12 @@ const JOB_SELECTION: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("
 const FLEET_VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("fleet_values");
 /// Per control-bucket watcher, the revision applied up to (it resumes after it).
 const FLEET_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("fleet_cursors");
+/// What this PoP last took from the fleet's `plugins.<tenant>` keys, so a
+/// restart without NATS comes back with the same plugins (`fleet::plugins`
+/// owns the JSON; the component bytes are in `components`).
+const FLEET_PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("fleet_plugins");
+/// The plugin watcher's name in `fleet_cursors`; it moves with `fleet_plugins`, in the same transaction.
+const PLUGINS_CURSOR: &str = "plugins";
 /// Ids per `job_selection` value.
 const SELECTION_CHUNK: usize = 4096;
 
@@ -54,7 +61,7 @@ pub struct PluginVersion {
     pub version: u32,
     pub sha256: String,
     pub uploaded_at_ms: u64,
-    /// `upload` (admin API) or `config` (the tenant's `plugin` file at startup).
+    /// `upload` (admin API), `config` (the tenant's `plugin` file at startup) or `fleet` (`fleet::plugins`).
     pub source: String,
     pub size: u64,
 }
@@ -64,6 +71,9 @@ pub struct ControlFile {
     db: Database,
     path: PathBuf,
 }
+
+/// The control-bucket revision taken into account, and (tenant, JSON record) pairs.
+pub type FleetPluginRecords = (u64, Vec<(String, Vec<u8>)>);
 
 /// An audit entry's key: (Unix ms, sequence).
 pub type AuditKey = (u64, u64);
@@ -84,6 +94,7 @@ impl ControlFile {
             txn.open_table(JOB_SELECTION).map_err(io_err)?;
             txn.open_table(FLEET_VALUES).map_err(io_err)?;
             txn.open_table(FLEET_CURSORS).map_err(io_err)?;
+            txn.open_table(FLEET_PLUGINS).map_err(io_err)?;
         }
         txn.commit().map_err(io_err)?;
         Ok(ControlFile { db, path })
@@ -393,6 +404,66 @@ impl ControlFile {
         Ok(out)
     }
 
+    /// Forgets which version is active: the tenant runs no plugin.
+    pub fn clear_active(&self, tenant: &str) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        txn.open_table(ACTIVE).map_err(io_err)?.remove(tenant).map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+
+    /// Keeps a component's bytes (content-addressed) without a version:
+    /// a fleet plugin waiting for its tenant to appear on this PoP.
+    pub fn put_component(&self, sha256: &str, component: &[u8]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(COMPONENTS).map_err(io_err)?;
+            if t.get(sha256).map_err(io_err)?.is_none() {
+                t.insert(sha256, component).map_err(io_err)?;
+            }
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    /// Records what this PoP took from the fleet for `tenant` (`None`:
+    /// nothing, the key was deleted) and the control-bucket revision it has
+    /// now taken into account, durably and together.
+    pub fn put_fleet_plugin(&self, tenant: &str, record: Option<&[u8]>, revision: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut t = txn.open_table(FLEET_PLUGINS).map_err(io_err)?;
+            match record {
+                Some(bytes) => t.insert(tenant, bytes).map_err(io_err)?,
+                None => t.remove(tenant).map_err(io_err)?,
+            };
+            txn.open_table(FLEET_CURSORS).map_err(io_err)?.insert(PLUGINS_CURSOR, revision).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    /// Moves the control-bucket revision forward without a tenant's record changing.
+    pub fn put_fleet_revision(&self, revision: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        txn.open_table(FLEET_CURSORS).map_err(io_err)?.insert(PLUGINS_CURSOR, revision).map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+
+    /// The control-bucket revision last taken into account and every tenant's fleet plugin record.
+    pub fn fleet_plugins(&self) -> Result<FleetPluginRecords, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let revision = txn.open_table(FLEET_CURSORS).map_err(io_err)?.get(PLUGINS_CURSOR).map_err(io_err)?.map_or(0, |v| v.value());
+        let t = txn.open_table(FLEET_PLUGINS).map_err(io_err)?;
+        let mut out = Vec::new();
+        for e in t.iter().map_err(io_err)? {
+            let (k, v) = e.map_err(io_err)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok((revision, out))
+    }
+
     pub fn put_artifact(&self, sha256: &str, compat: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(io_err)?;
         txn.open_table(ARTIFACTS).map_err(io_err)?.insert((sha256, compat), bytes).map_err(io_err)?;
@@ -425,6 +496,28 @@ mod tests {
         assert_eq!(repo.artifact("h1", 7).expect("a"), Some(b"art".to_vec()));
         assert_eq!(repo.artifact("h1", 8).expect("a"), None);
         assert_eq!(repo.all_active().expect("all").len(), 2);
+    }
+
+    #[test]
+    fn fleet_plugin_records_and_their_revision_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let control = ControlFile::open(dir.path()).expect("open");
+            assert_eq!(control.fleet_plugins().expect("read"), (0, vec![]));
+            control.put_fleet_plugin("a", Some(b"{\"x\":1}"), 5).expect("put");
+            control.put_fleet_plugin("b", Some(b"{}"), 7).expect("put");
+            control.put_fleet_plugin("a", None, 9).expect("delete");
+            control.put_component("h9", b"bytes").expect("component");
+            control.add_version("c", "h1", b"one", None, "upload", 1).expect("add");
+            control.clear_active("c").expect("clear");
+        }
+        let control = ControlFile::open(dir.path()).expect("reopen");
+        assert_eq!(control.fleet_plugins().expect("read"), (9, vec![("b".to_string(), b"{}".to_vec())]));
+        control.put_fleet_revision(12).expect("revision");
+        assert_eq!(control.fleet_plugins().expect("read").0, 12);
+        assert_eq!(control.component("h9").expect("read"), Some(b"bytes".to_vec()));
+        assert_eq!(control.active("c").expect("active"), None, "the version stays, none is active");
+        assert_eq!(control.versions("c").expect("versions").len(), 1);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub struct Metrics {
     pub replayed: AtomicU64,
     tls_handshake_failures: Family,
     tls_reloads: Family,
+    fleet_plugin_rejected: Family,
     /// Per listener: the certificate's notAfter (Unix seconds) and the warning window in days.
     tls_listeners: Mutex<BTreeMap<String, TlsListener>>,
     /// Per listener: its open connections (kept by `http::serve`) and the limit.
@@ -129,6 +130,7 @@ impl Metrics {
             replayed: AtomicU64::new(0),
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
+            fleet_plugin_rejected: Family::default(),
             tls_listeners: Mutex::new(BTreeMap::new()),
             connections: Mutex::new(BTreeMap::new()),
             fleet_heartbeats: Family::default(),
@@ -187,6 +189,13 @@ impl Metrics {
     /// A control-bucket value this PoP applied or refused (`kind`: tenant, pause, plugin).
     pub fn fleet_update(&self, kind: &'static str, result: &'static str) {
         self.fleet_updates.inc(vec![kind.into(), result.into()]);
+    }
+
+    /// A fleet plugin this PoP refused (`fleet::plugins`); `tenant` is empty
+    /// for a control key that names no valid tenant.
+    pub fn fleet_plugin_rejected(&self, tenant: &str, reason: &'static str) {
+        let t = if tenant.is_empty() { "-".to_string() } else { self.tenant_label(tenant) };
+        self.fleet_plugin_rejected.inc(vec![t, reason.into()]);
     }
 
     /// Lets `weir_connections` read a listener's open connections at scrape.
@@ -346,6 +355,13 @@ impl Metrics {
         self.tls_handshake_failures.render(&mut out, "weir_tls_handshake_failures_total", &["listener", "reason"]);
         help(&mut out, "weir_tls_reloads_total", "counter", "Certificate reloads by listener and result (ok, error).");
         self.tls_reloads.render(&mut out, "weir_tls_reloads_total", &["listener", "result"]);
+        help(
+            &mut out,
+            "weir_fleet_plugin_rejected_total",
+            "counter",
+            "Fleet plugins this PoP refused (it kept its previous version), by tenant and reason.",
+        );
+        self.fleet_plugin_rejected.render(&mut out, "weir_fleet_plugin_rejected_total", &["tenant", "reason"]);
         for (name, text, values) in self.listener_gauges() {
             help(&mut out, name, "gauge", text);
             for (l, v) in values {
@@ -554,6 +570,11 @@ pub mod otlp {
                 "weir_tls_reloads_total",
                 "Certificate reloads by listener and result.",
                 family(&self.tls_reloads, &["listener", "result"], start, now),
+            ));
+            out.push(sum(
+                "weir_fleet_plugin_rejected_total",
+                "Fleet plugins this PoP refused, by tenant and reason.",
+                family(&self.fleet_plugin_rejected, &["tenant", "reason"], start, now),
             ));
             for (name, text, values) in self.listener_gauges() {
                 out.push(gauge(name, text, values.into_iter().map(|(l, v)| point(attrs(&["listener"], &[l]), v, start, now)).collect()));

@@ -1,0 +1,127 @@
+//! `weir plugin upload --fleet` and `weir plugin rollback --fleet`: talk to
+//! NATS directly (the `[fleet]` settings of `--config`, or `--nats URL`),
+//! not to a PoP. An upload is checked and test-compiled on this machine
+//! first, exactly as a PoP would (the plugin host's own checks and compile
+//! child): a component that fails never reaches NATS.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{CliError, print_json};
+use crate::config::{Config, FleetConfig};
+use crate::fleet::plugins::{PublishError, Published, publish_rollback, publish_upload};
+use crate::plugin::{PluginHost, UploadError};
+use crate::store::ControlFile;
+
+/// Where the fleet is: a config file's `[fleet]`, `--nats URL`, or both
+/// (the URL replaces the config's servers, its credentials stay).
+pub struct FleetTarget {
+    pub config: Option<PathBuf>,
+    pub nats: Option<String>,
+    pub json: bool,
+}
+
+impl FleetTarget {
+    fn load(&self) -> Result<(Config, FleetConfig), CliError> {
+        let config = match &self.config {
+            Some(path) => Config::load(Some(path)).map_err(|e| CliError::Usage(e.to_string()))?,
+            None => Config::default(),
+        };
+        let mut fleet = match (&config.fleet, &self.nats) {
+            (Some(f), _) => f.clone(),
+            (None, Some(_)) => FleetConfig { pop: "cli".into(), ..FleetConfig::default() },
+            (None, None) => {
+                return Err(CliError::Usage("--fleet needs NATS: give --config FILE with a [fleet] section, or --nats URL".into()));
+            }
+        };
+        if let Some(url) = &self.nats {
+            fleet.nats_urls = vec![url.clone()];
+        }
+        Ok((config, fleet))
+    }
+
+    async fn jetstream(&self, fleet: &FleetConfig) -> Result<async_nats::jetstream::Context, CliError> {
+        let client = crate::fleet::connect::foreground(fleet, "weir-cli").await.map_err(|e| CliError::Failed(e.to_string()))?;
+        Ok(async_nats::jetstream::new(client))
+    }
+}
+
+/// Who did it, for the key's `by` (shown in status).
+fn by() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+pub async fn plugin_upload_fleet(target: &FleetTarget, tenant: &str, file: &Path) -> Result<(), CliError> {
+    crate::config::validate_label(tenant).map_err(|m| CliError::Usage(format!("--tenant: {m}")))?;
+    let (config, fleet) = target.load()?;
+    let bytes = std::fs::read(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    check_locally(&config, tenant, &bytes).await.map_err(|e| CliError::Refused(format!("{e}; nothing was sent to the fleet")))?;
+    let js = target.jetstream(&fleet).await?;
+    let published = publish_upload(&js, &fleet, tenant, &bytes, &by()).await.map_err(publish_error)?;
+    report(target, &published, "uploaded");
+    Ok(())
+}
+
+pub async fn plugin_rollback_fleet(target: &FleetTarget, tenant: &str, to: Option<&str>) -> Result<(), CliError> {
+    crate::config::validate_label(tenant).map_err(|m| CliError::Usage(format!("--tenant: {m}")))?;
+    let (_, fleet) = target.load()?;
+    let js = target.jetstream(&fleet).await?;
+    let published = publish_rollback(&js, &fleet, tenant, to, &by()).await.map_err(publish_error)?;
+    report(target, &published, "rolled back");
+    Ok(())
+}
+
+fn report(target: &FleetTarget, p: &Published, what: &str) {
+    if target.json {
+        print_json(&serde_json::to_value(p).unwrap_or_default());
+    } else {
+        println!(
+            "{}: {what} for the fleet: sha256 {} ({} bytes), control revision {}; every PoP activates it when it sees the change",
+            p.tenant, p.sha256, p.size, p.revision
+        );
+    }
+}
+
+fn publish_error(e: PublishError) -> CliError {
+    match e {
+        PublishError::InvalidTenant(_) | PublishError::InvalidSha256(_) => CliError::Usage(e.to_string()),
+        PublishError::NoPlugin(_) | PublishError::UnknownComponent(_) => CliError::NotFound(e.to_string()),
+        PublishError::NoPrevious(_) | PublishError::Conflict(_) => CliError::Refused(e.to_string()),
+        PublishError::Bucket(_) | PublishError::Nats(_) => CliError::Failed(e.to_string()),
+    }
+}
+
+/// Every check a PoP makes and a real compile (in the `weir compile-plugin`
+/// child, with the config's limits), through a plugin host over a scratch
+/// control file that is removed afterwards.
+async fn check_locally(config: &Config, tenant: &str, bytes: &[u8]) -> Result<String, UploadError> {
+    let mut c = config.clone();
+    // Only the limits matter here: no tenants to load, no fleet, a small pool.
+    c.tenants.clear();
+    c.fleet = None;
+    c.plugins.concurrency = c.plugins.concurrency.min(2);
+    let scratch = Scratch::new().map_err(|e| UploadError::CompilerUnavailable(format!("cannot make a scratch directory: {e}")))?;
+    let repo = Arc::new(ControlFile::open(&scratch.0)?);
+    let host = PluginHost::start(&c, crate::tenants::Tenants::from_config(&c), repo)
+        .await
+        .map_err(|e| UploadError::CompilerUnavailable(e.to_string()))?;
+    host.check(tenant, bytes).await
+}
+
+/// A directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Scratch> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("weir-plugin-check-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
