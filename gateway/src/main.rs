@@ -144,6 +144,18 @@ enum Command {
     CompilePlugin(weir::plugin::CompileArgs),
 }
 
+#[derive(Args, Clone)]
+struct FleetArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Config file whose [fleet] section to connect with (when --nats is not given)
+    #[arg(long, short, env = "WEIR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum FleetCommand {
     /// One row per PoP from its heartbeat, and flags: stale PoPs, plugin-version skew, open upstreams (exit 6 when flagged).
@@ -156,6 +168,48 @@ enum FleetCommand {
         /// Print JSON for scripts (docs/fleet.md)
         #[arg(long)]
         json: bool,
+    },
+    /// Declare, change, remove or list the tenants every PoP serves (the control bucket's tenants.<id>).
+    Tenant {
+        #[command(subcommand)]
+        command: FleetTenantCommand,
+    },
+    /// Pause a tenant's forwarding on every PoP (its triggers are still accepted and kept).
+    Pause {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Resume a tenant's forwarding on every PoP.
+    Resume {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetTenantCommand {
+    /// Declare a tenant for the whole fleet, or replace its settings (checked here first).
+    Set {
+        tenant: String,
+        #[command(flatten)]
+        settings: cli::FleetTenantFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Remove a fleet tenant: new triggers get 404 on every PoP; what was accepted is still forwarded.
+    Remove {
+        tenant: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// The fleet's tenants, their settings and fleet-wide pauses.
+    List {
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
 }
 
@@ -228,9 +282,8 @@ enum PluginCommand {
         /// into NATS (the [fleet] of --config, or --nats); no admin API involved
         #[arg(long)]
         fleet: bool,
-        /// NATS server URL for --fleet (replaces the servers of --config's [fleet])
-        #[arg(long, requires = "fleet")]
-        nats: Option<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -246,9 +299,8 @@ enum PluginCommand {
         /// Roll back the fleet's plugin (a KV update every PoP follows)
         #[arg(long)]
         fleet: bool,
-        /// NATS server URL for --fleet (replaces the servers of --config's [fleet])
-        #[arg(long, requires = "fleet")]
-        nats: Option<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
         /// With --fleet: the component (sha256) to go back to; default: the previous one
         #[arg(long, requires = "fleet")]
         to: Option<String>,
@@ -339,7 +391,7 @@ fn global(a: &AdminArgs) -> Result<Global, CliError> {
 }
 
 /// Where a `--fleet` command finds NATS.
-fn fleet_target(a: &AdminArgs, nats: Option<String>) -> cli::FleetTarget {
+fn fleet_target(a: &AdminArgs, nats: NatsArgs) -> cli::FleetTarget {
     cli::FleetTarget { config: a.config.clone(), nats, json: a.json }
 }
 
@@ -371,6 +423,23 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             }
             Command::Fleet { command: FleetCommand::Status { nats, config, json } } => {
                 cli::fleet_status(&cli::fleet_config(&nats, config.as_deref())?, json).await
+            }
+            Command::Fleet { command: FleetCommand::Tenant { command } } => match command {
+                FleetTenantCommand::Set { tenant, settings, fleet } => {
+                    cli::fleet_tenant_set(&cli::fleet_config(&fleet.nats, fleet.config.as_deref())?, &tenant, &settings, fleet.json).await
+                }
+                FleetTenantCommand::Remove { tenant, fleet } => {
+                    cli::fleet_tenant_remove(&cli::fleet_config(&fleet.nats, fleet.config.as_deref())?, &tenant, fleet.json).await
+                }
+                FleetTenantCommand::List { fleet } => {
+                    cli::fleet_tenant_list(&cli::fleet_config(&fleet.nats, fleet.config.as_deref())?, fleet.json).await
+                }
+            },
+            Command::Fleet { command: FleetCommand::Pause { tenant, fleet } } => {
+                cli::fleet_pause(&cli::fleet_config(&fleet.nats, fleet.config.as_deref())?, &tenant, true, fleet.json).await
+            }
+            Command::Fleet { command: FleetCommand::Resume { tenant, fleet } } => {
+                cli::fleet_pause(&cli::fleet_config(&fleet.nats, fleet.config.as_deref())?, &tenant, false, fleet.json).await
             }
             Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
             Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,

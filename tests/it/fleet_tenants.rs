@@ -84,7 +84,8 @@ async fn bad_fleet_values_are_refused_and_listed_and_change_nothing() {
     let rejected = eventually(WAIT, || async {
         let s = status(&gw).await;
         let r = s["fleet"]["rejected"].as_array()?.clone();
-        (r.len() == 5).then_some(r)
+        // The good value was put last: once it applied, every value before it was handled.
+        (r.len() == 5 && s["tenants"].as_array()?.iter().any(|t| t == "fine")).then_some(r)
     })
     .await;
     let reason =
@@ -143,5 +144,45 @@ async fn a_tenant_removed_from_the_config_still_gets_its_acknowledged_triggers_f
     .await;
     assert_eq!(ingest(&gw, "globex").await, StatusCode::NOT_FOUND, "no longer a tenant");
     up.wait_until(WAIT, |r| r.iter().filter(|r| r.header("weir-tenant") == "globex").count() == 2).await;
+    gw.stop().await;
+}
+
+/// Runs `weir` with `args`, returning (exit code, stdout, stderr).
+fn weir(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::support::weir_bin()).args(args).output().expect("run weir");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test]
+async fn the_cli_declares_pauses_lists_and_removes_fleet_tenants_and_checks_values_before_nats() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let gw = Gateway::start_with(&nats.fleet_toml("fra1"), |_| {}).await;
+    let (code, _, err) = weir(&["fleet", "tenant", "set", "initech", "--nats", &url, "--plugin-memory-mb", "5000"]);
+    assert_eq!(code, 2, "checked before NATS: {err}");
+    assert!(err.contains("plugin_memory_mb"), "{err}");
+    assert!(control(&nats).await.get("tenants.initech").await.expect("get").is_none(), "nothing reached the bucket");
+    let (code, out, err) =
+        weir(&["fleet", "tenant", "set", "initech", "--nats", &url, "--plugin-timeout-ms", "80", "--plugin-config", "secret=s3"]);
+    assert_eq!(code, 0, "{out}{err}");
+    eventually(WAIT, || async { (ingest(&gw, "initech").await == StatusCode::ACCEPTED).then_some(()) }).await;
+    let (code, _, err) = weir(&["fleet", "pause", "--tenant", "initech", "--nats", &url]);
+    assert_eq!(code, 0, "{err}");
+    eventually(WAIT, || async { (status(&gw).await["paused_tenants"].as_array()?.iter().any(|t| t == "initech")).then_some(()) }).await;
+    let (code, out, _) = weir(&["fleet", "tenant", "list", "--nats", &url, "--json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let initech = list.as_array().expect("array").iter().find(|t| t["tenant"] == "initech").expect("listed").clone();
+    assert_eq!(initech["paused"], true);
+    assert_eq!(initech["settings"]["plugin_timeout_ms"], 80);
+    assert_eq!(initech["settings"]["config"]["secret"], "s3");
+    let (code, _, _) = weir(&["fleet", "resume", "--tenant", "initech", "--nats", &url]);
+    assert_eq!(code, 0);
+    eventually(WAIT, || async { (!status(&gw).await["paused_tenants"].as_array()?.iter().any(|t| t == "initech")).then_some(()) }).await;
+    let (code, _, _) = weir(&["fleet", "tenant", "remove", "initech", "--nats", &url]);
+    assert_eq!(code, 0);
+    eventually(WAIT, || async { (ingest(&gw, "initech").await == StatusCode::NOT_FOUND).then_some(()) }).await;
+    let (code, _, err) = weir(&["fleet", "tenant", "remove", "nobody", "--nats", &url]);
+    assert_eq!(code, 3, "{err}");
     gw.stop().await;
 }

@@ -60,7 +60,7 @@ pub fn fleet_config(nats: &NatsArgs, config: Option<&Path>) -> Result<FleetConfi
     c.fleet.ok_or_else(|| CliError::Usage(format!("{} has no [fleet] section; give --nats URL instead", path.display())))
 }
 
-async fn connect(f: &FleetConfig, what: &str) -> Result<async_nats::Client, CliError> {
+pub(super) async fn connect(f: &FleetConfig, what: &str) -> Result<async_nats::Client, CliError> {
     crate::fleet::connect::foreground(f, what).await.map_err(|e| match e {
         crate::fleet::FleetError::Credentials { .. } => CliError::Usage(e.to_string()),
         other => CliError::Failed(other.to_string()),

@@ -10,6 +10,7 @@
 
 mod client;
 mod fleet;
+mod fleet_tenants;
 mod plugin_fleet;
 mod store;
 mod table;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
 pub use fleet::{FleetReplay, NatsArgs, fleet_config, fleet_replay, fleet_replay_status, fleet_status};
+pub use fleet_tenants::{FleetTenantFlags, fleet_pause, fleet_tenant_list, fleet_tenant_remove, fleet_tenant_set};
 pub use plugin_fleet::{FleetTarget, plugin_rollback_fleet, plugin_upload_fleet};
 pub use store::{store_check, store_repair};
 

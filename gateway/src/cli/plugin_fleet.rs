@@ -13,41 +13,32 @@ use crate::fleet::plugins::{PublishError, Published, publish_rollback, publish_u
 use crate::plugin::{PluginHost, UploadError};
 use crate::store::ControlFile;
 
-/// Where the fleet is: a config file's `[fleet]`, `--nats URL`, or both
-/// (the URL replaces the config's servers, its credentials stay).
+/// Where the fleet is (`--nats URL`, else the `[fleet]` of `--config`, as
+/// every fleet command finds it: `cli::fleet_config`), and the config whose
+/// plugin limits the local check applies.
 pub struct FleetTarget {
     pub config: Option<PathBuf>,
-    pub nats: Option<String>,
+    pub nats: super::NatsArgs,
     pub json: bool,
 }
 
 impl FleetTarget {
     fn load(&self) -> Result<(Config, FleetConfig), CliError> {
+        let fleet = super::fleet_config(&self.nats, self.config.as_deref())?;
         let config = match &self.config {
             Some(path) => Config::load(Some(path)).map_err(|e| CliError::Usage(e.to_string()))?,
             None => Config::default(),
         };
-        let mut fleet = match (&config.fleet, &self.nats) {
-            (Some(f), _) => f.clone(),
-            (None, Some(_)) => FleetConfig { pop: "cli".into(), ..FleetConfig::default() },
-            (None, None) => {
-                return Err(CliError::Usage("--fleet needs NATS: give --config FILE with a [fleet] section, or --nats URL".into()));
-            }
-        };
-        if let Some(url) = &self.nats {
-            fleet.nats_urls = vec![url.clone()];
-        }
         Ok((config, fleet))
     }
 
     async fn jetstream(&self, fleet: &FleetConfig) -> Result<async_nats::jetstream::Context, CliError> {
-        let client = crate::fleet::connect::foreground(fleet, "weir-cli").await.map_err(|e| CliError::Failed(e.to_string()))?;
-        Ok(async_nats::jetstream::new(client))
+        Ok(async_nats::jetstream::new(super::fleet::connect(fleet, "weir-cli").await?))
     }
 }
 
 /// Who did it, for the key's `by` (shown in status).
-fn by() -> String {
+pub(super) fn by() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
