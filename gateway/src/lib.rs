@@ -83,13 +83,13 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
     let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
     // The fleet connection comes up in the background; nothing below waits for NATS.
-    let _fleet = match &config.fleet {
+    let fleet = match &config.fleet {
         Some(f) => Some(fleet::Fleet::start(f).await?),
         None => None,
     };
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
-        forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone()).await?;
+        forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone(), fleet.clone()).await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),
