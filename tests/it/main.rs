@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod crash;
 mod disk;
+mod fleet_delivery;
 mod fleet_smoke;
 mod forward;
 mod hostile;
