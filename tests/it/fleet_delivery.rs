@@ -581,3 +581,37 @@ async fn a_jetstream_primary_without_a_stream_fails_over_to_http_and_back_at_spa
     assert_eq!(got.len(), 4);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_message_with_the_same_key_is_not_taken_for_a_delivery() {
+    let nats = NatsServer::start();
+    let js = jetstream::new(nats.client().await);
+    // A short window, so the collision ends within the test.
+    create_stream(&js, "TRIGGERS", &["weir.triggers.>"], |s| s.duplicate_window = Duration::from_secs(2)).await;
+    let gw = Gateway::start_with(&nats.fleet_toml("fra1"), |c| {
+        fast(c, vec![SUBJECTS.into()]);
+        c.forward.max_attempts = 1000;
+    })
+    .await;
+    let (c, admin) = (Client::new(), format!("http://{}", gw.admin));
+    let first = post(&c, &gw, "/ingest/acme/shop", &[("idempotency-key", "order-1")], "acme's").await;
+    wait_state(&c, &admin, &first, "delivered").await;
+    // Another tenant, the same key: JetStream answers duplicate.
+    let second = post(&c, &gw, "/ingest/globex/shop", &[("idempotency-key", "order-1")], "globex's").await;
+    let s = eventually(Duration::from_secs(30), || async {
+        let s = status(&c, &admin).await;
+        s["upstreams"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("JetStream dropped it as a duplicate of tenant acme's message"))
+            .then_some(s)
+    })
+    .await;
+    println!("collision: {}", s["upstreams"][0]["last_error"]);
+    // Once the window has passed, the retry is stored.
+    let t = wait_state(&c, &admin, &second, "delivered").await;
+    assert!(!last_attempt(&t)["detail"].as_str().unwrap_or_default().contains("duplicate"), "{t}");
+    let got = messages(&js, "TRIGGERS").await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got.iter().map(|m| std::str::from_utf8(&m.payload).expect("utf8").to_string()).collect::<Vec<_>>(), ["acme's", "globex's"]);
+    gw.stop().await;
+}

@@ -1,9 +1,11 @@
 //! The JetStream transport (`jetstream:SUBJECT_TEMPLATE` upstreams):
 //! publish a stored trigger on the fleet connection and classify the PubAck.
 //!
-//! A trigger is delivered only on a PubAck (a `duplicate` one included: the
-//! stream already holds it, from an attempt whose outcome was never
-//! recorded). Everything else is a retry with a sentence for the operator:
+//! A trigger is delivered only on a PubAck. A `duplicate` PubAck is a
+//! delivery when the message it names is the same tenant's (an attempt whose
+//! outcome was never recorded); another tenant's message with the same key
+//! is a collision, retried once the duplicate window has passed. Everything
+//! else is a retry with a sentence for the operator:
 //! no stream captures the subject, the stream is full, no PubAck in time,
 //! NATS unreachable. Weir never creates or changes a stream; the platform
 //! owns them.
@@ -11,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{Publish, PublishError, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, ErrorCode};
 
 use super::attempt::{AttemptResult, Class};
@@ -68,13 +71,24 @@ impl Publisher {
         })
         .await;
         match acked {
-            Ok(Ok(ack)) => {
-                let detail = match ack.duplicate {
-                    false => format!("stream {} seq {}", ack.stream, ack.sequence),
-                    true => format!("stream {} seq {} (duplicate: the stream already had it)", ack.stream, ack.sequence),
-                };
-                AttemptResult { class: Class::Delivered, status: None, retry_after: None, elapsed: started.elapsed(), detail }
-            }
+            Ok(Ok(ack)) if !ack.duplicate => delivered(started, format!("stream {} seq {}", ack.stream, ack.sequence)),
+            Ok(Ok(ack)) => match self.duplicate_of(&ack, &t.meta.tenant).await {
+                Duplicate::Ours => {
+                    delivered(started, format!("stream {} seq {} (duplicate: the stream already had it)", ack.stream, ack.sequence))
+                }
+                Duplicate::Unknown => delivered(
+                    started,
+                    format!("stream {} seq {} (duplicate: the stream already had this Nats-Msg-Id)", ack.stream, ack.sequence),
+                ),
+                Duplicate::Other(owner) => retry(
+                    started,
+                    format!(
+                        "JetStream dropped it as a duplicate of {owner}'s message (stream {} seq {}) with the same Nats-Msg-Id \
+                         (idempotency key); it is sent again once the stream's duplicate window has passed",
+                        ack.stream, ack.sequence
+                    ),
+                ),
+            },
             Ok(Err(e)) => {
                 let detail = match refusal(&e) {
                     Some(r) if r.full => {
@@ -91,6 +105,43 @@ impl Publisher {
             Err(_) => retry(started, no_ack(subject, self.timeout)),
         }
     }
+
+    /// Whose message a duplicate PubAck points at. JetStream drops a
+    /// message whose `Nats-Msg-Id` it saw within the window, whoever sent
+    /// it; the key is unique only within a tenant. The same tenant's message
+    /// is this trigger's (an attempt whose outcome was never recorded, or
+    /// the same event through another PoP): delivered. Another tenant's (or
+    /// a message Weir did not publish) is a collision: delivering would lose
+    /// this trigger. A message that cannot be read back (removed by the
+    /// stream's retention, or no permission to read) is taken as ours.
+    async fn duplicate_of(&self, ack: &PublishAck, tenant: &str) -> Duplicate {
+        let read = async {
+            let stream = self.js.get_stream_no_info(&ack.stream).await.ok()?;
+            stream.get_raw_message(ack.sequence).await.ok()
+        };
+        let Ok(Some(message)) = tokio::time::timeout(DUPLICATE_CHECK_MAX.min(self.timeout), read).await else {
+            return Duplicate::Unknown;
+        };
+        let owner = message.headers.iter().find(|(n, _)| AsRef::<str>::as_ref(*n) == "weir-tenant").and_then(|(_, v)| v.first());
+        match owner.map(|v| v.as_str()) {
+            Some(owner) if owner == tenant => Duplicate::Ours,
+            Some(owner) => Duplicate::Other(format!("tenant {owner}")),
+            None => Duplicate::Other("a publisher other than Weir".into()),
+        }
+    }
+}
+
+/// How long reading back the message a duplicate PubAck names may take.
+const DUPLICATE_CHECK_MAX: Duration = Duration::from_secs(2);
+
+enum Duplicate {
+    Ours,
+    Unknown,
+    Other(String),
+}
+
+fn delivered(started: Instant, detail: String) -> AttemptResult {
+    AttemptResult { class: Class::Delivered, status: None, retry_after: None, elapsed: started.elapsed(), detail }
 }
 
 fn retry(started: Instant, detail: String) -> AttemptResult {
