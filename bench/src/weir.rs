@@ -142,11 +142,13 @@ pub struct Setup {
     pub max_bytes: u64,
     /// HTTPS on ingest (`None`: plain HTTP).
     pub tls: Option<IngestTls>,
+    /// More TOML appended as is (e.g. a `[fleet]` section).
+    pub extra: String,
 }
 
 impl Setup {
     pub fn new(tenants: Vec<Tenant>) -> Setup {
-        Setup { tenants, upstreams: Vec::new(), max_bytes: 1 << 30, tls: None }
+        Setup { tenants, upstreams: Vec::new(), max_bytes: 1 << 30, tls: None, extra: String::new() }
     }
 
     fn toml(&self, ingest: SocketAddr, admin: SocketAddr, data: &Path) -> String {
@@ -179,6 +181,7 @@ impl Setup {
             }
             t.push('\n');
         }
+        t.push_str(&self.extra);
         t
     }
 }
