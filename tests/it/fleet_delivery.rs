@@ -615,3 +615,24 @@ async fn another_tenants_message_with_the_same_key_is_not_taken_for_a_delivery()
     assert_eq!(got.iter().map(|m| std::str::from_utf8(&m.payload).expect("utf8").to_string()).collect::<Vec<_>>(), ["acme's", "globex's"]);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_larger_than_max_payload_is_dead_and_the_connection_stays_up() {
+    let nats = NatsServer::start_with_config(Some("max_payload: 4096"));
+    let js = jetstream::new(nats.client().await);
+    create_stream(&js, "TRIGGERS", &["weir.triggers.>"], |_| {}).await;
+    let gw = Gateway::start_with(&nats.fleet_toml("fra1"), |c| fast(c, vec![SUBJECTS.into()])).await;
+    let (c, admin) = (Client::new(), format!("http://{}", gw.admin));
+    let small = post(&c, &gw, "/ingest/acme/src", &[], "small").await;
+    wait_state(&c, &admin, &small, "delivered").await;
+    let big = post(&c, &gw, "/ingest/acme/src", &[], &"x".repeat(5000)).await;
+    let t = wait_state(&c, &admin, &big, "dead").await;
+    let note = t["note"].as_str().unwrap_or_default();
+    assert!(note.contains("larger than the NATS servers' max_payload (4096 bytes)"), "{t}");
+    assert_eq!(t["attempts"].as_array().map(Vec::len), Some(1), "never retried: it would never fit");
+    let after = post(&c, &gw, "/ingest/acme/src", &[], "after").await;
+    let t = wait_state(&c, &admin, &after, "delivered").await;
+    assert_eq!(t["attempts"].as_array().map(Vec::len), Some(1), "the connection was never cut: {t}");
+    assert_eq!(count(&js, "TRIGGERS").await, 2);
+    gw.stop().await;
+}

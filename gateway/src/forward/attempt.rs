@@ -24,7 +24,8 @@ pub enum Class {
     /// HTTP 408, 429, 5xx, connect errors, resets, timeouts; on JetStream
     /// anything but a PubAck: try again later.
     Retry,
-    /// Any other HTTP status: the upstream will never take it.
+    /// Any other HTTP status, or a message larger than the NATS servers'
+    /// `max_payload`: the upstream will never take it.
     Permanent,
 }
 
@@ -87,11 +88,10 @@ impl AttemptCtx {
             Class::Permanent => (
                 State::Dead,
                 Outcome::Dead,
-                Some(format!(
-                    "upstream refused it for good ({}): {}",
-                    result.status.map_or("no status".into(), |s| format!("HTTP {s}")),
-                    result.detail
-                )),
+                Some(match result.status {
+                    Some(s) => format!("upstream refused it for good (HTTP {s}): {}", result.detail),
+                    None => format!("upstream refused it for good: {}", result.detail),
+                }),
             ),
             Class::Retry if attempts >= self.max_attempts => {
                 (State::Dead, Outcome::Dead, Some(format!("gave up after {attempts} attempts; last: {}", last(&result))))

@@ -60,10 +60,31 @@ impl Publisher {
         if let Some(state) = unreachable(&self.client.connection_state()) {
             return retry(started, format!("NATS is unreachable ({state})"));
         }
-        let publish = Publish::build()
-            .payload(message::body(t).into())
-            .headers(headers(t, deny, &self.pop, traceparent))
-            .message_id(message::idempotency_key(t));
+        let body = message::body(t);
+        let mut headers = headers(t, deny, &self.pop, traceparent);
+        if let Ok(key) = message::idempotency_key(t).parse::<async_nats::HeaderValue>() {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, key);
+        }
+        // The client does not check a JetStream publish against the server's
+        // max_payload, and the server answers an oversized one by closing the
+        // connection (everything else on it with it). It would never fit:
+        // dead at once, like an HTTP 413, not a retry that keeps cutting the
+        // connection.
+        let size = wire_size(&headers, body.len());
+        let max = self.client.server_info().max_payload;
+        if max > 0 && size > max {
+            return AttemptResult {
+                class: Class::Permanent,
+                status: None,
+                retry_after: None,
+                elapsed: started.elapsed(),
+                detail: format!(
+                    "the message ({size} bytes with its headers) is larger than the NATS servers' max_payload ({max} bytes): \
+                     raise max_payload, or lower server.max_body_bytes"
+                ),
+            };
+        }
+        let publish = Publish::build().payload(body.into()).headers(headers);
         let deadline = tokio::time::Instant::now() + self.timeout;
         let acked = tokio::time::timeout_at(deadline, async {
             let ack = self.js.send_publish(subject.to_string(), publish).await?;
@@ -184,6 +205,17 @@ fn headers(t: &StoredTrigger, deny: &[String], pop: &str, traceparent: Option<&s
     h
 }
 
+/// The bytes a message takes against `max_payload`: its headers as NATS
+/// writes them (`NATS/1.0`, one `name: value` line per value, a blank line)
+/// plus the body.
+fn wire_size(headers: &async_nats::HeaderMap, body: usize) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| values.iter().map(|v| AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2).sum::<usize>())
+        .sum();
+    "NATS/1.0\r\n".len() + lines + 2 + body
+}
+
 /// A JetStream API error on a publish (`maximum messages exceeded`, ...).
 struct Refusal {
     description: String,
@@ -258,6 +290,16 @@ mod tests {
             assert_eq!(s, format!("weir.triggers.acme.{rendered}"), "{source:?}");
             assert_eq!(s.split('.').count(), 4, "{source:?}: the token count is fixed");
         }
+    }
+
+    #[test]
+    fn the_wire_size_counts_every_header_line() {
+        let mut h = async_nats::HeaderMap::new();
+        assert_eq!(wire_size(&h, 5), "NATS/1.0\r\n\r\n".len() + 5);
+        h.insert("ab", "cde");
+        h.append("ab", "f");
+        // "ab: cde\r\n" and "ab: f\r\n"
+        assert_eq!(wire_size(&h, 0), 12 + 9 + 7);
     }
 
     #[test]
