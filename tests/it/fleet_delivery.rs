@@ -316,7 +316,10 @@ async fn nats_down_under_ingest_load_then_the_backlog_drains_exactly_once() {
     const MAX_IN_FLIGHT: u32 = 8;
     const THRESHOLD: u32 = 5;
     let mut nats = NatsServer::start();
-    let js = jetstream::new(nats.client().await);
+    // The test's own client gives up after one reconnection attempt, so the
+    // connection attempts counted below are Weir's (give or take that one).
+    let client = async_nats::ConnectOptions::new().max_reconnects(1).connect(nats.url()).await.expect("connect");
+    let js = jetstream::new(client);
     create_stream(&js, "TRIGGERS", &["weir.triggers.>"], |_| {}).await;
     let gw = Gateway::start_with(&format!("{}reconnect_max_ms = 1000\n", nats.fleet_toml("fra1")), |c| {
         fast(c, vec![SUBJECTS.into()]);
@@ -359,7 +362,6 @@ async fn nats_down_under_ingest_load_then_the_backlog_drains_exactly_once() {
         })
     };
     eventually(Duration::from_secs(30), || async { (count(&js, "TRIGGERS").await >= 100).then_some(()) }).await;
-    // The test's own client would reconnect too: only Weir's attempts are counted.
     drop(js);
 
     nats.down();
@@ -401,8 +403,9 @@ async fn nats_down_under_ingest_load_then_the_backlog_drains_exactly_once() {
     let _ = stand_in.await;
     let tcp = connects.load(Ordering::Relaxed);
     // The client: reconnects back off with jitter to reconnect_max_ms (1 s);
-    // each wait is at least half of its step (50, 100, 200, 400, then 500 ms).
-    let tcp_allowed = 5.0 + elapsed / 0.5 + 1.0;
+    // each wait is at least half of its step (100, 200, 400, then 500 ms);
+    // one more for the test's own client.
+    let tcp_allowed = 5.0 + elapsed / 0.5 + 1.0 + 1.0;
     println!("outage {elapsed:.1}s: {attempts} publish attempts (allowed {allowed}), {tcp} connection attempts (allowed {tcp_allowed:.0})");
     assert!(attempts as f64 <= allowed, "{attempts} publish attempts in {elapsed:.1}s");
     assert!(tcp as f64 <= tcp_allowed, "{tcp} connection attempts in {elapsed:.1}s");
@@ -634,5 +637,58 @@ async fn a_trigger_larger_than_max_payload_is_dead_and_the_connection_stays_up()
     let t = wait_state(&c, &admin, &after, "delivered").await;
     assert_eq!(t["attempts"].as_array().map(Vec::len), Some(1), "the connection was never cut: {t}");
     assert_eq!(count(&js, "TRIGGERS").await, 2);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_privilege_publishing_delivers_and_names_a_full_stream() {
+    // The PoP may publish to its trigger subjects and receive replies, nothing more.
+    let nats = NatsServer::start_with_config(Some(
+        r#"accounts {
+  FLEET: {
+    jetstream: enabled
+    users: [
+      {user: platform, password: platform-secret}
+      {user: pop, password: pop-secret, permissions: {publish: {allow: ["weir.triggers.>"]}, subscribe: {allow: ["_INBOX.>"]}}}
+    ]
+  }
+}"#,
+    ));
+    let platform = async_nats::ConnectOptions::with_user_and_password("platform".into(), "platform-secret".into())
+        .connect(nats.url())
+        .await
+        .expect("the platform connects");
+    let js = jetstream::new(platform);
+    create_stream(&js, "TRIGGERS", &["weir.triggers.>"], |s| {
+        s.max_messages = 1;
+        s.discard = stream::DiscardPolicy::New;
+    })
+    .await;
+    let fleet = format!("{}user = \"pop\"\npassword = \"pop-secret\"\n", nats.fleet_toml("fra1"));
+    let gw = Gateway::start_with(&fleet, |c| fast(c, vec![SUBJECTS.into()])).await;
+    let (c, admin) = (Client::new(), format!("http://{}", gw.admin));
+    let first = post(&c, &gw, "/ingest/acme/src", &[], "one").await;
+    let t = wait_state(&c, &admin, &first, "delivered").await;
+    assert_eq!(last_attempt(&t)["detail"], "stream TRIGGERS seq 1");
+    // Full, and the PoP may not list streams: the cause is still named.
+    let second = post(&c, &gw, "/ingest/acme/src", &[("idempotency-key", "dup-1")], "two").await;
+    wait_last_error(&c, &admin, 0, "the stream capturing subject weir.triggers.acme.src is full (maximum messages exceeded)").await;
+    // Meanwhile another publisher stores a message with the same Nats-Msg-Id
+    // (the tenant is paused so that it comes first); the PoP may not read it
+    // back, so the duplicate is taken as its own.
+    let auth = format!("Bearer {TOKEN}");
+    let r = c.post(&format!("{admin}/v1/tenants/acme/pause"), &[("authorization", auth.as_str())], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    eventually(Duration::from_secs(30), || async { (status(&c, &admin).await["in_flight"] == 0).then_some(()) }).await;
+    let mut config = js.get_stream("TRIGGERS").await.expect("stream").info().await.expect("info").config.clone();
+    config.max_messages = 10;
+    js.update_stream(config).await.expect("raise the limit");
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", "dup-1");
+    js.publish_with_headers("weir.triggers.acme.src", h, "two".into()).await.expect("publish").await.expect("ack");
+    let r = c.post(&format!("{admin}/v1/tenants/acme/resume"), &[("authorization", auth.as_str())], "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let t = wait_state(&c, &admin, &second, "delivered").await;
+    assert_eq!(last_attempt(&t)["detail"], "stream TRIGGERS seq 2 (duplicate: the stream already had this Nats-Msg-Id)", "{t}");
     gw.stop().await;
 }

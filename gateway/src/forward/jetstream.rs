@@ -113,7 +113,8 @@ impl Publisher {
             Ok(Err(e)) => {
                 let detail = match refusal(&e) {
                     Some(r) if r.full => {
-                        let stream = tokio::time::timeout_at(deadline, self.js.stream_by_subject(subject)).await.ok().and_then(Result::ok);
+                        let lookup = deadline.min(tokio::time::Instant::now() + LOOKUP_MAX);
+                        let stream = tokio::time::timeout_at(lookup, self.js.stream_by_subject(subject)).await.ok().and_then(Result::ok);
                         match stream {
                             Some(name) => format!("stream {name} is full ({})", r.description),
                             None => format!("the stream capturing subject {subject} is full ({})", r.description),
@@ -140,7 +141,7 @@ impl Publisher {
             let stream = self.js.get_stream_no_info(&ack.stream).await.ok()?;
             stream.get_raw_message(ack.sequence).await.ok()
         };
-        let Ok(Some(message)) = tokio::time::timeout(DUPLICATE_CHECK_MAX.min(self.timeout), read).await else {
+        let Ok(Some(message)) = tokio::time::timeout(LOOKUP_MAX.min(self.timeout), read).await else {
             return Duplicate::Unknown;
         };
         let owner = message.headers.iter().find(|(n, _)| AsRef::<str>::as_ref(*n) == "weir-tenant").and_then(|(_, v)| v.first());
@@ -152,8 +153,10 @@ impl Publisher {
     }
 }
 
-/// How long reading back the message a duplicate PubAck names may take.
-const DUPLICATE_CHECK_MAX: Duration = Duration::from_secs(2);
+/// How long a follow-up read may take (naming a full stream, reading back
+/// the message a duplicate PubAck names): a PoP without the permission for
+/// it gets no answer, and must not hold the attempt for the whole timeout.
+const LOOKUP_MAX: Duration = Duration::from_secs(2);
 
 enum Duplicate {
     Ours,
