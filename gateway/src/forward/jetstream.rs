@@ -65,66 +65,72 @@ impl Publisher {
         if let Ok(key) = message::idempotency_key(t).parse::<async_nats::HeaderValue>() {
             headers.insert(async_nats::header::NATS_MESSAGE_ID, key);
         }
-        // The client does not check a JetStream publish against the server's
-        // max_payload, and the server answers an oversized one by closing the
-        // connection (everything else on it with it). It would never fit:
-        // dead at once, like an HTTP 413, not a retry that keeps cutting the
-        // connection.
-        let size = wire_size(&headers, body.len());
-        let max = self.client.server_info().max_payload;
-        if max > 0 && size > max {
-            return AttemptResult {
-                class: Class::Permanent,
-                status: None,
-                retry_after: None,
-                elapsed: started.elapsed(),
-                detail: format!(
-                    "the message ({size} bytes with its headers) is larger than the NATS servers' max_payload ({max} bytes): \
-                     raise max_payload, or lower server.max_body_bytes"
-                ),
-            };
+        if let Some(detail) = self.oversized(&headers, body.len()) {
+            return AttemptResult { class: Class::Permanent, status: None, retry_after: None, elapsed: started.elapsed(), detail };
         }
-        let publish = Publish::build().payload(body.into()).headers(headers);
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let publish = Publish::build().payload(body.into()).headers(headers);
         let acked = tokio::time::timeout_at(deadline, async {
             let ack = self.js.send_publish(subject.to_string(), publish).await?;
             ack.await
         })
         .await;
         match acked {
-            Ok(Ok(ack)) if !ack.duplicate => delivered(started, format!("stream {} seq {}", ack.stream, ack.sequence)),
-            Ok(Ok(ack)) => match self.duplicate_of(&ack, &t.meta.tenant).await {
-                Duplicate::Ours => {
-                    delivered(started, format!("stream {} seq {} (duplicate: the stream already had it)", ack.stream, ack.sequence))
-                }
-                Duplicate::Unknown => delivered(
-                    started,
-                    format!("stream {} seq {} (duplicate: the stream already had this Nats-Msg-Id)", ack.stream, ack.sequence),
-                ),
-                Duplicate::Other(owner) => retry(
-                    started,
-                    format!(
-                        "JetStream dropped it as a duplicate of {owner}'s message (stream {} seq {}) with the same Nats-Msg-Id \
-                         (idempotency key); it is sent again once the stream's duplicate window has passed",
-                        ack.stream, ack.sequence
-                    ),
-                ),
-            },
-            Ok(Err(e)) => {
-                let detail = match refusal(&e) {
-                    Some(r) if r.full => {
-                        let lookup = deadline.min(tokio::time::Instant::now() + LOOKUP_MAX);
-                        let stream = tokio::time::timeout_at(lookup, self.js.stream_by_subject(subject)).await.ok().and_then(Result::ok);
-                        match stream {
-                            Some(name) => format!("stream {name} is full ({})", r.description),
-                            None => format!("the stream capturing subject {subject} is full ({})", r.description),
-                        }
-                    }
-                    _ => describe(&e, subject, self.timeout),
-                };
-                retry(started, detail)
-            }
+            Ok(Ok(ack)) => self.acked(started, &ack, &t.meta.tenant).await,
+            Ok(Err(e)) => retry(started, self.refused(&e, subject, deadline).await),
             Err(_) => retry(started, no_ack(subject, self.timeout)),
+        }
+    }
+
+    /// The client does not check a JetStream publish against the servers'
+    /// `max_payload`, and a server answers an oversized one by closing the
+    /// connection (everything else on it with it). Such a message would never
+    /// fit: dead at once, like an HTTP 413, not a retry that keeps cutting
+    /// the connection.
+    fn oversized(&self, headers: &async_nats::HeaderMap, body: usize) -> Option<String> {
+        let size = wire_size(headers, body);
+        let max = self.client.server_info().max_payload;
+        (max > 0 && size > max).then(|| {
+            format!(
+                "the message ({size} bytes with its headers) is larger than the NATS servers' max_payload ({max} bytes): \
+                 raise max_payload, or lower server.max_body_bytes"
+            )
+        })
+    }
+
+    /// A PubAck: delivered, unless it is a duplicate of another tenant's message.
+    async fn acked(&self, started: Instant, ack: &PublishAck, tenant: &str) -> AttemptResult {
+        let (stream, seq) = (&ack.stream, ack.sequence);
+        if !ack.duplicate {
+            return delivered(started, format!("stream {stream} seq {seq}"));
+        }
+        match self.duplicate_of(ack, tenant).await {
+            Duplicate::Ours => delivered(started, format!("stream {stream} seq {seq} (duplicate: the stream already had it)")),
+            Duplicate::Unknown => {
+                delivered(started, format!("stream {stream} seq {seq} (duplicate: the stream already had this Nats-Msg-Id)"))
+            }
+            Duplicate::Other(owner) => retry(
+                started,
+                format!(
+                    "JetStream dropped it as a duplicate of {owner}'s message (stream {stream} seq {seq}) with the same \
+                     Nats-Msg-Id (idempotency key); it is sent again once the stream's duplicate window has passed"
+                ),
+            ),
+        }
+    }
+
+    /// Why a publish failed, in words; a full stream is named when the PoP
+    /// may look it up.
+    async fn refused(&self, e: &PublishError, subject: &str, deadline: tokio::time::Instant) -> String {
+        match refusal(e) {
+            Some(r) if r.full => {
+                let lookup = deadline.min(tokio::time::Instant::now() + LOOKUP_MAX);
+                match tokio::time::timeout_at(lookup, self.js.stream_by_subject(subject)).await {
+                    Ok(Ok(name)) => format!("stream {name} is full ({})", r.description),
+                    _ => format!("the stream capturing subject {subject} is full ({})", r.description),
+                }
+            }
+            _ => describe(e, subject, self.timeout),
         }
     }
 
