@@ -372,6 +372,10 @@ pub struct PluginsConfig {
     pub max_log_calls: u32,
     /// Longest log message kept; longer ones are truncated.
     pub max_log_bytes: u32,
+    /// Memory a plugin instance may grow to for tenants the fleet declares
+    /// (the pool reserves the larger of this and every local tenant's
+    /// `plugin_memory_mb`); a fleet tenant asking for more is refused.
+    pub fleet_memory_mb: u64,
 }
 
 impl Default for PluginsConfig {
@@ -383,6 +387,7 @@ impl Default for PluginsConfig {
             compile_timeout_ms: 60_000,
             compile_memory_mb: 512,
             compile_concurrency: 2,
+            fleet_memory_mb: 32,
             compiler: None,
             max_log_calls: 64,
             max_log_bytes: 1024,
@@ -637,6 +642,12 @@ impl Config {
         }
         if !(1..=64).contains(&p.compile_concurrency) {
             return Err(invalid("plugins.compile_concurrency", format!("must be between 1 and 64; got {}", p.compile_concurrency)));
+        }
+        if !(1..=MAX_PLUGIN_MEMORY_MB).contains(&p.fleet_memory_mb) {
+            return Err(invalid(
+                "plugins.fleet_memory_mb",
+                format!("must be between 1 and {MAX_PLUGIN_MEMORY_MB}; got {}", p.fleet_memory_mb),
+            ));
         }
         if p.max_log_bytes < 16 {
             return Err(invalid("plugins.max_log_bytes", "must be at least 16".into()));

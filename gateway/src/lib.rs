@@ -20,6 +20,7 @@ pub mod plugin;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tenants;
 pub mod tls;
 pub mod trigger;
 
@@ -81,15 +82,21 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let (ingest_tls, admin_tls) = (ingest_tls?, admin_tls?);
     let store = store::Store::open_with(&config.store, metrics.clone())?;
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
-    let plugins = plugin::PluginHost::start(&config, repo.clone()).await?;
-    // The fleet connection comes up in the background; nothing below waits for NATS.
+    let tenants = tenants::Tenants::from_config(&config);
+    // The fleet connection comes up in the background; nothing below waits
+    // for NATS. The fleet state this PoP last applied is served meanwhile.
     let fleet = match &config.fleet {
-        Some(f) => Some(fleet::Fleet::start(f).await?),
+        Some(f) => {
+            let restored = fleet::tenants::restore(&repo, &tenants)?;
+            tracing::info!(pop = %f.pop, restored_tenants = restored, "joining the fleet in the background");
+            Some(fleet::Fleet::start(f).await?)
+        }
         None => None,
     };
+    let plugins = plugin::PluginHost::start(&config, tenants.clone(), repo.clone()).await?;
     let repo_for_admin = repo.clone();
     let (forwarder, forward_task) =
-        forward::Forwarder::start(&config, store.clone(), repo, metrics.clone(), tracer.clone(), shutdown.clone(), fleet.clone()).await?;
+        forward::Forwarder::start(&config, store.clone(), repo, tenants.clone(), metrics.clone(), tracer.clone(), shutdown.clone(), fleet.clone()).await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),
@@ -105,19 +112,33 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    let ingest = ingest::Ingest::new(&config, store.clone(), plugins.clone(), metrics.clone(), tracer.clone());
+    let ingest = ingest::Ingest::new(&config, store.clone(), tenants.clone(), plugins.clone(), metrics.clone(), tracer.clone());
     let admin = admin::Admin::new(
         &config,
         store.clone(),
+        tenants.clone(),
         plugins,
-        forwarder,
-        repo_for_admin,
+        forwarder.clone(),
+        repo_for_admin.clone(),
         metrics.clone(),
         tracer.clone(),
         shutdown.clone(),
         tasks.clone(),
+        fleet.clone(),
     )?;
     admin.resume_jobs().await;
+    if let Some(fleet) = &fleet {
+        let sync = fleet::tenants::TenantSync {
+            fleet: fleet.clone(),
+            tenants: tenants.clone(),
+            forwarder: forwarder.clone(),
+            repo: repo_for_admin.clone(),
+            metrics: metrics.clone(),
+            rejections: fleet.rejections.clone(),
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn("fleet tenant watcher", async move { sync.run(shutdown).await });
+    }
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
         admin.start_metrics_export(endpoint.clone(), telemetry::trace::resource(&config.telemetry), every);

@@ -34,7 +34,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         });
     }
     let repo = Arc::new(weir::store::ControlFile::open(dir.path()).context("opening the plugin repository")?);
-    let host = PluginHost::start(&config, repo).await.context("starting the plugin host")?;
+    let host = PluginHost::start(&config, weir::tenants::Tenants::from_config(&config), repo).await.context("starting the plugin host")?;
     let iterations = if ctx.quick { 500 } else { 20_000 };
     let mut report = Report::new(
         "plugin",

@@ -44,7 +44,9 @@ pub struct Admin {
     shutdown: Shutdown,
     /// Replay jobs and the metrics push run here, so shutdown waits for them.
     tasks: Tasks,
-    tenants: Vec<String>,
+    tenants: Arc<crate::tenants::Tenants>,
+    /// This PoP's fleet connection, when it has `[fleet]` (status only).
+    fleet: Option<crate::fleet::Fleet>,
     max_component_bytes: u64,
     max_body_bytes: u64,
     backup_bytes_per_sec: u64,
@@ -56,6 +58,7 @@ impl Admin {
     pub fn new(
         config: &Config,
         store: Store,
+        tenants: Arc<crate::tenants::Tenants>,
         plugins: Arc<PluginHost>,
         forwarder: Forwarder,
         repo: Arc<ControlFile>,
@@ -63,6 +66,7 @@ impl Admin {
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
         tasks: Tasks,
+        fleet: Option<crate::fleet::Fleet>,
     ) -> Result<Arc<Admin>, AuthError> {
         let admin = Arc::new(Admin {
             store,
@@ -75,7 +79,8 @@ impl Admin {
             auth: auth::Auth::from_config(config)?,
             shutdown,
             tasks,
-            tenants: config.tenants.iter().map(|t| t.id.clone()).collect(),
+            tenants,
+            fleet,
             max_component_bytes: config.plugins.max_component_bytes,
             max_body_bytes: config.server.max_body_bytes,
             backup_bytes_per_sec: config.admin.backup_max_mb_per_sec * 1024 * 1024,
@@ -137,7 +142,7 @@ impl Admin {
 
     /// A tenant the scope may see and the gateway knows, or the 404 to answer.
     fn tenant_in_scope(&self, scope: &Scope, tenant: &str) -> Result<(), Resp> {
-        if scope.sees(tenant) && self.tenants.iter().any(|t| t == tenant) { Ok(()) } else { Err(unknown_tenant(tenant)) }
+        if scope.sees(tenant) && self.tenants.contains(tenant) { Ok(()) } else { Err(unknown_tenant(tenant)) }
     }
 
     async fn status(&self) -> Resp {
@@ -171,6 +176,8 @@ impl Admin {
                         "delivered_last_minute": forward.delivered_last_minute,
                         "delivery_rate_per_sec": forward.delivery_rate_per_sec,
                         "replays_running": self.jobs.running(),
+                        "tenants": self.tenants.ids(),
+                        "fleet": self.fleet.as_ref().map(|f| f.status()),
                         "version": env!("CARGO_PKG_VERSION"),
                     }),
                 )

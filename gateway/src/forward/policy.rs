@@ -210,6 +210,17 @@ impl Policy {
         self.lanes.iter().any(|l| *l.tenant == *tenant)
     }
 
+    /// Gives `tenant` a lane if it has none (a tenant the fleet added, or one
+    /// it removed that still has pending triggers: lanes are never removed,
+    /// so what was accepted is forwarded). The new lane reads from the start.
+    pub fn add_lane(&mut self, tenant: &str) -> usize {
+        if let Some(i) = self.lanes.iter().position(|l| *l.tenant == *tenant) {
+            return i;
+        }
+        self.lanes.push(Lane { tenant: tenant.into(), buffer: VecDeque::new(), cursor: None, exhausted: false });
+        self.lanes.len() - 1
+    }
+
     /// Lanes that may have more to read: (lane, tenant, read after this id).
     pub fn lanes_to_read(&self) -> Vec<(usize, Arc<str>, Option<TriggerId>)> {
         if self.upstreams.is_empty() {
@@ -244,7 +255,8 @@ impl Policy {
     /// The store announced that `lowest` (and maybe later ids) of `tenant`
     /// became pending: read on, and from before `lowest` if the cursor is past it.
     pub fn announced(&mut self, tenant: &str, lowest: TriggerId) {
-        let Some(l) = self.lanes.iter_mut().find(|l| *l.tenant == *tenant) else { return };
+        let lane = self.add_lane(tenant);
+        let l = &mut self.lanes[lane];
         l.exhausted = false;
         let behind = l.cursor.is_some_and(|c| lowest <= c) || l.buffer.front().is_some_and(|j| lowest <= j.id);
         if behind {

@@ -23,6 +23,7 @@ use crate::fleet::Fleet;
 use crate::id::TriggerId;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, ControlFile, Store, Subscription};
+use crate::tenants::Tenants;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -85,6 +86,7 @@ impl Forwarder {
         config: &Config,
         store: Store,
         repo: Arc<ControlFile>,
+        tenants: Arc<Tenants>,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
@@ -100,7 +102,12 @@ impl Forwarder {
             .map_err(|e| ForwardError::Config(e.to_string()))??
             .into_iter()
             .collect();
-        let policy = Policy::new(config, paused, clock())?;
+        let mut policy = Policy::new(config, paused, clock())?;
+        // A lane for every tenant served now, and for every tenant with
+        // pending triggers (one the fleet removed still gets what it is owed).
+        for tenant in tenants.ids().into_iter().chain(store.pending_by_tenant().into_keys()) {
+            policy.add_lane(&tenant);
+        }
         let f = &config.forward;
         let timeout = Duration::from_millis(f.timeout_ms);
         let client = deliver::client(
@@ -123,6 +130,7 @@ impl Forwarder {
             policy,
             store,
             repo,
+            tenants,
             metrics,
             tracer,
             targets,
@@ -168,6 +176,7 @@ struct Scheduler {
     policy: Policy,
     store: Store,
     repo: Arc<ControlFile>,
+    tenants: Arc<Tenants>,
     metrics: Arc<crate::telemetry::Metrics>,
     tracer: crate::telemetry::Tracer,
     /// Per upstream (the policy's index), where its attempts go.
@@ -303,10 +312,11 @@ impl Scheduler {
             Control::Pause(t, r) => (t, true, r),
             Control::Resume(t, r) => (t, false, r),
         };
-        if !self.policy.has_tenant(&tenant) {
+        if !self.tenants.contains(&tenant) && !self.policy.has_tenant(&tenant) {
             let _ = reply.send(Err(ForwardError::UnknownTenant(tenant)));
             return;
         }
+        self.policy.add_lane(&tenant);
         let repo = self.repo.clone();
         let t = tenant.clone();
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);

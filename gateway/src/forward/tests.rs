@@ -70,8 +70,18 @@ async fn a_delivered_trigger_whose_outcome_write_fails_is_recorded_later_and_not
     store.fail_next_commits(1);
     let (stop, shutdown) = crate::shutdown::channel();
     let metrics = Arc::new(crate::telemetry::Metrics::new(10));
-    let (forwarder, task) =
-        Forwarder::start(&config, store.clone(), repo, metrics, crate::telemetry::Tracer::off(), shutdown, None).await.expect("start");
+    let (forwarder, task) = Forwarder::start(
+        &config,
+        store.clone(),
+        repo,
+        crate::tenants::Tenants::from_config(&config),
+        metrics,
+        crate::telemetry::Tracer::off(),
+        shutdown,
+        None,
+    )
+    .await
+    .expect("start");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let t = loop {

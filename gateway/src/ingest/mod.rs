@@ -5,7 +5,6 @@
 //! Weir's own (store full, not writable, shutting down) is a 503 with
 //! Retry-After, never a 4xx and never a 2xx.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 
-use crate::config::{Config, OnPluginError, TenantConfig, validate_label};
+use crate::config::{Config, OnPluginError, validate_label};
 use crate::http::{self as h, BodyError, Resp};
 use crate::plugin::{Busy, Decision, Input, Phase, PluginHost, Ran};
 use crate::store::{NewTrigger, State, Store, StoreError, TriggerMeta};
@@ -26,7 +25,7 @@ pub struct Ingest {
     tracer: crate::telemetry::Tracer,
     metrics: Arc<crate::telemetry::Metrics>,
     plugins: Arc<PluginHost>,
-    tenants: HashMap<String, TenantConfig>,
+    tenants: Arc<crate::tenants::Tenants>,
     max_body_bytes: u64,
     request_timeout: Duration,
 }
@@ -44,6 +43,7 @@ impl Ingest {
     pub fn new(
         config: &Config,
         store: Store,
+        tenants: Arc<crate::tenants::Tenants>,
         plugins: Arc<PluginHost>,
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
@@ -53,7 +53,7 @@ impl Ingest {
             tracer,
             metrics,
             plugins,
-            tenants: config.tenants.iter().map(|t| (t.id.clone(), t.clone())).collect(),
+            tenants,
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_millis(config.server.request_timeout_ms),
         })

@@ -21,7 +21,7 @@ mod lane;
 mod run;
 mod upload;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -32,6 +32,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::config::{Config, OnPluginError, PluginsConfig};
 use crate::store::{ControlFile, PluginVersion, StoreError};
+use crate::tenants::{Tenant, Tenants};
 
 pub use bindings::SUPPORTED as SUPPORTED_WIT;
 pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
@@ -68,17 +69,6 @@ enum Slot {
     },
 }
 
-struct TenantPlugin {
-    timeout: Duration,
-    memory_bytes: u64,
-    on_error: OnPluginError,
-    config: Arc<BTreeMap<String, String>>,
-    /// At most half the pool per tenant, so the others always have room. A
-    /// permit is held by the call that owns the Store, so it bounds the
-    /// instances the tenant holds, not merely its requests in flight.
-    slots: Arc<Semaphore>,
-}
-
 /// No plugin instance came free within the call's own deadline: not the
 /// tenant's fault (its own calls are capped below the pool), so the trigger
 /// is refused with 503 + Retry-After, never quarantined.
@@ -103,7 +93,8 @@ pub struct PluginHost {
     limits: PluginsConfig,
     /// A plugin's new body may be no larger than an ingested one.
     max_output_bytes: usize,
-    tenants: HashMap<String, TenantPlugin>,
+    /// Who this gateway serves and each tenant's plugin settings (one owner: `crate::tenants`).
+    tenants: Arc<Tenants>,
     active: RwLock<HashMap<String, Slot>>,
     slots: Arc<Semaphore>,
     /// Where calls that overran their first millisecond of CPU finish.
@@ -116,8 +107,8 @@ pub struct PluginHost {
 impl PluginHost {
     /// Builds the engine (failing clearly if the pool's address space cannot
     /// be reserved), then loads every tenant's active plugin.
-    pub async fn start(config: &Config, repo: Arc<ControlFile>) -> Result<Arc<PluginHost>, PluginError> {
-        let max_memory = config.tenants.iter().map(|t| t.plugin_memory_mb).max().unwrap_or(32) * 1024 * 1024;
+    pub async fn start(config: &Config, tenants: Arc<Tenants>, repo: Arc<ControlFile>) -> Result<Arc<PluginHost>, PluginError> {
+        let max_memory = crate::tenants::pool_memory_mb(config) * 1024 * 1024;
         let engine = engine::build(config.plugins.concurrency, max_memory)?;
         let ticker = engine::Ticker::start(&engine)?;
         let mut linker = Linker::new(&engine);
@@ -125,23 +116,6 @@ impl PluginHost {
         // futures the call's deadline can cancel, never a nested `block_on`.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
         bindings::add_to_linker(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
-        let per_tenant = (config.plugins.concurrency as usize / 2).max(1);
-        let tenants = config
-            .tenants
-            .iter()
-            .map(|t| {
-                (
-                    t.id.clone(),
-                    TenantPlugin {
-                        timeout: Duration::from_millis(t.plugin_timeout_ms),
-                        memory_bytes: t.plugin_memory_mb * 1024 * 1024,
-                        on_error: t.on_plugin_error,
-                        config: Arc::new(t.config.clone()),
-                        slots: Arc::new(Semaphore::new(per_tenant)),
-                    },
-                )
-            })
-            .collect();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let host = Arc::new(PluginHost {
@@ -212,7 +186,7 @@ impl PluginHost {
                 return Some(Ok(Ran {
                     version,
                     result: Err(Failure { kind: FailureKind::Unavailable, detail: reason.to_string() }),
-                    on_error: tenant.on_error,
+                    on_error: tenant.on_plugin_error,
                     elapsed: started.elapsed(),
                     slow_lane: false,
                 }));
@@ -221,17 +195,17 @@ impl PluginHost {
         // The tenant's own permit first: a tenant at its cap waits without
         // holding a global permit another tenant could use. Both are awaited
         // within the call's own deadline.
-        let wait = tenant.timeout * run::WALL_FACTOR;
+        let wait = tenant.plugin_timeout * run::WALL_FACTOR;
         let permits = tokio::time::timeout(wait, async {
-            let own = tenant.slots.clone().acquire_owned().await.ok()?;
+            let own = tenant.plugin_slots.clone().acquire_owned().await.ok()?;
             let global = self.slots.clone().acquire_owned().await.ok()?;
             Some((own, global))
         });
         let Ok(Some(permits)) = permits.await else { return Some(Err(Busy)) };
-        let job = self.job(tenant, loaded.clone());
+        let job = self.job(&tenant, loaded.clone());
         let overran = job.overran.clone();
         let trigger = input.into_trigger();
-        let (name, budget) = (trigger.tenant.clone(), tenant.timeout);
+        let (name, budget) = (trigger.tenant.clone(), tenant.plugin_timeout);
         let call = async move {
             // Declared before the call, so the call (and its Store) is
             // dropped before the permits.
@@ -247,7 +221,7 @@ impl PluginHost {
             Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
         };
         let slow_lane = overran.load(std::sync::atomic::Ordering::Relaxed);
-        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_error, elapsed: started.elapsed(), slow_lane }))
+        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_plugin_error, elapsed: started.elapsed(), slow_lane }))
     }
 
     /// Runs the tenant's plugin without the concurrency limits: what one
@@ -256,15 +230,15 @@ impl PluginHost {
         let slot = self.active.read().unwrap_or_else(|e| e.into_inner()).get(&input.tenant).cloned()?;
         let tenant = self.tenants.get(&input.tenant)?;
         let Slot::Ready(loaded) = slot else { return None };
-        self.job(tenant, loaded).run(&input.into_trigger(), tenant.timeout).await.ok()
+        self.job(&tenant, loaded).run(&input.into_trigger(), tenant.plugin_timeout).await.ok()
     }
 
-    fn job(&self, tenant: &TenantPlugin, loaded: Arc<Loaded>) -> run::Job {
+    fn job(&self, tenant: &Tenant, loaded: Arc<Loaded>) -> run::Job {
         run::Job {
             engine: self.engine.clone(),
             loaded,
-            memory_bytes: tenant.memory_bytes,
-            config: tenant.config.clone(),
+            memory_bytes: tenant.plugin_memory_bytes,
+            config: tenant.plugin_config.clone(),
             max_log_calls: self.limits.max_log_calls,
             max_log_bytes: self.limits.max_log_bytes as usize,
             max_output_bytes: self.max_output_bytes,
@@ -323,7 +297,7 @@ impl PluginHost {
     }
 
     pub fn knows_tenant(&self, tenant: &str) -> bool {
-        self.tenants.contains_key(tenant)
+        self.tenants.contains(tenant)
     }
 
     /// The version currently active in memory for `tenant`, if any.

@@ -18,6 +18,8 @@
 //! | `audit` | (ms, sequence) | JSON audit entry (append-only) |
 //! | `jobs` | job id | JSON replay job (filter and progress) |
 //! | `job_selection` | (job id, chunk) | the job's trigger ids, 16 bytes each (u128 LE), ascending |
+//! | `fleet_values` | control-bucket key (`tenants.<id>`) | the value last applied from the fleet (JSON, as received) |
+//! | `fleet_cursors` | a watcher's name | the control-bucket revision it has applied up to |
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +41,10 @@ const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
 /// What a replay job selected when it started, so triggers that come to match
 /// while it runs are not picked up: (job, chunk number) → packed ids.
 const JOB_SELECTION: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("job_selection");
+/// Fleet state kept for a start while NATS is down: key → value as applied.
+const FLEET_VALUES: TableDefinition<&str, &[u8]> = TableDefinition::new("fleet_values");
+/// Per control-bucket watcher, the revision applied up to (it resumes after it).
+const FLEET_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("fleet_cursors");
 /// Ids per `job_selection` value.
 const SELECTION_CHUNK: usize = 4096;
 
@@ -76,6 +82,8 @@ impl ControlFile {
             txn.open_table(AUDIT).map_err(io_err)?;
             txn.open_table(JOBS).map_err(io_err)?;
             txn.open_table(JOB_SELECTION).map_err(io_err)?;
+            txn.open_table(FLEET_VALUES).map_err(io_err)?;
+            txn.open_table(FLEET_CURSORS).map_err(io_err)?;
         }
         txn.commit().map_err(io_err)?;
         Ok(ControlFile { db, path })
@@ -336,6 +344,51 @@ impl ControlFile {
         for e in t.iter().map_err(io_err)? {
             let (k, v) = e.map_err(io_err)?;
             out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Records what a fleet watcher applied at `revision`: `value` for `key`
+    /// (`None`: the key was deleted), and the watcher's cursor, in one durable
+    /// transaction, so a restart resumes exactly after it.
+    pub fn apply_fleet_value(&self, watcher: &str, revision: u64, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        {
+            let mut values = txn.open_table(FLEET_VALUES).map_err(io_err)?;
+            match value {
+                Some(v) => values.insert(key, v).map(drop).map_err(io_err)?,
+                None => values.remove(key).map(drop).map_err(io_err)?,
+            }
+            txn.open_table(FLEET_CURSORS).map_err(io_err)?.insert(watcher, revision).map_err(io_err)?;
+        }
+        txn.commit().map_err(io_err)
+    }
+
+    /// Moves a watcher's cursor past a value it refused (nothing else changes).
+    pub fn set_fleet_cursor(&self, watcher: &str, revision: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        txn.open_table(FLEET_CURSORS).map_err(io_err)?.insert(watcher, revision).map_err(io_err)?;
+        txn.commit().map_err(io_err)
+    }
+
+    pub fn fleet_cursor(&self, watcher: &str) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        Ok(txn.open_table(FLEET_CURSORS).map_err(io_err)?.get(watcher).map_err(io_err)?.map(|v| v.value()))
+    }
+
+    /// The applied fleet values whose key starts with `prefix`, in key order.
+    pub fn fleet_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(io_err)?;
+        let table = txn.open_table(FLEET_VALUES).map_err(io_err)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(io_err)? {
+            let (k, v) = entry.map_err(io_err)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
     }

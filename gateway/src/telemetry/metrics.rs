@@ -96,6 +96,7 @@ pub struct Metrics {
     pub commit_batch: Histogram,
     pub commit_seconds: Histogram,
     forward_attempts: Family,
+    fleet_updates: Family,
     pub delivered: AtomicU64,
     pub dead: AtomicU64,
     pub replayed: AtomicU64,
@@ -120,6 +121,7 @@ impl Metrics {
             commit_batch: Histogram::new(BATCH),
             commit_seconds: Histogram::new(LATENCY),
             forward_attempts: Family::default(),
+            fleet_updates: Family::default(),
             delivered: AtomicU64::new(0),
             dead: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
@@ -166,6 +168,11 @@ impl Metrics {
 
     pub fn forward_attempt(&self, upstream: &str, outcome: &'static str) {
         self.forward_attempts.inc(vec![upstream.into(), outcome.into()]);
+    }
+
+    /// A control-bucket value this PoP applied or refused (`kind`: tenant, pause, plugin).
+    pub fn fleet_update(&self, kind: &'static str, result: &'static str) {
+        self.fleet_updates.inc(vec![kind.into(), result.into()]);
     }
 
     /// Lets `weir_connections` read a listener's open connections at scrape.
@@ -256,6 +263,13 @@ impl Metrics {
         self.commit_seconds.render(&mut out, "weir_commit_duration_seconds", "");
         help(&mut out, "weir_forward_attempts_total", "counter", "Delivery attempts by upstream and outcome (delivered, retry, dead).");
         self.forward_attempts.render(&mut out, "weir_forward_attempts_total", &["upstream", "outcome"]);
+        help(
+            &mut out,
+            "weir_fleet_updates_total",
+            "counter",
+            "Fleet control values by kind (tenant, pause, plugin) and result (applied, rejected).",
+        );
+        self.fleet_updates.render(&mut out, "weir_fleet_updates_total", &["kind", "result"]);
         for (name, text, v) in [
             ("weir_delivered_total", "Triggers delivered.", &self.delivered),
             ("weir_dead_total", "Triggers that became dead.", &self.dead),
@@ -465,6 +479,11 @@ pub mod otlp {
                     "weir_forward_attempts_total",
                     "Delivery attempts by upstream and outcome.",
                     family(&self.forward_attempts, &["upstream", "outcome"], start, now),
+                ),
+                sum(
+                    "weir_fleet_updates_total",
+                    "Fleet control values by kind and result.",
+                    family(&self.fleet_updates, &["kind", "result"], start, now),
                 ),
                 sum(
                     "weir_delivered_total",

@@ -1,9 +1,13 @@
-//! HMAC-SHA256 and hex helpers (RustCrypto `hmac` + `sha2`).
+//! HMAC-SHA256, hex and base64 helpers (RustCrypto `hmac` + `sha2`, the
+//! `base64` crate).
 //!
 //! Comparisons of secrets-derived values are constant-time: use
 //! [`verify_hmac_sha256`] or [`HmacSha256::verify`] rather than comparing
 //! digests with `==`.
 
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{KeyInit, Mac};
 
 /// Size of an HMAC-SHA256 tag in bytes.
@@ -106,6 +110,35 @@ pub fn hex_encode(bytes: &[u8]) -> String {
     s
 }
 
+/// Standard base64 (RFC 4648 `+/` alphabet). Encoding pads; decoding takes
+/// the padding or leaves it out (providers differ), but refuses any other
+/// deviation, non-canonical trailing bits included.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Standard base64 of `bytes`, padded.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    BASE64.encode(bytes)
+}
+
+/// Decode standard base64, padded or not. `None` on any other input.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    BASE64.decode(text).ok()
+}
+
+/// Decode standard base64 into exactly `N` bytes; `None` on bad input or
+/// length.
+pub fn base64_decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
+    // 4 characters per 3 bytes, so anything longer cannot be N bytes (and
+    // is not worth decoding).
+    if text.len() > N.div_ceil(3) * 4 {
+        return None;
+    }
+    base64_decode(text)?.try_into().ok()
+}
+
 fn hex_nibble(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -162,6 +195,31 @@ mod tests {
         assert_eq!(hex_decode_array::<2>("BEEF"), Some([0xbe, 0xef]));
         assert_eq!(hex_decode_array::<2>("BEEF00"), None);
         assert_eq!(hex_decode_array::<2>("BEEG"), None);
+    }
+
+    #[test]
+    fn base64_round_trip() {
+        // RFC 4648, section 10.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded);
+            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
+        }
+        assert_eq!(
+            base64_decode("Zg").as_deref(),
+            Some(b"f".as_slice()),
+            "unpadded"
+        );
+        assert_eq!(base64_decode("Zh=="), None, "non-canonical trailing bits");
+        assert_eq!(base64_decode("Zm9v YmFy"), None);
+        assert_eq!(base64_decode("Zm9-"), None, "URL-safe alphabet");
+        assert_eq!(base64_decode_array::<3>("Zm9v"), Some(*b"foo"));
+        assert_eq!(base64_decode_array::<3>("Zm8="), None);
+        assert_eq!(base64_decode_array::<3>("Zm9vYmFy"), None);
     }
 
     #[test]

@@ -23,8 +23,10 @@
 //!   [`info`], [`warn`], [`error`]) and [`config`] (plus [`config_or`],
 //!   [`config_list`]), and [`fault`] for operator errors;
 //! * case-insensitive header lookup ([`Trigger::header`], [`find_header`]);
-//! * HMAC-SHA256 and hex helpers in [`crypto`], and ready-made GitHub and
-//!   Stripe webhook signature checks in [`signature`].
+//! * HMAC-SHA256, hex and base64 helpers in [`crypto`], and the webhook
+//!   signature schemes from the field in [`signature`] (GitHub, Stripe,
+//!   Standard Webhooks, Shopify, Slack), each with secret rotation and a
+//!   typed error fit for a 4xx reason.
 //!
 //! ## Example
 //!

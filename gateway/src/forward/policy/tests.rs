@@ -264,3 +264,22 @@ fn a_route_nobody_admits_does_not_hold_up_another_routes_triggers() {
     // ...so the second waits, but the routed third goes.
     assert_eq!(got, vec![(id(1), 0), (id(3), 1)]);
 }
+
+#[test]
+fn a_tenant_added_at_run_time_gets_a_lane_on_its_first_announcement_and_takes_its_turn() {
+    let t = Clock(Instant::now());
+    let c = config(&[A], |f| f.failure_threshold = 100);
+    let mut p = Policy::new(&c, HashSet::new(), t.now()).expect("policy");
+    assert!(!p.has_tenant("globex"));
+    p.announced("globex", id(20));
+    assert!(p.has_tenant("globex"), "the announcement made a lane");
+    let lanes: Vec<String> = p.lanes_to_read().into_iter().map(|(_, t, after)| format!("{t}:{after:?}")).collect();
+    assert!(lanes.contains(&"globex:None".to_string()), "the new lane reads from the start: {lanes:?}");
+    let globex = p.add_lane("globex");
+    assert_eq!(p.add_lane("globex"), globex, "one lane per tenant");
+    p.refilled(0, vec![(id(1), None), (id(2), None)]);
+    p.refilled(globex, vec![(id(20), None)]);
+    let mut sent: Vec<TriggerId> = p.dispatch(t.now()).0.iter().map(|l| l.job.id).collect();
+    sent.sort();
+    assert_eq!(sent, [id(1), id(2), id(20)], "the new tenant's trigger goes out with the others");
+}
