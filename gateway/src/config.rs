@@ -797,7 +797,7 @@ pub fn validate_subject_template(template: &str) -> Result<(), String> {
 }
 
 /// Names usable as a JetStream bucket, a KV key part or a subject token.
-fn validate_nats_name(s: &str) -> Result<(), String> {
+pub fn validate_nats_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 64 {
         return Err(format!("{s:?} must be 1 to 64 characters long"));
     }

@@ -95,8 +95,17 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     };
     let plugins = plugin::PluginHost::start(&config, tenants.clone(), repo.clone()).await?;
     let repo_for_admin = repo.clone();
-    let (forwarder, forward_task) =
-        forward::Forwarder::start(&config, store.clone(), repo, tenants.clone(), metrics.clone(), tracer.clone(), shutdown.clone(), fleet.clone()).await?;
+    let (forwarder, forward_task) = forward::Forwarder::start(
+        &config,
+        store.clone(),
+        repo,
+        tenants.clone(),
+        metrics.clone(),
+        tracer.clone(),
+        shutdown.clone(),
+        fleet.clone(),
+    )
+    .await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),
@@ -110,6 +119,16 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     }
     if config.admin.token.is_none() {
         tracing::warn!("no admin token configured: the admin API answers 401 to everything; set [admin] token or WEIR_ADMIN_TOKEN");
+    }
+    if let Some(fleet) = &fleet {
+        let sources = fleet::heartbeat::Sources {
+            store: store.clone(),
+            forwarder: forwarder.clone(),
+            plugins: plugins.clone(),
+            tenants: tenants.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+        };
+        fleet::heartbeat::spawn(fleet.clone(), sources, metrics.clone(), shutdown.clone(), &tasks);
     }
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let ingest = ingest::Ingest::new(&config, store.clone(), tenants.clone(), plugins.clone(), metrics.clone(), tracer.clone());
@@ -128,6 +147,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     )?;
     admin.resume_jobs().await;
     if let Some(fleet) = &fleet {
+        fleet::replay::spawn(fleet.clone(), admin.clone(), metrics.clone(), shutdown.clone(), &tasks);
         let sync = fleet::tenants::TenantSync {
             fleet: fleet.clone(),
             tenants: tenants.clone(),

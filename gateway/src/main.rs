@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use weir::cli::{self, CliError, FilterFlags, Global};
+use weir::cli::{self, CliError, FilterFlags, Global, NatsArgs};
 use weir::{Config, Listeners, shutdown};
 
 #[derive(Parser)]
@@ -80,8 +81,24 @@ enum Command {
         /// At most this many triggers per second (a large replay at the upstream's pace)
         #[arg(long)]
         max_per_sec: Option<u32>,
+        /// Replay on every PoP of the fleet, over NATS (the [fleet] section of --config, or --nats URL): each replays locally
+        #[arg(long)]
+        fleet: bool,
+        /// With --fleet: show the progress of fleet replay jobs (POP:JOB, as a fleet replay printed them); starts nothing
+        #[arg(long, requires = "fleet", num_args = 1.., value_delimiter = ',')]
+        status: Vec<String>,
+        /// With --fleet: how long to wait for the PoPs' answers, in milliseconds
+        #[arg(long, default_value_t = 10_000)]
+        fleet_timeout_ms: u64,
+        #[command(flatten)]
+        nats: NatsArgs,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// The fleet, over NATS (not a PoP's admin API).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
     },
     /// Hold a tenant's triggers (still accepted and stored, not forwarded).
     Pause {
@@ -125,6 +142,21 @@ enum Command {
     /// process (component on stdin, artifact on stdout).
     #[command(name = weir::plugin::COMPILE_SUBCOMMAND, hide = true)]
     CompilePlugin(weir::plugin::CompileArgs),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// One row per PoP from its heartbeat, and flags: stale PoPs, plugin-version skew, open upstreams (exit 6 when flagged).
+    Status {
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Config file whose [fleet] section to connect with (when --nats is not given)
+        #[arg(long, short, env = "WEIR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON for scripts (docs/fleet.md)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +287,10 @@ fn main() -> ExitCode {
         },
         other => match admin_command(other) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e @ CliError::Attention(_)) => {
+                eprintln!("{e}");
+                ExitCode::from(e.exit_code())
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(e.exit_code())
@@ -298,8 +334,22 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 cli::list(&global(&admin)?, &filter, limit, &order, all).await
             }
             Command::Triggers { command: TriggersCommand::Show { id, admin } } => cli::show(&global(&admin)?, &id).await,
-            Command::Replay { filter, ids, dry_run, rerun_plugin, background, max_per_sec, admin } => {
+            Command::Replay {
+                fleet: true, filter, ids, dry_run, rerun_plugin, max_per_sec, status, fleet_timeout_ms, nats, admin, ..
+            } => {
+                let f = cli::fleet_config(&nats, admin.config.as_deref())?;
+                let timeout = Duration::from_millis(fleet_timeout_ms.max(1));
+                if !status.is_empty() {
+                    return cli::fleet_replay_status(&f, &status, timeout, admin.json).await;
+                }
+                let r = cli::FleetReplay { filter: &filter, ids: &ids, dry_run, rerun_plugin, max_per_sec, timeout, json: admin.json };
+                cli::fleet_replay(&f, &r).await
+            }
+            Command::Replay { filter, ids, dry_run, rerun_plugin, background, max_per_sec, admin, .. } => {
                 cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background, max_per_sec).await
+            }
+            Command::Fleet { command: FleetCommand::Status { nats, config, json } } => {
+                cli::fleet_status(&cli::fleet_config(&nats, config.as_deref())?, json).await
             }
             Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
             Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,

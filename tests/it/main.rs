@@ -6,6 +6,8 @@ mod config;
 mod crash;
 mod disk;
 mod fleet_delivery;
+mod fleet_ops;
+mod fleet_security;
 mod fleet_smoke;
 mod fleet_tenants;
 mod forward;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The Debian package installs it in /usr/sbin, which a non-root PATH may lack.
-fn nats_server_bin() -> PathBuf {
+pub fn nats_server_bin() -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/usr/local/bin"]) {
         let p = Path::new(dir).join("nats-server");
         if p.is_file() {

@@ -4,6 +4,7 @@
 
 mod drain;
 mod drain_jetstream;
+mod fleet_idle;
 mod footprint;
 mod hostile;
 mod ingest;
@@ -38,6 +39,7 @@ pub enum Scenario {
     Restart,
     Outage,
     Hostile,
+    FleetIdle,
     All,
 }
 
@@ -54,6 +56,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Outage => "outage",
             Scenario::Hostile => "hostile",
+            Scenario::FleetIdle => "fleet-idle",
             Scenario::All => "all",
         }
     }
@@ -72,6 +75,7 @@ impl Scenario {
                 Scenario::Restart,
                 Scenario::Outage,
                 Scenario::Hostile,
+                Scenario::FleetIdle,
             ],
             s => vec![s],
         }
@@ -145,6 +149,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Restart => restart::run(ctx).await,
         Scenario::Outage => outage::run(ctx).await,
         Scenario::Hostile => hostile::run(ctx).await,
+        Scenario::FleetIdle => fleet_idle::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;

@@ -28,7 +28,7 @@ use crate::shutdown::{Shutdown, Tasks};
 use crate::store::{ControlFile, Store};
 
 pub use auth::{AuthError, Scope, constant_time_eq};
-pub use triggers::TriggerView;
+pub use triggers::{FilterArgs, TriggerView};
 
 use routes::{Access, Miss, Name};
 

@@ -112,6 +112,12 @@ impl Admin {
             Ok(a) => a,
             Err(resp) => return resp,
         };
+        self.start_replay(scope, args).await
+    }
+
+    /// Starts a replay (or counts it, for a dry run) and answers as
+    /// `POST /v1/replay` does; fleet replay (`fleet/replay.rs`) comes here too.
+    pub async fn start_replay(self: &Arc<Self>, scope: &Scope, args: FilterArgs) -> Resp {
         if args.max_per_sec == Some(0) {
             return super::triggers::bad_request("max_per_sec must be at least 1 (leave it out for no limit)");
         }
@@ -164,7 +170,7 @@ impl Admin {
         h::json(StatusCode::ACCEPTED, &reply)
     }
 
-    pub(super) fn replay_job(&self, scope: &Scope, id: &str) -> Resp {
+    pub fn replay_job(&self, scope: &Scope, id: &str) -> Resp {
         let found = id.parse::<u64>().ok().and_then(|id| self.jobs.get(id));
         match found {
             Some(job) if scope.tenant().is_none() || job.scope_tenant.as_deref() == scope.tenant() => h::json(StatusCode::OK, &job),

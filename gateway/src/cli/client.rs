@@ -27,6 +27,9 @@ pub enum CliError {
     Unauthorized(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// The command worked, and what it found needs an operator (a fleet flag).
+    #[error("attention: {0}")]
+    Attention(String),
 }
 
 impl CliError {
@@ -37,6 +40,7 @@ impl CliError {
             CliError::NotFound(_) => 3,
             CliError::Unauthorized(_) => 4,
             CliError::Refused(_) => 5,
+            CliError::Attention(_) => 6,
         }
     }
 }

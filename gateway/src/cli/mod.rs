@@ -5,9 +5,11 @@
 //!
 //! Exit codes (scripts can rely on them): 0 success; 1 the gateway could not
 //! be reached or failed; 2 bad usage or input; 3 not found; 4 unauthorised
-//! or forbidden; 5 refused (a 4xx such as a bad upload or nothing to roll back).
+//! or forbidden; 5 refused (a 4xx such as a bad upload or nothing to roll back);
+//! 6 done, but the fleet needs attention (`weir fleet status`, `weir replay --fleet`).
 
 mod client;
+mod fleet;
 mod store;
 mod table;
 
@@ -18,6 +20,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
+pub use fleet::{FleetReplay, NatsArgs, fleet_config, fleet_replay, fleet_replay_status, fleet_status};
 pub use store::{store_check, store_repair};
 
 /// The admin API's URL for a config: its admin listener, `https://` when

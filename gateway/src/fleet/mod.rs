@@ -6,8 +6,14 @@
 //! `connect` builds the one connection (credentials, TLS, reconnection with
 //! jitter). The forwarder publishes triggers on it (`jetstream:` upstreams).
 //! `tenants` applies fleet-wide tenants and pauses from the control bucket.
+//! `heartbeat` writes this PoP's state to the heartbeats bucket and defines
+//! the record `status` reads back for `weir fleet status`; `replay` answers
+//! fleet replay commands by running the local replay.
 
 pub mod connect;
+pub mod heartbeat;
+pub mod replay;
+pub mod status;
 pub mod tenants;
 
 use std::collections::BTreeMap;

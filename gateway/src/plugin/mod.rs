@@ -300,6 +300,21 @@ impl PluginHost {
         self.tenants.contains(tenant)
     }
 
+    /// The tenants that have a plugin and what it is, for the fleet heartbeat.
+    pub fn active_plugins(&self) -> std::collections::BTreeMap<String, ActivePlugin> {
+        let active = self.active.read().unwrap_or_else(|e| e.into_inner());
+        active
+            .iter()
+            .map(|(t, slot)| {
+                let plugin = match slot {
+                    Slot::Ready(l) => ActivePlugin { version: Some(l.version), sha256: Some(l.sha256.clone()), loaded: true },
+                    Slot::Broken { version, .. } => ActivePlugin { version: *version, sha256: None, loaded: false },
+                };
+                (t.clone(), plugin)
+            })
+            .collect()
+    }
+
     /// The version currently active in memory for `tenant`, if any.
     pub fn active_version(&self, tenant: &str) -> Option<u32> {
         match self.active.read().unwrap_or_else(|e| e.into_inner()).get(tenant)? {
@@ -311,4 +326,13 @@ impl PluginHost {
 
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Io(format!("plugin store task failed: {e}")))?
+}
+
+/// A tenant's active plugin, for reports: `loaded` is false when it could
+/// not be loaded (its triggers are plugin failures; no sha256 then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePlugin {
+    pub version: Option<u32>,
+    pub sha256: Option<String>,
+    pub loaded: bool,
 }

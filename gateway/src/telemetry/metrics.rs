@@ -106,6 +106,8 @@ pub struct Metrics {
     tls_listeners: Mutex<BTreeMap<String, TlsListener>>,
     /// Per listener: its open connections (kept by `http::serve`) and the limit.
     connections: Mutex<BTreeMap<String, (Arc<AtomicUsize>, usize)>>,
+    fleet_heartbeats: Family,
+    fleet_commands: Family,
 }
 
 impl Metrics {
@@ -129,6 +131,8 @@ impl Metrics {
             tls_reloads: Family::default(),
             tls_listeners: Mutex::new(BTreeMap::new()),
             connections: Mutex::new(BTreeMap::new()),
+            fleet_heartbeats: Family::default(),
+            fleet_commands: Family::default(),
         }
     }
 
@@ -168,6 +172,16 @@ impl Metrics {
 
     pub fn forward_attempt(&self, upstream: &str, outcome: &'static str) {
         self.forward_attempts.inc(vec![upstream.into(), outcome.into()]);
+    }
+
+    /// A fleet heartbeat `sent` or `skipped` (NATS down or slow).
+    pub fn fleet_heartbeat(&self, outcome: &'static str) {
+        self.fleet_heartbeats.inc(vec![outcome.into()]);
+    }
+
+    /// A fleet command answered: `ok`, `refused` (invalid or not allowed) or `invalid` (no reply subject).
+    pub fn fleet_command(&self, command: &'static str, outcome: &'static str) {
+        self.fleet_commands.inc(vec![command.into(), outcome.into()]);
     }
 
     /// A control-bucket value this PoP applied or refused (`kind`: tenant, pause, plugin).
@@ -338,6 +352,10 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", escape(&l));
             }
         }
+        help(&mut out, "weir_fleet_heartbeats_total", "counter", "Fleet heartbeats by outcome (sent, skipped: NATS down or slow).");
+        self.fleet_heartbeats.render(&mut out, "weir_fleet_heartbeats_total", &["outcome"]);
+        help(&mut out, "weir_fleet_commands_total", "counter", "Fleet commands answered, by command and outcome (ok, refused, invalid).");
+        self.fleet_commands.render(&mut out, "weir_fleet_commands_total", &["command", "outcome"]);
         help(&mut out, "weir_upstream_state", "gauge", "Upstream breaker state: 0 healthy, 1 degraded, 2 open.");
         for (url, state) in &gauges.upstreams {
             let _ = writeln!(out, "weir_upstream_state{{upstream=\"{}\"}} {}", escape(url), upstream_state_value(state));
@@ -540,6 +558,16 @@ pub mod otlp {
             for (name, text, values) in self.listener_gauges() {
                 out.push(gauge(name, text, values.into_iter().map(|(l, v)| point(attrs(&["listener"], &[l]), v, start, now)).collect()));
             }
+            out.push(sum(
+                "weir_fleet_heartbeats_total",
+                "Fleet heartbeats by outcome.",
+                family(&self.fleet_heartbeats, &["outcome"], start, now),
+            ));
+            out.push(sum(
+                "weir_fleet_commands_total",
+                "Fleet commands answered, by command and outcome.",
+                family(&self.fleet_commands, &["command", "outcome"], start, now),
+            ));
             out.push(gauge(
                 "weir_upstream_state",
                 "0 healthy, 1 degraded, 2 open.",
