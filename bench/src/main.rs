@@ -54,7 +54,8 @@ struct Cli {
     /// Measured seconds per closed- or open-loop run (default 5; 1 with --quick).
     #[arg(long)]
     duration: Option<f64>,
-    /// Backlog size for `drain` and `restart` (default 1,000,000; 5,000 with --quick).
+    /// Backlog size for `drain` and `restart` (default 1,000,000; 5,000 with --quick), and for
+    /// each transport of `drain-jetstream` (default 100,000; 2,000 with --quick).
     #[arg(long)]
     triggers: Option<u64>,
 }

@@ -111,8 +111,17 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         None => None,
     };
     let repo_for_admin = repo.clone();
-    let (forwarder, forward_task) =
-        forward::Forwarder::start(&config, store.clone(), repo, tenants.clone(), metrics.clone(), tracer.clone(), shutdown.clone()).await?;
+    let (forwarder, forward_task) = forward::Forwarder::start(
+        &config,
+        store.clone(),
+        repo,
+        tenants.clone(),
+        metrics.clone(),
+        tracer.clone(),
+        shutdown.clone(),
+        fleet.clone(),
+    )
+    .await?;
     let retention = tokio::spawn(store::retention::run(
         store.clone(),
         Duration::from_secs(config.store.retention_secs),

@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod crash;
 mod disk;
+mod fleet_delivery;
 mod fleet_ops;
 mod fleet_plugins;
 mod fleet_security;

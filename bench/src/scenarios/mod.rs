@@ -3,6 +3,7 @@
 //! and paired (interleaved) bare/Weir measurements.
 
 mod drain;
+mod drain_jetstream;
 mod fleet_idle;
 mod fleet_plugins;
 mod footprint;
@@ -34,6 +35,7 @@ pub enum Scenario {
     IngestTls,
     Plugin,
     Drain,
+    DrainJetstream,
     Footprint,
     Restart,
     Outage,
@@ -51,6 +53,7 @@ impl Scenario {
             Scenario::IngestTls => "ingest-tls",
             Scenario::Plugin => "plugin",
             Scenario::Drain => "drain",
+            Scenario::DrainJetstream => "drain-jetstream",
             Scenario::Footprint => "footprint",
             Scenario::Restart => "restart",
             Scenario::Outage => "outage",
@@ -70,6 +73,7 @@ impl Scenario {
                 Scenario::IngestTls,
                 Scenario::Plugin,
                 Scenario::Drain,
+                Scenario::DrainJetstream,
                 Scenario::Footprint,
                 Scenario::Restart,
                 Scenario::Outage,
@@ -144,6 +148,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::IngestTls => ingest_tls::run(ctx).await,
         Scenario::Plugin => plugin::run(ctx).await,
         Scenario::Drain => drain::run(ctx).await,
+        Scenario::DrainJetstream => drain_jetstream::run(ctx).await,
         Scenario::Footprint => footprint::run(ctx).await,
         Scenario::Restart => restart::run(ctx).await,
         Scenario::Outage => outage::run(ctx).await,

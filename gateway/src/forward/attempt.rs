@@ -1,14 +1,13 @@
-//! One attempt as a task: read the trigger, send it, record the outcome;
-//! and the recorder that keeps writing an outcome the store refused.
+//! One attempt as a task: read the trigger, send it to the upstream's
+//! target (HTTP or JetStream), record the outcome; and the recorder that
+//! keeps writing an outcome the store refused.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::Uri;
-
 use super::breaker::Ticket;
-use super::deliver::{self, AttemptResult, Class, HttpClient};
 use super::policy::{Done, Job};
+use super::target::Target;
 use crate::id::TriggerId;
 use crate::shutdown::Shutdown;
 use crate::store::{Attempt, Change, Outcome, State, Store, StoreError};
@@ -17,15 +16,38 @@ use crate::store::{Attempt, Change, Outcome, State, Store, StoreError};
 const RECORD_FIRST_WAIT: Duration = Duration::from_millis(100);
 const RECORD_MAX_WAIT: Duration = Duration::from_secs(5);
 
+/// How an attempt ended, as the scheduler needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// HTTP 2xx, or a JetStream PubAck: delivered.
+    Delivered,
+    /// HTTP 408, 429, 5xx, connect errors, resets, timeouts; on JetStream
+    /// anything but a PubAck: try again later.
+    Retry,
+    /// Any other HTTP status, or a message larger than the NATS servers'
+    /// `max_payload`: the upstream will never take it.
+    Permanent,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub class: Class,
+    /// HTTP status, when an HTTP upstream answered.
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub elapsed: Duration,
+    /// Why it failed, for the operator; on a JetStream delivery the stream and sequence.
+    pub detail: String,
+}
+
 /// Everything one attempt task needs.
 pub struct AttemptCtx {
     pub store: Store,
     pub tracer: crate::telemetry::Tracer,
-    pub client: HttpClient,
-    pub url: Uri,
-    pub deny: Arc<[String]>,
+    pub target: Arc<Target>,
+    /// The name of the route the trigger is sent by (`None`: the default).
+    pub route: Option<String>,
     pub upstream: usize,
-    pub timeout: Duration,
     pub max_attempts: u32,
     pub max_age_ms: u64,
 }
@@ -57,13 +79,7 @@ impl AttemptCtx {
             .find(|(n, _)| n == "traceparent")
             .and_then(|(_, v)| crate::telemetry::SpanContext::from_traceparent(v));
         let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
-        let mut req = deliver::request(&self.url, &trigger, &self.deny);
-        if let Some(s) = &span
-            && let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent())
-        {
-            req.headers_mut().insert("traceparent", v);
-        }
-        let result = deliver::attempt(&self.client, req, self.timeout).await;
+        let result = self.target.send(&trigger, self.route.as_deref(), span.as_mut()).await;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let attempts = trigger.meta.attempts.len() as u32 + 1;
         let age_ms = now_ms.saturating_sub(trigger.meta.received_at_ms);
@@ -72,11 +88,10 @@ impl AttemptCtx {
             Class::Permanent => (
                 State::Dead,
                 Outcome::Dead,
-                Some(format!(
-                    "upstream refused it for good ({}): {}",
-                    result.status.map_or("no status".into(), |s| format!("HTTP {s}")),
-                    result.detail
-                )),
+                Some(match result.status {
+                    Some(s) => format!("upstream refused it for good (HTTP {s}): {}", result.detail),
+                    None => format!("upstream refused it for good: {}", result.detail),
+                }),
             ),
             Class::Retry if attempts >= self.max_attempts => {
                 (State::Dead, Outcome::Dead, Some(format!("gave up after {attempts} attempts; last: {}", last(&result))))
@@ -112,7 +127,6 @@ impl AttemptCtx {
             }
         };
         if let Some(s) = span.as_mut() {
-            s.attr("url.full", self.url.to_string());
             s.attr("weir.trigger_id", job.id.to_string());
             s.attr("weir.tenant", tenant.clone());
             s.attr("weir.attempt", u64::from(attempts));

@@ -1,5 +1,6 @@
-//! One delivery attempt: build the upstream request from a stored trigger,
-//! send it with a deadline, and classify what came back.
+//! The HTTP transport: build the upstream request from a stored trigger
+//! (`message.rs` says what it carries), send it with a deadline, and
+//! classify what came back.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,6 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::attempt::{AttemptResult, Class};
+use super::message;
 use super::retry_after::parse_retry_after_bytes;
 use crate::store::StoredTrigger;
 
@@ -36,47 +39,15 @@ pub fn client(tls: rustls::ClientConfig, timeout: Duration, max_idle_per_host: u
         .build(connector)
 }
 
-/// How an attempt ended, as the scheduler needs to know it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Class {
-    /// 2xx: delivered.
-    Delivered,
-    /// 408, 429, 5xx, connect errors, resets, timeouts: try again later.
-    Retry,
-    /// Any other status: the upstream will never take it.
-    Permanent,
-}
-
-#[derive(Debug, Clone)]
-pub struct AttemptResult {
-    pub class: Class,
-    pub status: Option<u16>,
-    pub retry_after: Option<Duration>,
-    pub elapsed: Duration,
-    pub detail: String,
-}
-
-/// Headers Weir sets itself on every attempt; a stored header of the same
-/// name (a sender's or a plugin's) is never sent in their place.
-fn is_reserved(name: &str) -> bool {
-    name.starts_with("weir-") || matches!(name, "idempotency-key" | "user-agent" | "content-length" | "host")
-}
-
-/// The request every attempt of a trigger sends: the trigger's stored
-/// headers (the plugin's changes applied at ingest; credentials and
-/// hop-by-hop headers were never stored) minus the upstream's `deny` list,
-/// then Weir's own headers over them; same body and same `idempotency-key`
-/// (the sender's or plugin's, else the trigger id) on every attempt and replay.
+/// The request every attempt of a trigger sends: the headers that travel
+/// (`message::forwarded_headers`), then Weir's own headers over them; the
+/// same body and the same `idempotency-key` on every attempt and replay.
 pub fn request(url: &Uri, t: &StoredTrigger, deny: &[String]) -> Request<Full<Bytes>> {
-    let body = t.transformed.clone().unwrap_or_else(|| t.body.clone());
-    let mut req = Request::new(Full::new(Bytes::from(body)));
+    let mut req = Request::new(Full::new(Bytes::from(message::body(t))));
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = url.clone();
     let headers = req.headers_mut();
-    for (name, value) in &t.meta.headers {
-        if is_reserved(name) || deny.iter().any(|d| d == name) {
-            continue;
-        }
+    for (name, value) in message::forwarded_headers(t, deny) {
         // A value stored lossily (not UTF-8) or a name that no longer
         // parses is left out rather than failing the attempt.
         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
@@ -86,16 +57,12 @@ pub fn request(url: &Uri, t: &StoredTrigger, deny: &[String]) -> Request<Full<By
     if !headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     }
-    let key = t.meta.idempotency_key.clone().unwrap_or_else(|| t.id.to_string());
-    let mut set = |name: &'static str, value: &str| {
+    let key = message::idempotency_key(t);
+    for (name, value) in message::weir_headers(t).iter().map(|(n, v)| (*n, v.as_str())).chain([("idempotency-key", key.as_str())]) {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
-    };
-    set("weir-trigger-id", &t.id.to_string());
-    set("weir-tenant", &t.meta.tenant);
-    set("weir-source", &t.meta.source);
-    set("idempotency-key", &key);
+    }
     headers.insert(header::USER_AGENT, HeaderValue::from_static(concat!("weir/", env!("CARGO_PKG_VERSION"))));
     req
 }

@@ -24,14 +24,13 @@ use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::Uri;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::attempt::{AttemptResult, Class};
 use super::backoff::Backoff;
 use super::breaker::{Admission, Breaker, BreakerConfig, BreakerState, Ticket};
 use super::budget::{BudgetConfig, RetryBudget};
-use super::deliver::{AttemptResult, Class};
 use super::routes::Routes;
 use super::{ForwardError, ForwardStatus, UpstreamStatus};
 use crate::config::Config;
@@ -47,10 +46,7 @@ const BUDGET_WAIT: Duration = Duration::from_millis(250);
 const UNREADABLE_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Upstream {
-    pub url: Uri,
     pub label: String,
-    /// Stored headers never sent to this upstream (`forward.deny_headers`).
-    pub deny: Arc<[String]>,
     breaker: Breaker,
     in_flight: usize,
     attempts: u64,
@@ -166,9 +162,7 @@ impl Policy {
         let mut upstreams = Vec::new();
         for url in &routes.urls {
             upstreams.push(Upstream {
-                url: url.parse().map_err(|e| ForwardError::Config(format!("{url}: {e}")))?,
                 label: url.clone(),
-                deny: f.deny_headers.get(url).cloned().unwrap_or_default().into(),
                 breaker: Breaker::new(breaker_config).map_err(|e| ForwardError::Config(e.to_string()))?,
                 in_flight: 0,
                 attempts: 0,

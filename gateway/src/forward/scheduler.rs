@@ -13,11 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::attempt::{self, AttemptCtx};
-use super::deliver::{self, Class, HttpClient};
+use super::attempt::{self, AttemptCtx, Class};
+use super::deliver;
 use super::policy::{Done, LANE_PAGE, Launch, Policy};
 use super::routes::RouteStatus;
+use super::target::Target;
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::id::TriggerId;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, ControlFile, Store, Subscription};
@@ -78,6 +80,8 @@ pub struct Forwarder {
 impl Forwarder {
     /// Starts the forwarding task; it runs until `shutdown`, then waits for
     /// in-flight attempts (bounded by the attempt timeout) and returns.
+    /// `fleet`: the connection `jetstream:` upstreams publish on.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         config: &Config,
         store: Store,
@@ -86,6 +90,7 @@ impl Forwarder {
         metrics: Arc<crate::telemetry::Metrics>,
         tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
+        fleet: Option<Fleet>,
     ) -> Result<(Forwarder, tokio::task::JoinHandle<()>), ForwardError> {
         let (control, control_rx) = mpsc::channel(16);
         let status = Arc::new(RwLock::new(ForwardStatus::default()));
@@ -110,6 +115,16 @@ impl Forwarder {
             timeout,
             f.max_in_flight as usize,
         );
+        // One target per upstream, indexed as the policy's upstreams are.
+        let targets = policy
+            .routes
+            .urls
+            .iter()
+            .map(|url| {
+                let deny: Arc<[String]> = f.deny_headers.get(url).cloned().unwrap_or_default().into();
+                Target::new(url, deny, &client, fleet.as_ref(), timeout).map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let scheduler = Scheduler {
             policy,
@@ -118,7 +133,7 @@ impl Forwarder {
             tenants,
             metrics,
             tracer,
-            client,
+            targets,
             timeout,
             max_attempts: f.max_attempts,
             max_age_ms: f.max_age_secs.saturating_mul(1000),
@@ -164,7 +179,8 @@ struct Scheduler {
     tenants: Arc<Tenants>,
     metrics: Arc<crate::telemetry::Metrics>,
     tracer: crate::telemetry::Tracer,
-    client: HttpClient,
+    /// Per upstream (the policy's index), where its attempts go.
+    targets: Vec<Arc<Target>>,
     timeout: Duration,
     max_attempts: u32,
     max_age_ms: u64,
@@ -244,15 +260,12 @@ impl Scheduler {
 
     fn spawn(&mut self, launch: Launch) {
         let Launch { job, upstream, ticket } = launch;
-        let up = &self.policy.upstreams[upstream];
         let ctx = AttemptCtx {
             store: self.store.clone(),
             tracer: self.tracer.clone(),
-            client: self.client.clone(),
-            url: up.url.clone(),
-            deny: up.deny.clone(),
+            target: self.targets[upstream].clone(),
+            route: self.policy.routes.names[job.route].clone(),
             upstream,
-            timeout: self.timeout,
             max_attempts: self.max_attempts,
             max_age_ms: self.max_age_ms,
         };

@@ -78,6 +78,7 @@ async fn a_delivered_trigger_whose_outcome_write_fails_is_recorded_later_and_not
         metrics,
         crate::telemetry::Tracer::off(),
         shutdown,
+        None,
     )
     .await
     .expect("start");
