@@ -15,6 +15,7 @@ mod hostile;
 mod ingest;
 mod metrics;
 mod natsd;
+mod operator_cli;
 mod pki;
 mod plugins;
 mod shutdown;
