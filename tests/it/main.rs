@@ -16,6 +16,7 @@ mod ingest;
 mod metrics;
 mod natsd;
 mod operator_cli;
+mod packaging;
 mod pki;
 mod plugins;
 mod shutdown;
