@@ -80,7 +80,7 @@ fn the_systemd_unit_verifies_clean_and_is_hardened() {
     // A start limit, in [Unit] where systemd reads it: a broken gateway is not restarted forever.
     let burst: u32 = one("Unit", "StartLimitBurst").parse().expect("a number");
     let interval = one("Unit", "StartLimitIntervalSec");
-    assert!(burst >= 1 && burst <= 10 && interval.trim_end_matches('s').parse::<u32>().expect("seconds") >= 60, "{burst} in {interval}");
+    assert!((1..=10).contains(&burst) && interval.trim_end_matches('s').parse::<u32>().expect("seconds") >= 60, "{burst} in {interval}");
     let nofile: u64 = one("Service", "LimitNOFILE").parse().expect("a number");
     assert!(nofile >= 65_536, "{nofile}");
     // The store is the one writable path, and where the gateway puts it.
