@@ -3,13 +3,21 @@
 //! by its keys; the Dockerfile, linted by its instructions (there is no Docker
 //! engine to build it here). The environment each sets is run through
 //! `weir check-config`, and the image's health check command through a live
-//! gateway.
+//! gateway. The unit's system call filter is held against every call a real
+//! `weir serve` makes under `strace -f`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Gateway, weir_bin};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use http::StatusCode;
+use weir_test_plugins as wasm;
+
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, WeirProcess, config_toml, weir_bin};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -201,4 +209,107 @@ async fn the_dockerfile_builds_in_stages_and_runs_unprivileged_with_a_volume_and
     for path in ["target", ".git"] {
         assert!(ignore.lines().any(|l| l.trim() == path), ".dockerignore leaves {path} out of the build context");
     }
+}
+
+/// The system calls a `systemd-analyze syscall-filter` set holds, groups expanded.
+fn syscall_set(name: &str, memo: &mut BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    if !name.starts_with('@') {
+        return BTreeSet::from([name.to_string()]);
+    }
+    if let Some(known) = memo.get(name) {
+        return known.clone();
+    }
+    let out = Command::new("systemd-analyze").args(["syscall-filter", name]).output().expect("systemd-analyze");
+    assert!(out.status.success(), "{name}: {}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut set = BTreeSet::new();
+    // The first line names the set; then its members, one per line (`@group` or a call), and comments.
+    for member in text.lines().skip(1).map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        set.extend(syscall_set(member, memo));
+    }
+    memo.insert(name.to_string(), set.clone());
+    set
+}
+
+/// The pid of weir, the child strace started.
+fn traced_child(strace: u32) -> i32 {
+    let tasks = std::fs::read_dir(format!("/proc/{strace}/task")).expect("strace's tasks");
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+        .next()
+        .expect("strace has started weir")
+}
+
+/// Every call `weir serve` makes while serving, compiling a plugin in its
+/// child, ingesting through it, delivering, streaming a backup and draining
+/// on SIGTERM is allowed by the unit's `SystemCallFilter=` lines (allowed
+/// sets minus `~` sets): the sandbox does not break the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_system_call_weir_makes_passes_the_units_filter() {
+    let up = Upstream::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    let extra = format!("[forward]\nupstreams = [\"{}\"]\n", up.url());
+    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("write");
+    let trace = dir.path().join("weir.strace");
+    let wrapper: Vec<&OsStr> = vec![OsStr::new("strace"), OsStr::new("-f"), OsStr::new("-qq"), OsStr::new("-o"), trace.as_os_str()];
+    let mut weir = WeirProcess::start_wrapped(&wrapper, &config, &[]);
+    let pid = traced_child(weir.child.id());
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on the weir process this test started.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+    let _guard = KillOnDrop(pid);
+
+    let c = Client::new();
+    let admin = format!("http://{}", weir.admin);
+    let uploaded = c.put(&format!("{admin}/v1/tenants/acme/plugin"), TOKEN, std::fs::read(wasm::PASSTHROUGH).expect("wasm")).await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{:?}", uploaded.body);
+    for i in 0..5 {
+        let r = c.post(&format!("http://{}/ingest/acme/trace", weir.ingest), &[], format!("{{\"n\":{i}}}")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    up.wait_until(Duration::from_secs(60), |r| r.len() >= 5).await;
+    let backup = c.get(&format!("{admin}/v1/backup"), Some(TOKEN)).await;
+    assert!(backup.status == StatusCode::OK && backup.body.starts_with(b"WEIRBAK1"));
+    // SAFETY: kill(2) on the weir process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = weir.wait_exit(Duration::from_secs(60)).expect("strace ends when weir does");
+    assert!(status.success(), "weir under strace: {status:?}\n{}", weir.log_text());
+
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    // Lines are `PID name(args…` (or `<… name resumed>`, signals, exits): the calls made.
+    let used: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest.trim_start()))
+        .filter_map(|rest| {
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            (!name.is_empty() && rest[name.len()..].starts_with('(')).then_some(name)
+        })
+        .collect();
+    assert!(
+        used.len() > 40 && used.contains("setpriority") && used.contains("fsync"),
+        "the trace covers the compile child and commits: {used:?}"
+    );
+
+    let unit = unit_keys(&read("packaging/systemd/weir.service"));
+    let filters = unit.get(&("Service".to_string(), "SystemCallFilter".to_string())).expect("SystemCallFilter=");
+    let (mut allowed, mut denied, mut memo) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+    for line in filters {
+        let (into, sets) = match line.strip_prefix('~') {
+            Some(rest) => (&mut denied, rest),
+            None => (&mut allowed, line.as_str()),
+        };
+        for set in sets.split_whitespace() {
+            into.extend(syscall_set(set, &mut memo));
+        }
+    }
+    let outside: Vec<&String> = used.iter().filter(|s| !allowed.contains(*s) || denied.contains(*s)).collect();
+    assert!(outside.is_empty(), "weir makes calls the unit's filter refuses: {outside:?}");
+    println!("{} distinct system calls, all allowed by the unit's filter", used.len());
 }
