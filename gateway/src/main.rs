@@ -7,11 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use weir::cli::{self, CliError, FilterFlags, Global, NatsArgs};
+use weir::cli::{self, CliError, FilterFlags, Global, NatsArgs, Paging};
 use weir::{Config, Listeners, shutdown};
 
+/// `weir --version`: the release and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WEIR_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Weir: a durable edge trigger gateway")]
+#[command(name = "weir", version = VERSION, about = "Weir: a durable edge trigger gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,9 +87,12 @@ enum Command {
         /// Replay on every PoP of the fleet, over NATS (the [fleet] section of --config, or --nats URL): each replays locally
         #[arg(long)]
         fleet: bool,
-        /// With --fleet: show the progress of fleet replay jobs (POP:JOB, as a fleet replay printed them); starts nothing
-        #[arg(long, requires = "fleet", num_args = 1.., value_delimiter = ',')]
+        /// Show replay jobs instead of starting one: JOB (as `weir replay` printed it), or POP:JOB with --fleet
+        #[arg(long, num_args = 1.., value_delimiter = ',')]
         status: Vec<String>,
+        /// With --status JOB: follow the jobs to their end (a progress bar on a terminal)
+        #[arg(long, requires = "status", conflicts_with = "fleet")]
+        follow: bool,
         /// With --fleet: how long to wait for the PoPs' answers, in milliseconds
         #[arg(long, default_value_t = 10_000)]
         fleet_timeout_ms: u64,
@@ -100,8 +106,40 @@ enum Command {
         #[command(subcommand)]
         command: FleetCommand,
     },
+    /// Delete matching triggers for good (counts only, unless --yes).
+    Purge {
+        #[command(flatten)]
+        filter: FilterFlags,
+        /// Only these trigger ids (comma-separated)
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<String>,
+        /// Count what would be purged; delete nothing (the default without --yes)
+        #[arg(long)]
+        dry_run: bool,
+        /// Really delete what matches (take a backup first)
+        #[arg(long, conflicts_with = "dry_run")]
+        yes: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The audit log of operator actions, newest first.
+    Audit {
+        /// Only this tenant's entries
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// The tenants this gateway serves.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// Hold a tenant's triggers (still accepted and stored, not forwarded).
     Pause {
+        /// The tenant to hold
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -109,29 +147,49 @@ enum Command {
     },
     /// Release a paused tenant's triggers.
     Resume {
+        /// The tenant to release
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Upload, list or roll back a tenant's plugin.
+    /// Upload, list, roll back or activate a tenant's plugin.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
     },
     /// Stream a consistent snapshot of the store to a file.
     Backup {
+        /// The backup file (written to FILE.partial, renamed when complete)
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out when it already exists
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
     /// Rebuild a store from a backup into an empty data directory (offline).
     Restore {
+        /// The backup file (`weir backup --out`)
         #[arg(long)]
         from: PathBuf,
+        /// The new store directory: empty or absent
         #[arg(long)]
         data_dir: PathBuf,
+    },
+    /// Ask /healthz (or /readyz) on the admin listener; exit 0 when it answers 200 (container health checks).
+    Health {
+        /// Ask /readyz (the store takes writes) instead of /healthz (the process runs)
+        #[arg(long)]
+        ready: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print a shell completion script: `source <(weir completions bash)`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
     },
     /// Check or repair the store files (offline: stop the gateway first).
     Store {
@@ -250,22 +308,31 @@ impl StoreDir {
 }
 
 #[derive(Subcommand)]
-enum TriggersCommand {
+enum TenantsCommand {
+    /// Every tenant served (configured and from the fleet), paused ones marked.
     List {
-        #[command(flatten)]
-        filter: FilterFlags,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// asc (oldest first) or desc (newest first)
-        #[arg(long, default_value = "desc")]
-        order: String,
-        /// Follow every page
-        #[arg(long)]
-        all: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum TriggersCommand {
+    /// List triggers, newest first (filters, paging).
+    List {
+        #[command(flatten)]
+        filter: FilterFlags,
+        #[command(flatten)]
+        paging: Paging,
+        /// asc (oldest first) or desc (newest first)
+        #[arg(long, default_value = "desc")]
+        order: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// One trigger: fields, stored headers, bodies, attempts, note.
     Show {
+        /// The trigger's id (26 characters, as listed)
         id: String,
         #[command(flatten)]
         admin: AdminArgs,
@@ -274,9 +341,12 @@ enum TriggersCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Upload a component (.wasm) and activate it.
     Upload {
+        /// The tenant whose plugin it is
         #[arg(long)]
         tenant: String,
+        /// The component file (built for wasm32-wasip2)
         file: PathBuf,
         /// For every PoP of the fleet: checked and test-compiled here, then put
         /// into NATS (the [fleet] of --config, or --nats); no admin API involved
@@ -287,13 +357,17 @@ enum PluginCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The tenant's stored versions (* = active), with their whole sha256.
     List {
+        /// The tenant whose versions to list
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Re-activate the version before the active one.
     Rollback {
+        /// The tenant to roll back
         #[arg(long)]
         tenant: String,
         /// Roll back the fleet's plugin (a KV update every PoP follows)
@@ -307,11 +381,33 @@ enum PluginCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Activate any stored version (`plugin list`): roll forward again after a rollback.
+    Activate {
+        /// The tenant whose version to activate
+        #[arg(long)]
+        tenant: String,
+        /// The version number, as `weir plugin list` shows it
+        version: u32,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Not for serve: a gateway whose log reader went away keeps serving.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        cli::exit_quietly_on_closed_pipe();
+    }
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Generated whole, then printed: a closed pipe ends it as quietly as any command.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut script);
+            print!("{}", String::from_utf8_lossy(&script));
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { file } => match Config::load(Some(&file)).map_err(|e| e.to_string()).and_then(|c| {
             // The certificate files too: a config that names unusable ones would not start.
             weir::tls::check(&c).map_err(|e| e.to_string())?;
@@ -403,8 +499,8 @@ fn admin_command(command: Command) -> Result<(), CliError> {
     rt.block_on(async move {
         match command {
             Command::Status { admin } => cli::status(&global(&admin)?).await,
-            Command::Triggers { command: TriggersCommand::List { filter, limit, order, all, admin } } => {
-                cli::list(&global(&admin)?, &filter, limit, &order, all).await
+            Command::Triggers { command: TriggersCommand::List { filter, paging, order, admin } } => {
+                cli::list(&global(&admin)?, &filter, &paging, &order).await
             }
             Command::Triggers { command: TriggersCommand::Show { id, admin } } => cli::show(&global(&admin)?, &id).await,
             Command::Replay {
@@ -417,6 +513,9 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 }
                 let r = cli::FleetReplay { filter: &filter, ids: &ids, dry_run, rerun_plugin, max_per_sec, timeout, json: admin.json };
                 cli::fleet_replay(&f, &r).await
+            }
+            Command::Replay { status, follow, admin, .. } if !status.is_empty() => {
+                cli::replay_status(&global(&admin)?, &status, follow).await
             }
             Command::Replay { filter, ids, dry_run, rerun_plugin, background, max_per_sec, admin, .. } => {
                 cli::replay(&global(&admin)?, &filter, &ids, dry_run, rerun_plugin, background, max_per_sec).await
@@ -441,6 +540,10 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             Command::Fleet { command: FleetCommand::Resume { tenant, fleet } } => {
                 cli::fleet_pause(&cli::fleet_config(&fleet.nats, fleet.config.as_deref())?, &tenant, false, fleet.json).await
             }
+            Command::Purge { filter, ids, dry_run, yes, admin } => cli::purge(&global(&admin)?, &filter, &ids, dry_run, yes).await,
+            Command::Audit { tenant, paging, admin } => cli::audit(&global(&admin)?, tenant.as_deref(), &paging).await,
+            Command::Tenants { command: TenantsCommand::List { admin } } => cli::tenants(&global(&admin)?).await,
+            Command::Health { ready, admin } => cli::health(&global(&admin)?, ready).await,
             Command::Pause { tenant, admin } => cli::pause(&global(&admin)?, &tenant, true).await,
             Command::Resume { tenant, admin } => cli::pause(&global(&admin)?, &tenant, false).await,
             Command::Plugin { command: PluginCommand::Upload { tenant, file, fleet: true, nats, admin } } => {
@@ -456,16 +559,21 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             Command::Plugin { command: PluginCommand::Rollback { tenant, admin, .. } } => {
                 cli::plugin_rollback(&global(&admin)?, &tenant).await
             }
-            Command::Backup { out, admin } => cli::backup(&global(&admin)?, &out).await,
+            Command::Plugin { command: PluginCommand::Activate { tenant, version, admin } } => {
+                cli::plugin_activate(&global(&admin)?, &tenant, version).await
+            }
+            Command::Backup { out, force, admin } => cli::backup(&global(&admin)?, &out, force).await,
             Command::Restore { from, data_dir } => {
                 // No budget or reserve while restoring: the snapshot decides what is in it, and
                 // a restore that runs out of disk fails whole (nothing is left at data_dir).
                 let config =
                     weir::config::StoreConfig { path: data_dir.clone(), max_bytes: u64::MAX, min_free_bytes: 0, ..Default::default() };
                 let summary = weir::store::snapshot::restore(&from, &config).await.map_err(|e| match e {
-                    weir::store::RestoreError::NotEmpty { .. } | weir::store::RestoreError::NotABackup { .. } => {
-                        CliError::Usage(e.to_string())
-                    }
+                    // Bad input, exit 2 (docs/cli.md): a damaged or cut file is no backup either.
+                    weir::store::RestoreError::NotEmpty { .. }
+                    | weir::store::RestoreError::NotABackup { .. }
+                    | weir::store::RestoreError::Damaged { .. }
+                    | weir::store::RestoreError::Read { .. } => CliError::Usage(e.to_string()),
                     other => CliError::Failed(other.to_string()),
                 })?;
                 println!(
@@ -477,9 +585,11 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 );
                 Ok(())
             }
-            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) | Command::Store { .. } => {
-                Err(CliError::Usage("not an admin command".into()))
-            }
+            Command::Serve { .. }
+            | Command::CheckConfig { .. }
+            | Command::CompilePlugin(_)
+            | Command::Store { .. }
+            | Command::Completions { .. } => Err(CliError::Usage("not an admin command".into())),
         }
     })
 }
@@ -561,3 +671,7 @@ impl Signals {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "main_tests.rs"]
+mod tests;

@@ -383,7 +383,7 @@ async fn the_cli_end_to_end_with_json_and_exit_codes() {
     let (code, out, err) =
         cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--background", "--max-per-sec", "100"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("matched 3  replayed 3  skipped 0"), "{out}");
+    assert!(out.contains("matched 3  replayed 3  not pending 0  skipped 0"), "{out}");
     let (code, _, err) = cli(&gw, Some(TOKEN), &["replay", "--tenant", "acme", "--state", "pending", "--max-per-sec", "0"]);
     assert_eq!(code, 5, "a pace of 0 is refused: {err}");
 

@@ -16,6 +16,8 @@ mod hostile;
 mod ingest;
 mod metrics;
 mod natsd;
+mod operator_cli;
+mod packaging;
 mod pki;
 mod plugins;
 mod shutdown;

@@ -214,7 +214,21 @@ impl WeirProcess {
 
     /// Starts with extra environment variables.
     pub fn start_with_env(config_file: &Path, env: &[(&str, &str)]) -> WeirProcess {
-        let mut child = Command::new(weir_bin())
+        WeirProcess::start_wrapped(&[], config_file, env)
+    }
+
+    /// Starts `weir serve` under another program: `wrapper` is its command
+    /// line before weir's (`strace -f -o FILE`); `child` is then that program.
+    pub fn start_wrapped(wrapper: &[&std::ffi::OsStr], config_file: &Path, env: &[(&str, &str)]) -> WeirProcess {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(weir_bin());
+                c
+            }
+            None => Command::new(weir_bin()),
+        };
+        let mut child = command
             .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(config_file)

@@ -144,6 +144,7 @@ impl Admin {
             Name::UploadPlugin => self.upload_plugin(&scope, p(0), req).await,
             Name::ListPlugins => self.list_plugins(&scope, p(0)).await,
             Name::RollbackPlugin => self.rollback_plugin(&scope, p(0)).await,
+            Name::ActivatePlugin => self.activate_plugin(&scope, p(0), req).await,
             Name::Pause => self.pause(&scope, p(0), true).await,
             Name::Resume => self.pause(&scope, p(0), false).await,
             Name::FleetPlugins => self.fleet_plugins_status(),

@@ -1,4 +1,5 @@
-//! Plugin routes: upload (validate, compile, store, activate), list, rollback.
+//! Plugin routes: upload (validate, compile, store, activate), list, rollback,
+//! activate a stored version (roll forward again after a rollback).
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -65,6 +66,33 @@ impl Admin {
             Ok(version) => {
                 self.audit(scope, "plugin.rollback", Some(tenant), serde_json::json!({"active": version}), None).await;
                 h::json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "active": version}))
+            }
+            Err(e) => upload_error(&e),
+        }
+    }
+}
+
+/// `POST /v1/tenants/{tenant}/plugin/activate`'s body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    version: u32,
+}
+
+impl Admin {
+    pub(super) async fn activate_plugin(&self, scope: &Scope, tenant: &str, req: Request<Incoming>) -> Resp {
+        if let Err(resp) = self.tenant_in_scope(scope, tenant) {
+            return resp;
+        }
+        let body: ActivateBody = match super::json_body(req).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        match self.plugins.activate(tenant, body.version).await {
+            Ok(previous) => {
+                let detail = serde_json::json!({"active": body.version, "previous": previous});
+                self.audit(scope, "plugin.activate", Some(tenant), detail, None).await;
+                h::json(StatusCode::OK, &serde_json::json!({"tenant": tenant, "active": body.version, "previous": previous}))
             }
             Err(e) => upload_error(&e),
         }

@@ -25,6 +25,7 @@ pub enum Name {
     UploadPlugin,
     ListPlugins,
     RollbackPlugin,
+    ActivatePlugin,
     Pause,
     Resume,
     FleetPlugins,
@@ -54,6 +55,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "PUT", pattern: "/v1/tenants/{tenant}/plugin", access: Access::Tenant, name: Name::UploadPlugin },
     Route { method: "GET", pattern: "/v1/tenants/{tenant}/plugin", access: Access::Tenant, name: Name::ListPlugins },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/plugin/rollback", access: Access::Tenant, name: Name::RollbackPlugin },
+    Route { method: "POST", pattern: "/v1/tenants/{tenant}/plugin/activate", access: Access::Tenant, name: Name::ActivatePlugin },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/pause", access: Access::Tenant, name: Name::Pause },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/resume", access: Access::Tenant, name: Name::Resume },
     // Fleet plugins reach every PoP: the operator's alone.

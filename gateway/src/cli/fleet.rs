@@ -7,13 +7,13 @@
 //! not answer a fleet replay, or whose job failed).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{CliError, FilterFlags, print_json, table};
+use super::progress::{Progress, Total, Unit};
+use super::{CliError, FilterFlags, human, print_json, table};
 use crate::config::{Config, FleetConfig};
 use crate::fleet::heartbeat::Heartbeat;
 use crate::fleet::replay::{self, Collected, PopReply, ReplayRequest, StatusRequest};
@@ -114,7 +114,7 @@ fn pop_row(p: &PopStatus) -> Vec<String> {
         hb.oldest_pending_age_ms.map_or("-".into(), duration_text),
         format!("{:.1}", hb.delivery_rate_per_sec),
         upstreams_text(hb),
-        format!("{} / {}", bytes_text(hb.disk.used_bytes), bytes_text(hb.disk.budget_bytes)),
+        format!("{} / {}", human::bytes(hb.disk.used_bytes), human::bytes(hb.disk.budget_bytes)),
     ]
 }
 
@@ -128,17 +128,6 @@ fn upstreams_text(hb: &Heartbeat) -> String {
         return "-".into();
     }
     by_state.iter().map(|(s, n)| format!("{n} {}", printable(s))).collect::<Vec<_>>().join(", ")
-}
-
-fn bytes_text(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
 
 /// Text from NATS goes to a terminal: no control characters (escape sequences).
@@ -161,7 +150,7 @@ pub struct FleetReplay<'a> {
 /// `weir replay --fleet FILTER`: every live PoP replays locally; the counts
 /// are summed, then the jobs followed to the end (like a local background replay).
 pub async fn fleet_replay(f: &FleetConfig, r: &FleetReplay<'_>) -> Result<(), CliError> {
-    let mut body = r.filter.json();
+    let mut body = r.filter.json()?;
     if !r.ids.is_empty() {
         body.insert("ids".into(), Value::from(r.ids.to_vec()));
     }
@@ -240,18 +229,17 @@ async fn status_round(
 /// Asks for the jobs' progress until none is running; a PoP that stops
 /// answering is left out (and named) rather than waited for forever.
 async fn follow(f: &FleetConfig, client: &async_nats::Client, o: &mut Outcome, timeout: Duration, json: bool) -> Result<(), CliError> {
-    let tty = std::io::stderr().is_terminal() && !json;
+    let mut bar = Progress::on_stderr(json, "fleet replay", Unit::Triggers, Total::Unknown);
     loop {
         let running: BTreeMap<String, u64> =
             o.replies.values().filter(|r| r.state == "running").filter_map(|r| Some((r.pop.clone(), r.job?))).collect();
-        if tty {
-            let (done, total) = o.replies.values().fold((0, 0), |(d, t), r| (d + r.handled(), t + r.matched));
-            eprint!("\r{} {done}/{total} ", super::bar(done, total));
-            let _ = std::io::stderr().flush();
-        }
+        let (done, total) = o.replies.values().fold((0, 0), |(d, t), r| (d + r.handled(), t + r.matched));
+        bar.set_total(Total::Exact(total));
         if running.is_empty() {
+            bar.finish(done);
             break;
         }
+        bar.update(done);
         // Polling a remote job: there is no event to wait on from here.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let got = status_round(f, client, &replay::new_request_id(), &running, timeout).await?;
@@ -270,9 +258,6 @@ async fn follow(f: &FleetConfig, client: &async_nats::Client, o: &mut Outcome, t
                 }
             }
         }
-    }
-    if tty {
-        eprintln!();
     }
     Ok(())
 }
@@ -400,12 +385,6 @@ mod tests {
     #[test]
     fn terminal_text_loses_its_control_characters() {
         assert_eq!(printable("fra1\u{1b}[2J\n"), "fra1?[2J?");
-    }
-
-    #[test]
-    fn bytes_read_well() {
-        assert_eq!(bytes_text(512), "512 B");
-        assert_eq!(bytes_text(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 
     #[test]

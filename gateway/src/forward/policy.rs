@@ -53,6 +53,8 @@ pub struct Upstream {
     delivered: u64,
     failures: u64,
     last_error: Option<String>,
+    /// When `last_error` happened: the status tells a current error from an old one.
+    last_error_at: Option<Instant>,
     /// The last attempt failed (a failure after a success is logged again).
     failing: bool,
 }
@@ -169,6 +171,7 @@ impl Policy {
                 delivered: 0,
                 failures: 0,
                 last_error: None,
+                last_error_at: None,
                 failing: false,
             });
         }
@@ -507,6 +510,7 @@ impl Policy {
             tracing::warn!(upstream = %up.label, error = %error, "upstream attempt failed; will retry");
         }
         up.last_error = Some(error);
+        up.last_error_at = Some(now);
         up.failing = true;
         up.breaker.on_failure(now, ticket);
         if let Some(ra) = result.retry_after {
@@ -563,6 +567,7 @@ impl Policy {
                     delivered: u.delivered,
                     failures: u.failures,
                     last_error: u.last_error.clone(),
+                    last_error_age_ms: u.last_error_at.map(|t| now.saturating_duration_since(t).as_millis() as u64),
                     held_for_ms: u.breaker.held_until(now).map(|t| t.saturating_duration_since(now).as_millis() as u64),
                 })
                 .collect(),

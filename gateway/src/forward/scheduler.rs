@@ -62,6 +62,8 @@ pub struct UpstreamStatus {
     pub delivered: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// How long ago `last_error` happened.
+    pub last_error_age_ms: Option<u64>,
     pub held_for_ms: Option<u64>,
 }
 

@@ -292,6 +292,18 @@ impl PluginHost {
         Ok(previous)
     }
 
+    /// Makes a stored version the active one, whichever it is (a roll
+    /// forward after a rollback, or any older one). Returns the version that
+    /// was active before.
+    pub async fn activate(self: &Arc<Self>, tenant: &str, version: u32) -> Result<Option<u32>, UploadError> {
+        let previous = self.active_version(tenant);
+        self.activate_version(tenant, version).await?;
+        let (repo, t) = (self.repo.clone(), tenant.to_string());
+        blocking(move || repo.set_active(&t, version)).await?;
+        tracing::info!(tenant, from = ?previous, to = version, "plugin version activated");
+        Ok(previous)
+    }
+
     /// Stored versions and the active one.
     pub async fn versions(&self, tenant: &str) -> Result<(Vec<PluginVersion>, Option<u32>), UploadError> {
         let (repo, t) = (self.repo.clone(), tenant.to_string());

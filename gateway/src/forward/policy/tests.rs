@@ -283,3 +283,18 @@ fn a_tenant_added_at_run_time_gets_a_lane_on_its_first_announcement_and_takes_it
     sent.sort();
     assert_eq!(sent, [id(1), id(2), id(20)], "the new tenant's trigger goes out with the others");
 }
+
+#[test]
+fn the_status_says_how_old_an_upstreams_last_error_is() {
+    let mut t = Clock(Instant::now());
+    let c = config(&[A], |_| {});
+    let mut p = Policy::new(&c, HashSet::new(), t.now()).expect("policy");
+    assert_eq!(p.status(t.now()).upstreams[0].last_error_age_ms, None, "no error yet");
+    p.refilled(0, vec![(id(1), None)]);
+    let first = one(&mut p, &t);
+    p.complete(attempted(first, refused()), t.now());
+    t.advance(Duration::from_millis(1500));
+    let up = &p.status(t.now()).upstreams[0];
+    assert_eq!(up.last_error.as_deref(), Some("connect failed: refused"));
+    assert_eq!(up.last_error_age_ms, Some(1500), "the age grows with the clock, not the attempts");
+}
