@@ -234,6 +234,7 @@ enum FleetCommand {
     },
     /// Pause a tenant's forwarding on every PoP (its triggers are still accepted and kept).
     Pause {
+        /// The tenant to pause everywhere
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -241,6 +242,7 @@ enum FleetCommand {
     },
     /// Resume a tenant's forwarding on every PoP.
     Resume {
+        /// The tenant to resume everywhere
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -252,6 +254,7 @@ enum FleetCommand {
 enum FleetTenantCommand {
     /// Declare a tenant for the whole fleet, or replace its settings (checked here first).
     Set {
+        /// The tenant id (1-64 of [A-Za-z0-9._-])
         tenant: String,
         #[command(flatten)]
         settings: cli::FleetTenantFlags,
@@ -260,6 +263,7 @@ enum FleetTenantCommand {
     },
     /// Remove a fleet tenant: new triggers get 404 on every PoP; what was accepted is still forwarded.
     Remove {
+        /// The fleet tenant to remove
         tenant: String,
         #[command(flatten)]
         fleet: FleetArgs,
