@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod console;
 mod crash;
 mod disk;
 mod fleet_delivery;

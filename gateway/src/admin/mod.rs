@@ -8,6 +8,7 @@
 mod audit;
 pub mod auth;
 mod backup;
+pub mod console;
 mod fleet_plugins;
 mod plugins;
 mod replay;
@@ -122,6 +123,10 @@ impl Admin {
                 return h::not_found(&format!("no admin route for {} {path} (see docs/api.md)", req.method()));
             }
         };
+        if route.access == Access::Public {
+            let asset = if route.name == Name::ConsoleAsset { params.first().copied().unwrap_or("") } else { "" };
+            return console::serve(req.method(), asset);
+        }
         let scope = match self.auth.check(req.headers().get(http::header::AUTHORIZATION)) {
             Ok(s) => s,
             Err(resp) => return resp,
@@ -150,6 +155,9 @@ impl Admin {
             Name::FleetPlugins => self.fleet_plugins_status(),
             Name::UploadFleetPlugin => self.upload_fleet_plugin(&scope, p(0), req).await,
             Name::RollbackFleetPlugin => self.rollback_fleet_plugin(&scope, p(0), req).await,
+            Name::WhoAmI => self.whoami(&scope),
+            // Answered above, before the token check.
+            Name::Console | Name::ConsoleAsset => console::serve(req.method(), ""),
         }
     }
 
@@ -184,6 +192,7 @@ impl Admin {
                         "routes": forward.routes,
                         "outcomes_unrecorded": forward.outcomes_unrecorded,
                         "paused_tenants": forward.paused_tenants,
+                        "pending_by_tenant": self.store.pending_by_tenant(),
                         "in_flight": forward.in_flight,
                         "retries_waiting": forward.retries_waiting,
                         "delivered_last_minute": forward.delivered_last_minute,
@@ -196,6 +205,18 @@ impl Admin {
                 )
             }
             Err(e) => h::unavailable("store_unavailable", &format!("store statistics could not be read: {e}"), 5),
+        }
+    }
+
+    /// Who the token is; for a tenant token also its own backlog and pause, since `/v1/status` is the operator's.
+    fn whoami(&self, scope: &Scope) -> Resp {
+        match scope.tenant() {
+            None => h::json(StatusCode::OK, &serde_json::json!({"scope": "operator"})),
+            Some(t) => {
+                let paused = self.forwarder.status().paused_tenants.iter().any(|p| p == t);
+                let pending = self.store.pending_by_tenant().get(t).copied().unwrap_or(0);
+                h::json(StatusCode::OK, &serde_json::json!({"scope": "tenant", "tenant": t, "paused": paused, "pending": pending}))
+            }
         }
     }
 

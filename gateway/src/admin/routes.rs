@@ -9,6 +9,8 @@ pub enum Access {
     Operator,
     /// The operator, or a tenant token for that tenant's own data.
     Tenant,
+    /// No token: the console's page and assets (they hold no data; the API calls they make need a token).
+    Public,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub enum Name {
     FleetPlugins,
     UploadFleetPlugin,
     RollbackFleetPlugin,
+    WhoAmI,
+    Console,
+    ConsoleAsset,
 }
 
 #[derive(Debug)]
@@ -62,6 +67,10 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", pattern: "/v1/fleet/plugins", access: Access::Operator, name: Name::FleetPlugins },
     Route { method: "PUT", pattern: "/v1/fleet/plugins/{tenant}", access: Access::Operator, name: Name::UploadFleetPlugin },
     Route { method: "POST", pattern: "/v1/fleet/plugins/{tenant}/rollback", access: Access::Operator, name: Name::RollbackFleetPlugin },
+    // Who the token is: the console asks once at login (a tenant token learns only its own tenant).
+    Route { method: "GET", pattern: "/v1/whoami", access: Access::Tenant, name: Name::WhoAmI },
+    Route { method: "GET", pattern: "/ui", access: Access::Public, name: Name::Console },
+    Route { method: "GET", pattern: "/ui/{asset}", access: Access::Public, name: Name::ConsoleAsset },
 ];
 
 pub enum Miss {
