@@ -64,6 +64,23 @@ async function loginAs(token) {
   await page.waitForSelector("#nav:not([hidden])");
 }
 
+// The seed's scenario on its own gateway: the upstream down and the disk budget full (tests/it/console.rs filled it).
+if (process.env.WEIR_SCENARIO === "disk_full") {
+  await loginAs(OPERATOR);
+  await page.waitForSelector("#headline .alert.open:has-text('Connection refused')");
+  await page.waitForSelector("#summary.bad:has-text('ingest refusing')");
+  await page.waitForSelector("#disk.warn");
+  const summary = await page.textContent("#summary");
+  assert.match(summary, /triggers held/, summary);
+  await shot("overview-disk-full");
+  await page.setViewportSize({width: 390, height: 844});
+  await shot("overview-disk-full-phone");
+  assert.deepEqual([dialogs, pageErrors], [[], []]);
+  await browser.close();
+  process.stdout.write("PASS\n");
+  process.exit(0);
+}
+
 // 0. The headers of the page itself.
 {
   const r = await fetch(`${ADMIN}/ui`);

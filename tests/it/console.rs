@@ -17,15 +17,17 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn config(dir: &std::path::Path, upstream: &str) -> String {
+fn config(dir: &std::path::Path, upstream: &str, store: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
+max_body_bytes = 65536
 
 [store]
 path = "{}"
+{store}
 
 [admin]
 token = "{TOKEN}"
@@ -54,18 +56,10 @@ id = "plug"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_runs_an_incident_in_a_real_browser() {
-    let script = repo().join("tests/console/run.mjs");
-    assert!(
-        repo().join("tests/console/node_modules/playwright-core").exists(),
-        "playwright-core is missing: run `npm ci --prefix tests/console` (.ci/run does)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(std::path::Path::new(&chromium).exists(), "{chromium} is missing: apt-get install chromium (.ci/run does)");
-
     let mut upstream = Upstream::start(Mode::Ok).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_file = dir.path().join("weir.toml");
-    std::fs::write(&config_file, config(dir.path(), &upstream.url())).expect("config");
+    std::fs::write(&config_file, config(dir.path(), &upstream.url(), "")).expect("config");
     let weir = WeirProcess::start(&config_file);
     let admin = format!("http://{}", weir.admin);
 
@@ -76,6 +70,35 @@ async fn the_console_runs_an_incident_in_a_real_browser() {
         assert_eq!(r.status, http::StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
     }
 
+    let shots = run_browser(&weir, &mut upstream, "incident").await;
+    for name in [
+        "overview",
+        "overview-upstream-open",
+        "overview-phone",
+        "triggers",
+        "trigger-hostile",
+        "dead-letters-dry-run",
+        "dead-letters-replayed",
+        "tenants",
+        "audit",
+        "fleet",
+        "tenant-view",
+    ] {
+        assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}.png");
+    }
+}
+
+/// Runs tests/console/run.mjs in `scenario` against `weir`, doing what it asks of
+/// the upstream; panics unless it passes. Returns the screenshot folder.
+async fn run_browser(weir: &WeirProcess, upstream: &mut Upstream, scenario: &str) -> PathBuf {
+    let script = repo().join("tests/console/run.mjs");
+    assert!(
+        repo().join("tests/console/node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/console` (.ci/run does)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(std::path::Path::new(&chromium).exists(), "{chromium} is missing: apt-get install chromium (.ci/run does)");
+    let admin = format!("http://{}", weir.admin);
     let shots = repo().join("target/console-screenshots");
     let mut node = Command::new("node")
         .arg(&script)
@@ -85,6 +108,7 @@ async fn the_console_runs_an_incident_in_a_real_browser() {
         .env("WEIR_ACME_TOKEN", ACME_TOKEN)
         .env("WEIR_SCREENSHOTS", &shots)
         .env("CHROMIUM", &chromium)
+        .env("WEIR_SCENARIO", scenario)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -121,19 +145,31 @@ async fn the_console_runs_an_incident_in_a_real_browser() {
     }
     let status = node.wait().expect("node exits");
     assert!(status.success() && passed, "the browser script failed ({status}); weir's log:\n{}", weir.log_text());
-    for name in [
-        "overview",
-        "overview-upstream-open",
-        "overview-phone",
-        "triggers",
-        "trigger-hostile",
-        "dead-letters-dry-run",
-        "dead-letters-replayed",
-        "tenants",
-        "audit",
-        "fleet",
-        "tenant-view",
-    ] {
-        assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}.png");
+    shots
+}
+
+/// The seed's scenario: the upstream down for good and the disk budget full. The overview must say both:
+/// the upstream open with its cause, the triggers held, and ingest refusing with the /readyz reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_an_upstream_down_and_the_disk_full() {
+    let mut upstream = Upstream::start(Mode::Ok).await;
+    upstream.down().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_file = dir.path().join("weir.toml");
+    std::fs::write(&config_file, config(dir.path(), &upstream.url(), "max_bytes = 1048576")).expect("config");
+    let weir = WeirProcess::start(&config_file);
+    let c = Client::new();
+    let body = vec![b'x'; 60_000];
+    let mut accepted = 0;
+    loop {
+        let r = c.post(&format!("http://{}/ingest/acme/bulk", weir.ingest), &[], body.clone()).await;
+        if r.status == http::StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_eq!(r.status, http::StatusCode::ACCEPTED);
+        accepted += 1;
+        assert!(accepted < 100, "a 1 MiB budget took 100 triggers of 60 kB");
     }
+    let shots = run_browser(&weir, &mut upstream, "disk_full").await;
+    assert!(shots.join("overview-disk-full.png").exists());
 }
