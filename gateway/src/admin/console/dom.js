@@ -56,6 +56,15 @@ export function chart(label, points, spanMs, now) {
   const line = document.createElementNS(ns, "polyline");
   line.setAttribute("points", coords.join(" "));
   svg.append(line);
+  if (coords.length) {
+    // The latest value as a dot: visible from the first poll on, before there is a line.
+    const [x, y] = coords[coords.length - 1].split(",");
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", x);
+    dot.setAttribute("cy", y);
+    dot.setAttribute("r", "2.5");
+    svg.append(dot);
+  }
   const title = document.createElementNS(ns, "title");
   title.textContent = `${label}: last hour, max ${fmtNum(max)}`;
   svg.append(title);
