@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "WEIR_";
 
 /// `WEIR_*` variables that belong to the CLI, not to the config file.
-const CLI_ENV_VARS: &[&str] = &["WEIR_ADMIN_URL", "WEIR_ADMIN_CA_FILE", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
+const CLI_ENV_VARS: &[&str] = &["WEIR_BUILD_COMMIT", "WEIR_ADMIN_URL", "WEIR_ADMIN_CA_FILE", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

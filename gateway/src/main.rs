@@ -11,7 +11,7 @@ use weir::cli::{self, CliError, FilterFlags, Global, NatsArgs, Paging};
 use weir::{Config, Listeners, shutdown};
 
 /// `weir --version`: the release and the commit it was built from (`build.rs`).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WEIR_COMMIT"), ")");
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATEWAY_BUILD_COMMIT"), ")");
 
 #[derive(Parser)]
 #[command(name = "weir", version = VERSION, about = "Weir: a durable edge trigger gateway")]
