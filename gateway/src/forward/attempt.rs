@@ -55,11 +55,11 @@ impl AttemptCtx {
             .iter()
             .rev()
             .find(|(n, _)| n == "traceparent")
-            .and_then(|(_, v)| crate::telemetry::SpanContext::from_traceparent(v));
+            .and_then(|(_, v)| crate::telemetry::trace::parse_traceparent(v));
         let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
         let mut req = deliver::request(&self.url, &trigger, &self.deny);
         if let Some(s) = &span
-            && let Ok(v) = http::HeaderValue::from_str(&s.ctx.traceparent())
+            && let Ok(v) = http::HeaderValue::from_str(&crate::telemetry::trace::traceparent(&s.context()))
         {
             req.headers_mut().insert("traceparent", v);
         }
@@ -111,7 +111,7 @@ impl AttemptCtx {
                 Some(change)
             }
         };
-        if let Some(s) = span.as_mut() {
+        if let Some(s) = span.as_mut().filter(|s| s.is_recording()) {
             s.attr("url.full", self.url.to_string());
             s.attr("weir.trigger_id", job.id.to_string());
             s.attr("weir.tenant", tenant.clone());
