@@ -12,6 +12,7 @@ mod ingest_tls;
 mod outage;
 mod plugin;
 mod restart;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ pub enum Scenario {
     Hostile,
     FleetIdle,
     FleetPlugin,
+    Telemetry,
     All,
 }
 
@@ -57,6 +59,7 @@ impl Scenario {
             Scenario::Hostile => "hostile",
             Scenario::FleetIdle => "fleet-idle",
             Scenario::FleetPlugin => "fleet-plugin",
+            Scenario::Telemetry => "telemetry",
             Scenario::All => "all",
         }
     }
@@ -76,6 +79,7 @@ impl Scenario {
                 Scenario::Hostile,
                 Scenario::FleetIdle,
                 Scenario::FleetPlugin,
+                Scenario::Telemetry,
             ],
             s => vec![s],
         }
@@ -150,6 +154,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Hostile => hostile::run(ctx).await,
         Scenario::FleetIdle => fleet_idle::run(ctx).await,
         Scenario::FleetPlugin => fleet_plugins::run(ctx).await,
+        Scenario::Telemetry => telemetry::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;
