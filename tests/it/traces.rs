@@ -110,14 +110,20 @@ impl Receiver {
 
     /// OTLP/gRPC: opentelemetry-proto's tonic services over HTTP/2 (h2c).
     pub(crate) async fn start_grpc() -> Receiver {
+        Receiver::start_grpc_with(None).await
+    }
+
+    /// OTLP/gRPC, over TLS when `tls` is given (HTTP/2 by ALPN).
+    pub(crate) async fn start_grpc_with(tls: Option<rustls::ServerConfig>) -> Receiver {
         use tonic::codegen::Service as _;
+        let tls = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let got = Got::default();
         let (traces, metrics) = (TraceServiceServer::new(got.clone()), MetricsServiceServer::new(got.clone()));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (traces, metrics) = (traces.clone(), metrics.clone());
+                let (traces, metrics, tls) = (traces.clone(), metrics.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let (mut traces, mut metrics) = (traces.clone(), metrics.clone());
@@ -129,9 +135,16 @@ impl Receiver {
                             }
                         }
                     });
-                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let http2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else { return };
+                            let _ = http2.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                        None => {
+                            let _ = http2.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -142,7 +155,7 @@ impl Receiver {
         self.got.spans.lock().expect("lock").clone()
     }
 
-    fn metrics(&self) -> BTreeMap<String, f64> {
+    pub(crate) fn metrics(&self) -> BTreeMap<String, f64> {
         self.got.metrics.lock().expect("lock").clone()
     }
 

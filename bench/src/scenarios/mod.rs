@@ -106,6 +106,8 @@ pub struct Ctx {
     pub triggers: Option<u64>,
     /// The `weir` binary.
     pub weir: Option<PathBuf>,
+    /// `--before`: a second binary the `telemetry` scenario measures in the same rounds.
+    pub before: Option<PathBuf>,
 }
 
 impl Ctx {
