@@ -65,11 +65,16 @@ fn points<T: Display + Copy>(out: &mut String, name: &str, data: &MetricData<T>)
     out.extend(lines.into_iter().map(|(_, text)| text));
 }
 
-/// `{k="v",…}` (sorted by key, values escaped), with `le` last when given;
-/// empty when there are no labels.
+/// The order labels are written in (the order Weir always wrote them; the
+/// SDK keeps attributes sorted by key): who, then what happened.
+const LABEL_ORDER: &[&str] = &["tenant", "upstream", "listener", "command", "kind", "state", "outcome", "reason", "result"];
+
+/// `{k="v",…}` (in [`LABEL_ORDER`], values escaped), with `le` last when
+/// given; empty when there are no labels.
 fn labels<'a>(attrs: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> String {
     let mut pairs: Vec<(String, String)> = attrs.map(|kv| (kv.key.to_string(), kv.value.to_string())).collect();
-    pairs.sort();
+    let rank = |k: &str| LABEL_ORDER.iter().position(|l| *l == k).unwrap_or(LABEL_ORDER.len());
+    pairs.sort_by(|a, b| (rank(&a.0), &a.0).cmp(&(rank(&b.0), &b.0)));
     if let Some(le) = le {
         pairs.push(("le".into(), le.into()));
     }
@@ -101,7 +106,7 @@ mod tests {
         assert!(page.contains("weir_ingest_duration_seconds_bucket{le=\"0.00025\"} 2\n"), "{page}");
         assert!(page.contains("weir_ingest_duration_seconds_bucket{le=\"+Inf\"} 3\n"), "{page}");
         assert!(page.contains("weir_ingest_duration_seconds_count 3\n"), "{page}");
-        assert!(page.contains("weir_ingest_requests_total{outcome=\"accepted\",tenant=\"a\\\"b\"} 3\n"), "{page}");
+        assert!(page.contains("weir_ingest_requests_total{tenant=\"a\\\"b\",outcome=\"accepted\"} 3\n"), "labels in Weir's order: {page}");
         assert!(page.contains("# TYPE weir_fleet_commands_total counter\n"), "declared before any event: {page}");
         assert!(page.contains("weir_dead_total 0\n"), "an unlabelled counter shows 0 from the start: {page}");
     }
