@@ -255,6 +255,9 @@ enum PluginCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// new, build, check, test: the plugin author's loop (no gateway needed).
+    #[command(flatten)]
+    Dev(cli::PluginDevCommand),
 }
 
 fn main() -> ExitCode {
@@ -281,6 +284,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CompilePlugin(args) => weir::plugin::compile_child(&args),
+        Command::Plugin { command: PluginCommand::Dev(command) } => cli::plugin_dev(command),
         Command::Store { command } => {
             let result = match command {
                 StoreCommand::Check { dir } => dir.resolve().and_then(|d| cli::store_check(&d)),
@@ -408,9 +412,11 @@ fn admin_command(command: Command) -> Result<(), CliError> {
                 );
                 Ok(())
             }
-            Command::Serve { .. } | Command::CheckConfig { .. } | Command::CompilePlugin(_) | Command::Store { .. } => {
-                Err(CliError::Usage("not an admin command".into()))
-            }
+            Command::Serve { .. }
+            | Command::CheckConfig { .. }
+            | Command::CompilePlugin(_)
+            | Command::Store { .. }
+            | Command::Plugin { command: PluginCommand::Dev(_) } => Err(CliError::Usage("not an admin command".into())),
         }
     })
 }

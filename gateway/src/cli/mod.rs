@@ -10,6 +10,7 @@
 
 mod client;
 mod fleet;
+mod plugin_dev;
 mod plugin_fleet;
 mod store;
 mod table;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use client::{AdminClient, CliError};
 pub use fleet::{FleetReplay, NatsArgs, fleet_config, fleet_replay, fleet_replay_status, fleet_status};
+pub use plugin_dev::{PluginDevCommand, run as plugin_dev};
 pub use plugin_fleet::{FleetTarget, plugin_rollback_fleet, plugin_upload_fleet};
 pub use store::{store_check, store_repair};
 
