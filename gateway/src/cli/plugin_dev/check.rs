@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::Limits;
 use super::host::LocalHost;
-use crate::cli::{CliError, print_json};
+use super::{emit, json_text};
+use crate::cli::CliError;
 use crate::config::Config;
 use crate::plugin::{Examined, UploadError};
 
@@ -19,9 +20,18 @@ pub async fn run(file: &Path, config: &Config, tenant: &str, json: bool) -> Resu
     let bytes = std::fs::read(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
     let limits = Limits::of(config, tenant);
     let local = LocalHost::start(config, limits.settings.plugin_memory_mb).await.map_err(refused)?;
-    let examined = local.host.examine(tenant, &bytes).await.map_err(refused)?;
-    if json {
-        print_json(&json!({
+    let examined = match local.host.examine(tenant, &bytes).await {
+        Ok(e) => e,
+        Err(e) => {
+            if json {
+                let (_, code) = e.status_and_code();
+                emit(&json_text(&json!({"file": file.display().to_string(), "accepted": false, "code": code, "error": e.to_string()})));
+            }
+            return Err(refused(e));
+        }
+    };
+    let text = if json {
+        json_text(&json!({
             "file": file.display().to_string(),
             "accepted": true,
             "sha256": examined.sha256,
@@ -32,10 +42,11 @@ pub async fn run(file: &Path, config: &Config, tenant: &str, json: bool) -> Resu
             "compile_ms": examined.compile.as_millis() as u64,
             "artifact_bytes": examined.artifact_bytes,
             "limits": limits.json(),
-        }));
+        }))
     } else {
-        print(file, &examined, &limits, config);
-    }
+        render(file, &examined, &limits, config)
+    };
+    emit(&text);
     Ok(())
 }
 
@@ -53,24 +64,27 @@ pub fn refused(e: UploadError) -> CliError {
     }
 }
 
-fn print(file: &Path, e: &Examined, limits: &Limits, config: &Config) {
+fn render(file: &Path, e: &Examined, limits: &Limits, config: &Config) -> String {
+    let mut out = String::new();
     let p = &config.plugins;
-    println!("{}: OK, an upload would accept it", file.display());
+    out!(out, "{}: OK, an upload would accept it", file.display());
     let newest = if e.world == "weir:plugin@0.2.0" { "the newest" } else { "older; still supported" };
-    println!("  world      weir:plugin/trigger-plugin, {} ({newest})", e.world);
-    println!("  size       {} bytes (limit {}: plugins.max_component_bytes)", e.size, p.max_component_bytes);
-    println!("  functions  {} (limit {}: plugins.max_functions)", e.functions, p.max_functions);
-    println!("  imports    {}", e.imports.first().map_or("none", String::as_str));
+    out!(out, "  world      weir:plugin/trigger-plugin, {} ({newest})", e.world);
+    out!(out, "  size       {} bytes (limit {}: plugins.max_component_bytes)", e.size, p.max_component_bytes);
+    out!(out, "  functions  {} (limit {}: plugins.max_functions)", e.functions, p.max_functions);
+    out!(out, "  imports    {}", e.imports.first().map_or("none", String::as_str));
     for import in e.imports.iter().skip(1) {
-        println!("             {import}");
+        out!(out, "             {import}");
     }
-    println!(
+    out!(
+        out,
         "  compile    {} ms in the weir compile-plugin child (limits: {} ms, plugins.compile_timeout_ms; {} MiB, plugins.compile_memory_mb); native code {} bytes",
         e.compile.as_millis(),
         p.compile_timeout_ms,
         p.compile_memory_mb,
         e.artifact_bytes
     );
-    println!("  sha256     {}", e.sha256);
-    limits.print("  ");
+    out!(out, "  sha256     {}", e.sha256);
+    limits.render("  ", &mut out);
+    out
 }

@@ -5,6 +5,19 @@
 //! `weir plugin check` (an upload's checks and compile, before the upload).
 //! docs/plugins.md describes the loop; docs/cli.md the commands.
 
+/// A line of output into a `String`: output is written at once with
+/// [`emit`], so a closed pipe (`| head`) ends it quietly instead of a
+/// `println!` panic.
+macro_rules! out {
+    ($out:expr) => {{
+        $out.push('\n');
+    }};
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 mod case;
 mod check;
 mod diff;
@@ -21,7 +34,7 @@ use serde_json::json;
 pub use case::{Phase, Verdict};
 pub(crate) use host::LocalHost;
 
-use super::{CliError, print_json};
+use super::CliError;
 use crate::config::Config;
 use crate::tenants::TenantSettings;
 
@@ -117,6 +130,17 @@ pub fn run(command: PluginDevCommand) -> ExitCode {
     exit(result)
 }
 
+/// Writes to stdout, ignoring a reader that went away.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
+}
+
 fn exit(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,12 +170,14 @@ fn new(name: &str, lang: &str, dir: Option<PathBuf>) -> Result<(), CliError> {
     let language = lang::by_name(lang).map_err(CliError::Usage)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     let files = lang::new_project(language, name, &dir).map_err(CliError::Usage)?;
-    println!("made {} ({} plugin, {} files):", dir.display(), language.name, files.len());
+    let mut out = String::new();
+    out!(out, "made {} ({} plugin, {} files):", dir.display(), language.name, files.len());
     for f in files.iter().filter(|f| !f.starts_with("vendor")) {
-        println!("  {}", f.display());
+        out!(out, "  {}", f.display());
     }
-    println!("  vendor/ (the plugin SDK, from this weir)");
-    println!("next: cd {} && weir plugin build   (or: {})", dir.display(), language.build_command);
+    out!(out, "  vendor/ (the plugin SDK, from this weir)");
+    out!(out, "next: cd {} && weir plugin build   (or: {})", dir.display(), language.build_command);
+    emit(&out);
     Ok(())
 }
 
@@ -165,7 +191,7 @@ fn build(dir: Option<PathBuf>, extra: &[String]) -> Result<(), CliError> {
         // The cheapest upload check: a core module (another target) is no plugin.
         crate::plugin::check_header(&bytes, u64::MAX).map_err(|e| CliError::Failed(format!("{}: {e}", c.display())))?;
         eprintln!("built a {} byte {} component; next: weir plugin test {} --request cases/", bytes.len(), language.name, c.display());
-        println!("{}", c.display());
+        emit(&format!("{}\n", c.display()));
     }
     Ok(())
 }
@@ -178,14 +204,16 @@ fn test(args: &TestArgs) -> ExitCode {
         Err(e) => return exit(Err(e)),
     };
     let failed = outcomes.iter().filter(|o| !o.passed).count();
+    let mut out = String::new();
     if args.json {
-        print_json(&json!({ "cases": outcomes, "passed": outcomes.len() - failed, "failed": failed }));
+        out = json_text(&json!({ "cases": outcomes, "passed": outcomes.len() - failed, "failed": failed }));
     } else {
         for o in &outcomes {
-            trial::print(o);
+            trial::render(o, &mut out);
         }
-        println!("{} case(s): {} passed, {failed} failed", outcomes.len(), outcomes.len() - failed);
+        out!(out, "{} case(s): {} passed, {failed} failed", outcomes.len(), outcomes.len() - failed);
     }
+    emit(&out);
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -246,31 +274,35 @@ impl Limits {
         })
     }
 
-    fn print(&self, indent: &str) {
+    fn render(&self, indent: &str, out: &mut String) {
         let whose = if self.declared { "its [[tenants]] settings" } else { "the defaults: not a [[tenants]] id of the config" };
         let s = &self.settings;
-        println!("{indent}limits     tenant {} ({whose}):", self.tenant);
+        out!(out, "{indent}limits     tenant {} ({whose}):", self.tenant);
         let more = format!("{indent}           ");
-        println!(
+        out!(
+            out,
             "{more}plugin_timeout_ms {} (CPU time per trigger, instantiation included; wall-clock cap {} ms)",
             s.plugin_timeout_ms,
             self.wall_cap_ms()
         );
-        println!("{more}plugin_memory_mb {} (linear memory per instance)", s.plugin_memory_mb);
+        out!(out, "{more}plugin_memory_mb {} (linear memory per instance)", s.plugin_memory_mb);
         let on_error = match s.on_plugin_error {
             crate::config::OnPluginError::Quarantine => "quarantine (a fault stores the trigger as quarantined)",
             crate::config::OnPluginError::Reject => "reject (a fault answers 503; nothing is stored)",
         };
-        println!("{more}on_plugin_error {on_error}");
-        println!("{more}instances: {} at once for this tenant, {} for all (plugins.concurrency)", self.per_tenant(), self.concurrency);
-        println!(
+        out!(out, "{more}on_plugin_error {on_error}");
+        out!(out, "{more}instances: {} at once for this tenant, {} for all (plugins.concurrency)", self.per_tenant(), self.concurrency);
+        out!(
+            out,
             "{more}output: a new body plus header changes up to {} bytes (server.max_body_bytes), at most {} header changes",
             self.max_output_bytes,
             crate::plugin::MAX_HEADER_CHANGES
         );
-        println!(
+        out!(
+            out,
             "{more}logs: {} calls per trigger (plugins.max_log_calls), {} bytes each (plugins.max_log_bytes)",
-            self.max_log_calls, self.max_log_bytes
+            self.max_log_calls,
+            self.max_log_bytes
         );
     }
 }

@@ -398,75 +398,75 @@ fn same_body(want: &[u8], got: &[u8]) -> bool {
 }
 
 /// The human report of one case.
-pub fn print(o: &Outcome) {
+pub fn render(o: &Outcome, out: &mut String) {
     let from = o.file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default();
     let phase = match o.phase {
         Phase::Ingest => "ingest",
         Phase::Replay => "replay",
     };
-    println!("== {}{from}: tenant {}, source {}, phase {phase}", o.name, o.tenant, o.source);
+    out!(out, "== {}{from}: tenant {}, source {}, phase {phase}", o.name, o.tenant, o.source);
     let stored = o.stored.map_or_else(|| "nothing stored".to_string(), |s| format!("stored as {s}"));
     let by = if o.decided_by == "ingest" { " by ingest, before the plugin" } else { "" };
-    println!("verdict   {}{by}: the sender gets {}, {stored}", o.verdict.as_str(), o.status);
+    out!(out, "verdict   {}{by}: the sender gets {}, {stored}", o.verdict.as_str(), o.status);
     if let Some(r) = &o.reason {
-        println!("reason    {r}");
+        out!(out, "reason    {r}");
     }
     if let Some(f) = &o.fault {
-        println!("fault     {}: {}", f.kind, f.detail);
+        out!(out, "fault     {}: {}", f.kind, f.detail.replace('\n', "\n          "));
     }
     if !o.not_stored_headers.is_empty() {
-        println!("unseen    {} (never stored, so never shown to a plugin)", o.not_stored_headers.join(", "));
+        out!(out, "unseen    {} (never stored, so never shown to a plugin)", o.not_stored_headers.join(", "));
     }
     if let Some(q) = &o.dropped_query {
-        println!("unseen    query string ?{q} (never stored)");
+        out!(out, "unseen    query string ?{q} (never stored)");
     }
-    print_changes(o);
-    print_logs(&o.logs);
+    print_changes(o, out);
+    print_logs(&o.logs, out);
     if o.decided_by == "plugin" {
-        print_usage(&o.usage);
+        print_usage(&o.usage, out);
     }
     match (&o.expect, o.passed) {
         (_, true) => {
-            println!("result    PASS{}", o.expect.as_ref().map(|e| format!(" (expected {})", e.verdict.as_str())).unwrap_or_default())
+            out!(out, "result    PASS{}", o.expect.as_ref().map(|e| format!(" (expected {})", e.verdict.as_str())).unwrap_or_default())
         }
         (_, false) => {
             for m in &o.mismatches {
-                println!("result    FAIL: {m}");
+                out!(out, "result    FAIL: {m}");
             }
         }
     }
-    println!();
+    out!(out);
 }
 
-fn print_changes(o: &Outcome) {
+fn print_changes(o: &Outcome, out: &mut String) {
     if o.verdict != Verdict::Accept || o.decided_by != "plugin" {
         return;
     }
     for (n, v) in &o.headers_set {
-        println!("header    + {n}: {v}");
+        out!(out, "header    + {n}: {v}");
     }
     for (n, v) in &o.headers_removed {
-        println!("header    - {n}: {v}");
+        out!(out, "header    - {n}: {v}");
     }
     if let Some(k) = &o.idempotency_key {
-        println!("key       {k}");
+        out!(out, "key       {k}");
     }
     if let Some(r) = &o.route {
-        println!("route     {r}");
+        out!(out, "route     {r}");
     }
     let Some(b) = &o.body else { return };
     match (&b.diff, &b.text) {
-        (_, _) if !b.changed => println!("body      unchanged ({} bytes)", b.bytes),
-        (Some(d), _) if d.is_empty() => println!("body      new, equal as JSON to the received one ({} bytes)", b.bytes),
+        (_, _) if !b.changed => out!(out, "body      unchanged ({} bytes)", b.bytes),
+        (Some(d), _) if d.is_empty() => out!(out, "body      new, equal as JSON to the received one ({} bytes)", b.bytes),
         (Some(d), _) => {
-            println!("body      new ({} bytes); as pretty JSON:", b.bytes);
-            print!("{}", indent(d));
+            out!(out, "body      new ({} bytes); as pretty JSON:", b.bytes);
+            out.push_str(&indent(d));
         }
         (None, Some(t)) => {
-            println!("body      new ({} bytes):", b.bytes);
-            println!("{}", indent(t).trim_end());
+            out!(out, "body      new ({} bytes):", b.bytes);
+            out!(out, "{}", indent(t).trim_end());
         }
-        (None, None) => println!("body      new ({} bytes, not UTF-8)", b.bytes),
+        (None, None) => out!(out, "body      new ({} bytes, not UTF-8)", b.bytes),
     }
 }
 
@@ -474,21 +474,34 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("          {l}\n")).collect()
 }
 
-fn print_logs(logs: &[LogLine]) {
+fn print_logs(logs: &[LogLine], out: &mut String) {
     for (i, l) in logs.iter().enumerate() {
         let label = if i == 0 { "logs" } else { "" };
-        println!("{label:<9} {:<5} {}", l.level, l.message);
+        out!(out, "{label:<9} {:<5} {}", l.level, shorten(&l.message));
     }
 }
 
-fn print_usage(u: &UsageReport) {
+/// A log line as the terminal shows it: one line, at most `SHOWN` characters
+/// (`--json` has it whole).
+fn shorten(message: &str) -> String {
+    const SHOWN: usize = 200;
+    let one_line = message.replace('\n', "\\n");
+    match one_line.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &one_line[..cut], message.len()),
+        None => one_line,
+    }
+}
+
+fn print_usage(u: &UsageReport, out: &mut String) {
     let (budget_ms, memory_mb) = (u.cpu_budget_ms, u.memory_limit_bytes / (1024 * 1024));
     let lane = if u.slow_lane { "; finished on the slow lane (over 1 ms of CPU)" } else { "" };
-    println!(
+    out!(
+        out,
         "cost      CPU {:.3} ms of its {budget_ms} ms budget (the call's CPU time, instantiation included){lane}",
         u.cpu_us as f64 / 1000.0
     );
-    println!(
+    out!(
+        out,
         "          memory peak {:.2} MiB of linear memory (limit {memory_mb} MiB; the guest's memories, not the host's bookkeeping); wall {:.3} ms",
         u.memory_peak_bytes as f64 / (1024.0 * 1024.0),
         u.wall_us as f64 / 1000.0
