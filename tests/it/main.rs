@@ -16,6 +16,7 @@ mod ingest;
 mod metrics;
 mod natsd;
 mod pki;
+mod plugin_dev;
 mod plugins;
 mod shutdown;
 mod signatures;

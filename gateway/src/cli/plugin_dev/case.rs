@@ -73,8 +73,10 @@ pub struct Settings {
 pub struct Expect {
     pub verdict: Verdict,
     /// The status the sender gets for a reject.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Text the reject's reason (or the fault's detail) contains.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_contains: Option<String>,
     /// Headers the stored trigger has after the plugin (name: value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -84,8 +86,11 @@ pub struct Expect {
     pub absent_headers: Vec<String>,
     /// The stored body (the plugin's new one, or the received one): equal
     /// as JSON values when both are JSON, byte for byte otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// Text each of which some log line of the plugin contains.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
