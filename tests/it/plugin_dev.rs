@@ -297,6 +297,13 @@ fn a_new_rust_project_builds_tests_and_checks_without_this_repository() {
         let text = String::from_utf8_lossy(&std::fs::read(f).expect("read")).into_owned();
         assert!(!text.contains(repo.to_str().expect("utf8")), "{} names the repository", f.display());
     }
+    // A second project over the first is refused; a directory without one cannot be built.
+    let run = weir_in(Some(home.path()), &["plugin", "new", "acme-filter", "--lang", "rust"]);
+    assert_eq!(run.code, Some(2), "{}", run.text());
+    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    let run = weir_in(Some(home.path()), &["plugin", "build"]);
+    assert_eq!(run.code, Some(1), "{}", run.text());
+    assert!(run.stderr.contains("is not a plugin project"), "{}", run.stderr);
     // The same request for another language answers clearly.
     let run = weir_in(Some(home.path()), &["plugin", "new", "other", "--lang", "python"]);
     assert_eq!(run.code, Some(2), "{}", run.text());
