@@ -395,6 +395,9 @@ enum PluginCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// new, build, check, test: the plugin author's loop (no gateway needed).
+    #[command(flatten)]
+    Dev(cli::PluginDevCommand),
 }
 
 fn main() -> ExitCode {
@@ -433,6 +436,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CompilePlugin(args) => weir::plugin::compile_child(&args),
+        Command::Plugin { command: PluginCommand::Dev(command) } => cli::plugin_dev(command),
         Command::Store { command } => {
             let result = match command {
                 StoreCommand::Check { dir } => dir.resolve().and_then(|d| cli::store_check(&d)),
@@ -593,7 +597,8 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             | Command::CheckConfig { .. }
             | Command::CompilePlugin(_)
             | Command::Store { .. }
-            | Command::Completions { .. } => Err(CliError::Usage("not an admin command".into())),
+            | Command::Completions { .. }
+            | Command::Plugin { command: PluginCommand::Dev(_) } => Err(CliError::Usage("not an admin command".into())),
         }
     })
 }

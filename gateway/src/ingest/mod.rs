@@ -345,21 +345,13 @@ fn store_error_resp(tenant: &str, e: StoreError) -> Resp {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Resp> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let bad = |why: String| {
-        Err(h::error(
+    trigger::idempotency_key_of(headers).map_err(|why| {
+        h::error(
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
             &format!("the Idempotency-Key header {why}; send 1 to {} visible ASCII characters", trigger::IDEMPOTENCY_KEY_MAX),
-        ))
-    };
-    let Ok(s) = v.to_str() else { return bad(trigger::KeyError::NotVisible.to_string()) };
-    // Surrounding whitespace is HTTP framing, not part of the key.
-    let s = s.trim();
-    match trigger::check_idempotency_key(s) {
-        Ok(()) => Ok(Some(s.to_string())),
-        Err(why) => bad(why.to_string()),
-    }
+        )
+    })
 }
 
 /// `/ingest/{tenant}/{source}` → (tenant, source); nothing else matches.
