@@ -54,6 +54,7 @@ pub enum PluginDevCommand {
     },
     /// Build the plugin project in --dir (default: here) with its toolchain; prints the component's path.
     Build {
+        /// The plugin project's directory [default: the current one]
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Extra arguments for the toolchain, after `--` (e.g. -- --locked)
