@@ -1,6 +1,8 @@
 //! Names the commit `weir --version` reports: `WEIR_BUILD_COMMIT` when the
 //! packager sets it, else `git rev-parse` of the checkout, else "unknown"
-//! (a source tarball has no `.git`; it must still build).
+//! (a source tarball has no `.git`; it must still build). Emitted as
+//! `GATEWAY_BUILD_COMMIT`: cargo also sets it when it runs the binary and
+//! its tests, and a `WEIR_*` name would read as a config override there.
 
 use std::path::Path;
 use std::process::Command;
@@ -29,5 +31,5 @@ fn main() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
-    println!("cargo:rustc-env=WEIR_COMMIT={commit}");
+    println!("cargo:rustc-env=GATEWAY_BUILD_COMMIT={commit}");
 }

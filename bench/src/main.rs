@@ -48,6 +48,9 @@ struct Cli {
     /// The weir binary (default: `weir` next to this executable, built if missing).
     #[arg(long)]
     weir: Option<PathBuf>,
+    /// `telemetry` only: a second weir binary (e.g. built from the previous commit) measured in the same rounds.
+    #[arg(long)]
+    before: Option<PathBuf>,
     /// Keep-alive connections (virtual users) of the load generator.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -119,6 +122,7 @@ fn context(cli: &Cli, need_weir: bool) -> anyhow::Result<Ctx> {
         warmup: Duration::from_secs_f64(warmup),
         duration: Duration::from_secs_f64(duration),
         triggers: cli.triggers,
+        before: cli.before.clone(),
         weir: if need_weir { Some(weir::locate(cli.weir.clone())?) } else { None },
     })
 }

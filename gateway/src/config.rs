@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "WEIR_";
 
 /// `WEIR_*` variables that belong to the CLI, not to the config file.
-const CLI_ENV_VARS: &[&str] = &["WEIR_ADMIN_URL", "WEIR_ADMIN_CA_FILE", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
+const CLI_ENV_VARS: &[&str] = &["WEIR_BUILD_COMMIT", "WEIR_ADMIN_URL", "WEIR_ADMIN_CA_FILE", "WEIR_LOG", "WEIR_LOG_FORMAT", "WEIR_CONFIG"];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -325,8 +325,13 @@ impl Default for LogConfig {
 pub struct TelemetryConfig {
     /// Distinct `tenant` label values in metrics; the rest count as `other`.
     pub max_tenant_labels: u32,
-    /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); unset: no traces.
+    /// OTLP collector base URL (e.g. `http://127.0.0.1:4318`, or `:4317` for gRPC); unset: no traces, no push.
     pub otlp_endpoint: Option<String>,
+    /// `http` (OTLP/HTTP, protobuf) or `grpc`.
+    pub otlp_protocol: OtlpProtocol,
+    /// Share of new traces recorded, 0.0 to 1.0, by trace id; a trigger that
+    /// arrives with a `traceparent` follows its sampled flag.
+    pub trace_sample_ratio: f64,
     /// `service.name` of the exported resource.
     pub service_name: String,
     /// Extra resource attributes, e.g. `{ "weir.pop" = "ams1", "cloud.region" = "eu-west-1" }`.
@@ -340,11 +345,23 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             max_tenant_labels: 100,
             otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::Http,
+            trace_sample_ratio: 1.0,
             service_name: "weir".into(),
             resource: BTreeMap::new(),
             otlp_metrics_interval_secs: 10,
         }
     }
+}
+
+/// How OTLP is sent: `telemetry.otlp_protocol`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with protobuf bodies (`/v1/traces`, `/v1/metrics` under the endpoint).
+    Http,
+    /// OTLP/gRPC (HTTP/2; TLS for an https:// endpoint).
+    Grpc,
 }
 
 /// Limits shared by every tenant's plugin.
@@ -609,11 +626,15 @@ impl Config {
         if let Some(url) = &self.telemetry.otlp_endpoint {
             let uri: http::Uri = url.parse().map_err(|_| invalid("telemetry.otlp_endpoint", format!("{url:?} is not a URL")))?;
             if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
-                return Err(invalid(
-                    "telemetry.otlp_endpoint",
-                    format!("{url:?} must be http://host:port or https://host:port (OTLP/HTTP)"),
-                ));
+                return Err(invalid("telemetry.otlp_endpoint", format!("{url:?} must be http://host:port or https://host:port")));
             }
+        }
+        let ratio = self.telemetry.trace_sample_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(invalid(
+                "telemetry.trace_sample_ratio",
+                format!("must be between 0.0 (no new trace) and 1.0 (every trace); got {ratio}"),
+            ));
         }
         let p = &self.plugins;
         if !(1..=1024).contains(&p.concurrency) {

@@ -266,34 +266,12 @@ impl Drop for Open {
     }
 }
 
-/// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-24T02:49:51.123Z`).
+/// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-24T02:49:51.123Z`),
+/// always with milliseconds so the API's times have one shape.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
-}
-
-/// Howard Hinnant's days_from_civil: days from 1970-01-01 to a proleptic
-/// Gregorian date (the inverse of the arithmetic in [`rfc3339`]).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (month, ms) = (u8::from(t.month()), t.millisecond());
+    format!("{:04}-{month:02}-{:02}T{:02}:{:02}:{:02}.{ms:03}Z", t.year(), t.day(), t.hour(), t.minute(), t.second())
 }
 
 #[cfg(test)]
@@ -305,8 +283,6 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_488_591_123), "2026-11-24T02:49:51.123Z");
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(rfc3339(days_from_civil(2026, 11, 24) as u64 * 86_400_000), "2026-11-24T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_478_400_000), "2026-11-24T00:00:00.000Z");
     }
 }

@@ -71,8 +71,11 @@ pub enum RunError {
 /// watchers), export the spans of all of that, then stop the store writers
 /// after their last commit.
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
-    let metrics = std::sync::Arc::new(telemetry::Metrics::new(config.telemetry.max_tenant_labels as usize));
-    let tracer = telemetry::Tracer::start(&config.telemetry);
+    let metrics = std::sync::Arc::new(telemetry::Metrics::with_resource(
+        config.telemetry.max_tenant_labels as usize,
+        telemetry::trace::resource(&config.telemetry),
+    ));
+    let tracer = telemetry::Tracer::start(&config.telemetry, &metrics);
     let tasks = shutdown::Tasks::default();
     // Certificates first: a bad one stops startup before anything is opened.
     let [ingest_tls, admin_tls] = config
@@ -156,7 +159,6 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         forwarder.clone(),
         repo_for_admin.clone(),
         metrics.clone(),
-        tracer.clone(),
         shutdown.clone(),
         tasks.clone(),
         fleet.clone(),
@@ -182,7 +184,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     }
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
         let every = Duration::from_secs(config.telemetry.otlp_metrics_interval_secs.max(1));
-        admin.start_metrics_export(endpoint.clone(), telemetry::trace::resource(&config.telemetry), every);
+        match telemetry::export::Exporter::new(endpoint, &config.telemetry.otlp_protocol).and_then(|e| e.metrics()) {
+            Ok(exporter) => admin.start_metrics_export(exporter, every),
+            Err(e) => tracing::error!(error = %e, "cannot set up the OTLP metrics export; no metrics will be pushed"),
+        }
     }
     tracing::info!(
         ingest_scheme = if ingest_tls.is_some() { "https" } else { "http" },

@@ -11,7 +11,7 @@ use weir::cli::{self, CliError, FilterFlags, Global, NatsArgs, Paging};
 use weir::{Config, Listeners, shutdown};
 
 /// `weir --version`: the release and the commit it was built from (`build.rs`).
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WEIR_COMMIT"), ")");
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATEWAY_BUILD_COMMIT"), ")");
 
 #[derive(Parser)]
 #[command(name = "weir", version = VERSION, about = "Weir: a durable edge trigger gateway")]
@@ -395,6 +395,9 @@ enum PluginCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// new, build, check, test: the plugin author's loop (no gateway needed).
+    #[command(flatten)]
+    Dev(cli::PluginDevCommand),
 }
 
 fn main() -> ExitCode {
@@ -433,6 +436,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CompilePlugin(args) => weir::plugin::compile_child(&args),
+        Command::Plugin { command: PluginCommand::Dev(command) } => cli::plugin_dev(command),
         Command::Store { command } => {
             let result = match command {
                 StoreCommand::Check { dir } => dir.resolve().and_then(|d| cli::store_check(&d)),
@@ -593,7 +597,8 @@ fn admin_command(command: Command) -> Result<(), CliError> {
             | Command::CheckConfig { .. }
             | Command::CompilePlugin(_)
             | Command::Store { .. }
-            | Command::Completions { .. } => Err(CliError::Usage("not an admin command".into())),
+            | Command::Completions { .. }
+            | Command::Plugin { command: PluginCommand::Dev(_) } => Err(CliError::Usage("not an admin command".into())),
         }
     })
 }

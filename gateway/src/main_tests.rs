@@ -34,7 +34,7 @@ fn every_command_and_flag_has_a_help_line() {
 fn the_version_names_the_commit() {
     let version = Cli::command().get_version().map(str::to_string).unwrap_or_default();
     assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
-    let commit = env!("WEIR_COMMIT");
+    let commit = env!("GATEWAY_BUILD_COMMIT");
     assert!(version.ends_with(&format!("(commit {commit})")), "{version}");
     assert!(commit == "unknown" || (commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_alphanumeric())), "{commit}");
 }

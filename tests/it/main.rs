@@ -20,6 +20,7 @@ mod natsd;
 mod operator_cli;
 mod packaging;
 mod pki;
+mod plugin_dev;
 mod plugins;
 mod shutdown;
 mod signatures;

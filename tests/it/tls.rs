@@ -565,6 +565,33 @@ async fn otlp_exports_go_to_an_https_collector_trusted_through_ssl_cert_file() {
     collector.wait_until(Duration::from_secs(30), |got| got.iter().any(|x| x.header("content-type") == "application/x-protobuf")).await;
 }
 
+/// OTLP/gRPC over TLS: the same rustls connector (ring, the system's roots
+/// plus SSL_CERT_FILE) carries HTTP/2 by ALPN to a tonic collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_grpc_exports_go_to_a_tls_collector() {
+    let ca = Ca::new("collector CA");
+    let collector = crate::traces::Receiver::start_grpc_with(Some(ca.server("collector", 365).server_config(None))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let extra = format!(
+        "\n[telemetry]\notlp_endpoint = \"https://localhost:{}\"\notlp_protocol = \"grpc\"\notlp_metrics_interval_secs = 1\n",
+        collector.addr.port()
+    );
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
+    let weir =
+        tokio::task::block_in_place(|| WeirProcess::start_with_env(&config, &[("SSL_CERT_FILE", ca_file.to_str().expect("utf8 path"))]));
+    let r = Client::new().post(&format!("http://{}/ingest/acme/otlp", weir.ingest), &[], "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    eventually(Duration::from_secs(30), || async {
+        let spans = collector.spans();
+        spans.iter().any(|s| s.name == "ingest" && crate::traces::attr(s, "weir.trigger_id").as_deref() == Some(id.as_str())).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(30), || async { collector.metrics().contains_key("weir_ready").then_some(()) }).await;
+}
+
 #[test]
 fn unusable_certificate_files_are_named_by_check_config() {
     let ca = Ca::new("weir test CA");

@@ -1,7 +1,9 @@
-//! One trace per trigger: a real OTLP/HTTP receiver decodes the protobuf the
-//! gateway exports and checks the spans' parent-child links, the continued
-//! incoming trace, and the traceparent the upstream receives.
+//! One trace per trigger: real OTLP receivers, over HTTP (protobuf) and over
+//! gRPC (a tonic service), decode what the gateway exports and check the
+//! spans' parent-child links, the continued incoming trace, sampling, and
+//! the traceparent the upstream receives.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,77 +11,92 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Full};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use weir::config::TenantConfig;
+use weir::config::{OtlpProtocol, TenantConfig};
 use weir_test_plugins as wasm;
 
 use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, eventually};
 
-/// A loopback OTLP/HTTP receiver keeping every span (and counting requests).
-pub(crate) struct Receiver {
-    pub(crate) addr: std::net::SocketAddr,
+/// What a receiver got: every span, the request count, and per metric name
+/// the sum of its number data points in the latest export.
+#[derive(Clone, Default)]
+struct Got {
     spans: Arc<Mutex<Vec<Span>>>,
     requests: Arc<Mutex<usize>>,
-    /// Metric name → sum of its number data points, from the latest export.
-    metrics: Arc<Mutex<std::collections::BTreeMap<String, f64>>>,
+    metrics: Arc<Mutex<BTreeMap<String, f64>>>,
+}
+
+impl Got {
+    fn traces(&self, decoded: ExportTraceServiceRequest) {
+        *self.requests.lock().expect("lock") += 1;
+        for rs in decoded.resource_spans {
+            let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
+            assert!(attrs.iter().any(|a| a.key == "service.name"), "service.name resource attribute");
+            for ss in rs.scope_spans {
+                self.spans.lock().expect("lock").extend(ss.spans);
+            }
+        }
+    }
+
+    fn metrics(&self, decoded: ExportMetricsServiceRequest) {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+        *self.requests.lock().expect("lock") += 1;
+        let mut latest = self.metrics.lock().expect("lock");
+        for rm in decoded.resource_metrics {
+            for sm in rm.scope_metrics {
+                for metric in sm.metrics {
+                    let points = match metric.data {
+                        Some(Data::Sum(s)) => s.data_points,
+                        Some(Data::Gauge(g)) => g.data_points,
+                        _ => continue,
+                    };
+                    let total = points
+                        .iter()
+                        .filter_map(|p| match p.value {
+                            Some(Value::AsDouble(v)) => Some(v),
+                            Some(Value::AsInt(i)) => Some(i as f64),
+                            None => None,
+                        })
+                        .sum();
+                    latest.insert(metric.name, total);
+                }
+            }
+        }
+    }
+}
+
+/// A loopback OTLP receiver (HTTP/protobuf or gRPC) keeping every span.
+pub(crate) struct Receiver {
+    pub(crate) addr: std::net::SocketAddr,
+    got: Got,
 }
 
 impl Receiver {
+    /// OTLP/HTTP: protobuf bodies POSTed to `/v1/traces` and `/v1/metrics`.
     pub(crate) async fn start() -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
-        let requests: Arc<Mutex<usize>> = Arc::default();
-        let metrics: Arc<Mutex<std::collections::BTreeMap<String, f64>>> = Arc::default();
-        let (s, r, m) = (spans.clone(), requests.clone(), metrics.clone());
+        let got = Got::default();
+        let g = got.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (s, r, m) = (s.clone(), r.clone(), m.clone());
+                let g = g.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (s, r, m) = (s.clone(), r.clone(), m.clone());
+                        let g = g.clone();
                         async move {
-                            *r.lock().expect("lock") += 1;
                             assert_eq!(req.headers()["content-type"], "application/x-protobuf");
                             let path = req.uri().path().to_string();
                             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            if path == "/v1/metrics" {
-                                use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-                                use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
-                                let decoded = ExportMetricsServiceRequest::decode(body).expect("valid OTLP metrics protobuf");
-                                let mut latest = m.lock().expect("lock");
-                                for rm in decoded.resource_metrics {
-                                    for sm in rm.scope_metrics {
-                                        for metric in sm.metrics {
-                                            let points = match metric.data {
-                                                Some(Data::Sum(s)) => s.data_points,
-                                                Some(Data::Gauge(g)) => g.data_points,
-                                                _ => continue,
-                                            };
-                                            let total = points
-                                                .iter()
-                                                .filter_map(|p| match p.value {
-                                                    Some(Value::AsDouble(v)) => Some(v),
-                                                    Some(Value::AsInt(i)) => Some(i as f64),
-                                                    None => None,
-                                                })
-                                                .sum();
-                                            latest.insert(metric.name, total);
-                                        }
-                                    }
-                                }
-                                return Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())));
-                            }
-                            assert_eq!(path, "/v1/traces");
-                            let decoded = ExportTraceServiceRequest::decode(body).expect("valid OTLP protobuf");
-                            for rs in decoded.resource_spans {
-                                let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
-                                assert!(attrs.iter().any(|a| a.key == "service.name"), "service.name resource attribute");
-                                for ss in rs.scope_spans {
-                                    s.lock().expect("lock").extend(ss.spans);
-                                }
+                            match path.as_str() {
+                                "/v1/metrics" => g.metrics(ExportMetricsServiceRequest::decode(body).expect("valid OTLP metrics protobuf")),
+                                "/v1/traces" => g.traces(ExportTraceServiceRequest::decode(body).expect("valid OTLP protobuf")),
+                                other => panic!("OTLP/HTTP request to {other}"),
                             }
                             Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
                         }
@@ -88,11 +105,84 @@ impl Receiver {
                 });
             }
         });
-        Receiver { addr, spans, requests, metrics }
+        Receiver { addr, got }
+    }
+
+    /// OTLP/gRPC: opentelemetry-proto's tonic services over HTTP/2 (h2c).
+    pub(crate) async fn start_grpc() -> Receiver {
+        Receiver::start_grpc_with(None).await
+    }
+
+    /// OTLP/gRPC, over TLS when `tls` is given (HTTP/2 by ALPN).
+    pub(crate) async fn start_grpc_with(tls: Option<rustls::ServerConfig>) -> Receiver {
+        use tonic::codegen::Service as _;
+        let tls = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let got = Got::default();
+        let (traces, metrics) = (TraceServiceServer::new(got.clone()), MetricsServiceServer::new(got.clone()));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (traces, metrics, tls) = (traces.clone(), metrics.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (mut traces, mut metrics) = (traces.clone(), metrics.clone());
+                        async move {
+                            if req.uri().path().starts_with("/opentelemetry.proto.collector.trace.v1.TraceService/") {
+                                traces.call(req).await
+                            } else {
+                                metrics.call(req).await
+                            }
+                        }
+                    });
+                    let http2 = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else { return };
+                            let _ = http2.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                        None => {
+                            let _ = http2.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                    }
+                });
+            }
+        });
+        Receiver { addr, got }
     }
 
     pub(crate) fn spans(&self) -> Vec<Span> {
-        self.spans.lock().expect("lock").clone()
+        self.got.spans.lock().expect("lock").clone()
+    }
+
+    pub(crate) fn metrics(&self) -> BTreeMap<String, f64> {
+        self.got.metrics.lock().expect("lock").clone()
+    }
+
+    fn requests(&self) -> usize {
+        *self.got.requests.lock().expect("lock")
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Got {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.traces(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Got {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.metrics(request.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
 
@@ -111,13 +201,23 @@ pub(crate) fn attr(s: &Span, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
-    let otlp = Receiver::start().await;
+    one_trace_from_ingest_to_the_upstream(Receiver::start().await, OtlpProtocol::Http).await;
+}
+
+/// The same tree over OTLP/gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_is_one_trace_from_ingest_to_the_upstream_over_grpc() {
+    one_trace_from_ingest_to_the_upstream(Receiver::start_grpc().await, OtlpProtocol::Grpc).await;
+}
+
+async fn one_trace_from_ingest_to_the_upstream(otlp: Receiver, protocol: OtlpProtocol) {
     let up = Upstream::start(Mode::Ok).await;
     up.script(&[503]); // one failed attempt, then delivery: two forward spans
     let gw = Gateway::start_with("", |c| {
         c.forward.upstreams = vec![up.url()];
         c.forward.backoff_base_ms = 20;
         c.telemetry.otlp_endpoint = Some(format!("http://{}", otlp.addr));
+        c.telemetry.otlp_protocol = protocol;
         c.telemetry.resource.insert("weir.pop".into(), "test-pop".into());
         c.telemetry.otlp_metrics_interval_secs = 1;
         c.tenants.push(TenantConfig { id: "traced".into(), plugin: Some(PathBuf::from(wasm::PASSTHROUGH)), ..TenantConfig::default() });
@@ -165,7 +265,7 @@ async fn a_trigger_is_one_trace_from_ingest_to_the_upstream() {
     assert!(String::from_utf8_lossy(&m.body).contains("weir_trace_spans_exported_total"));
     // The same instruments arrive over OTLP.
     let pushed = eventually(Duration::from_secs(20), || async {
-        let m = otlp.metrics.lock().expect("lock").clone();
+        let m = otlp.metrics();
         (m.get("weir_delivered_total").copied().unwrap_or(0.0) >= 1.0).then_some(m)
     })
     .await;
@@ -189,5 +289,57 @@ async fn with_telemetry_off_nothing_connects_and_traceparent_passes_through() {
     assert!(up.received().iter().all(|g| g.header("traceparent") == tp), "the sender's traceparent, unchanged");
     let dir = gw.stop().await;
     drop(dir);
-    assert_eq!(*otlp.requests.lock().expect("lock"), 0, "no export without an endpoint");
+    assert_eq!(otlp.requests(), 0, "no export without an endpoint");
+}
+
+/// At `trace_sample_ratio = 0` no new trace is recorded, yet a trigger that
+/// arrives with a sampled `traceparent` is kept whole (ingest to forward),
+/// one with an unsampled `traceparent` is not, and every upstream request
+/// still carries a `traceparent` of its trigger's trace naming the attempt,
+/// flagged as the trace was sampled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_ratio_zero_only_a_sampled_incoming_trace_is_recorded() {
+    let otlp = Receiver::start().await;
+    let up = Upstream::start(Mode::Ok).await;
+    let gw = Gateway::start_with("", |c| {
+        c.forward.upstreams = vec![up.url()];
+        c.telemetry.otlp_endpoint = Some(format!("http://{}", otlp.addr));
+        c.telemetry.trace_sample_ratio = 0.0;
+    })
+    .await;
+    let c = Client::new();
+    let kept = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let unsampled = "5bf92f3577b34da6a3ce929d0e0e4737";
+    for _ in 0..20 {
+        assert_eq!(c.post(&gw.ingest_url("/ingest/acme/x"), &[], "{}").await.status, StatusCode::ACCEPTED);
+    }
+    let sampled_tp = format!("00-{kept}-00f067aa0ba902b7-01");
+    assert_eq!(c.post(&gw.ingest_url("/ingest/acme/x"), &[("traceparent", &sampled_tp)], "{}").await.status, StatusCode::ACCEPTED);
+    let unsampled_tp = format!("00-{unsampled}-00f067aa0ba902b7-00");
+    assert_eq!(c.post(&gw.ingest_url("/ingest/acme/x"), &[("traceparent", &unsampled_tp)], "{}").await.status, StatusCode::ACCEPTED);
+    up.wait_until(Duration::from_secs(20), |got| got.len() >= 22).await;
+    // Stopping exports every span already ended: what is absent now was never recorded.
+    gw.stop().await;
+
+    let spans = otlp.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == kept), "only the sampled incoming trace is recorded: {names:?}");
+    for name in ["ingest", "store.commit", "forward"] {
+        assert!(spans.iter().any(|s| s.name == name), "the kept trace has its {name} span: {names:?}");
+    }
+    let received = up.received();
+    let mut traces = std::collections::BTreeSet::new();
+    for r in &received {
+        let tp = r.header("traceparent");
+        let (trace, flags) = (&tp[3..35], &tp[53..55]);
+        traces.insert(trace.to_string());
+        if trace == kept {
+            assert_eq!(flags, "01", "{tp}");
+            assert!(spans.iter().any(|s| s.name == "forward" && hex(&s.span_id) == tp[36..52]), "{tp} names the recorded attempt");
+        } else {
+            assert_eq!(flags, "00", "a sampled-out trigger's upstream request says so: {tp}");
+        }
+    }
+    assert!(traces.contains(unsampled), "an unsampled incoming trace continues to the upstream");
+    assert_eq!(traces.len(), 22, "each trigger its own trace (sampled out, yet propagated)");
 }

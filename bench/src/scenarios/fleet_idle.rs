@@ -111,7 +111,7 @@ async fn heartbeats_sent(w: &Weir) -> anyhow::Result<f64> {
 }
 
 /// CPU time (user + system) a process has used, in milliseconds.
-fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
+pub(super) fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.

@@ -160,7 +160,7 @@ fn goals(report: &mut Report, variants: &[(&str, Tenant, Option<f64>)], weir: &[
 }
 
 /// One request; anything but 202 means the setup is wrong, so stop early.
-pub(super) async fn check_accepts(t: &Target) -> anyhow::Result<()> {
+pub(in crate::scenarios) async fn check_accepts(t: &Target) -> anyhow::Result<()> {
     let mut conn = t.connect().await?;
     let (status, body) = conn.send(Method::POST, &t.path, &t.headers, t.body.clone()).await?;
     if status != StatusCode::ACCEPTED {

@@ -13,6 +13,7 @@ mod ingest_tls;
 mod outage;
 mod plugin;
 mod restart;
+mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ pub enum Scenario {
     Hostile,
     FleetIdle,
     FleetPlugin,
+    Telemetry,
     All,
 }
 
@@ -60,6 +62,7 @@ impl Scenario {
             Scenario::Hostile => "hostile",
             Scenario::FleetIdle => "fleet-idle",
             Scenario::FleetPlugin => "fleet-plugin",
+            Scenario::Telemetry => "telemetry",
             Scenario::All => "all",
         }
     }
@@ -80,6 +83,7 @@ impl Scenario {
                 Scenario::Hostile,
                 Scenario::FleetIdle,
                 Scenario::FleetPlugin,
+                Scenario::Telemetry,
             ],
             s => vec![s],
         }
@@ -106,6 +110,8 @@ pub struct Ctx {
     pub triggers: Option<u64>,
     /// The `weir` binary.
     pub weir: Option<PathBuf>,
+    /// `--before`: a second binary the `telemetry` scenario measures in the same rounds.
+    pub before: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -155,6 +161,7 @@ pub async fn run(s: Scenario, ctx: &Ctx) -> anyhow::Result<Report> {
         Scenario::Hostile => hostile::run(ctx).await,
         Scenario::FleetIdle => fleet_idle::run(ctx).await,
         Scenario::FleetPlugin => fleet_plugins::run(ctx).await,
+        Scenario::Telemetry => telemetry::run(ctx).await,
         Scenario::All => bail!("`all` is expanded before running"),
     }
     .with_context(|| format!("scenario {}", s.name()))?;

@@ -37,7 +37,6 @@ use routes::{Access, Miss, Name};
 pub struct Admin {
     store: Store,
     metrics: Arc<crate::telemetry::Metrics>,
-    tracer: crate::telemetry::Tracer,
     plugins: Arc<PluginHost>,
     forwarder: Forwarder,
     repo: Arc<ControlFile>,
@@ -67,7 +66,6 @@ impl Admin {
         forwarder: Forwarder,
         repo: Arc<ControlFile>,
         metrics: Arc<crate::telemetry::Metrics>,
-        tracer: crate::telemetry::Tracer,
         shutdown: Shutdown,
         tasks: Tasks,
         fleet: Option<crate::fleet::Fleet>,
@@ -75,7 +73,6 @@ impl Admin {
         let admin = Arc::new(Admin {
             store,
             metrics,
-            tracer,
             plugins,
             forwarder,
             jobs: replay::Jobs::default(),
@@ -242,48 +239,20 @@ impl Admin {
             ready: self.store.not_ready_reason(self.max_body_bytes).is_none(),
             replays_running: self.jobs.running(),
             upstreams: forward.upstreams.iter().map(|u| (u.url.clone(), u.state)).collect(),
-            trace_spans: self.tracer.counts(),
         }
     }
 
     /// Pushes the metrics to the OTLP collector every `every` until shutdown.
-    pub fn start_metrics_export(
-        self: &Arc<Self>,
-        endpoint: String,
-        resource: opentelemetry_proto::tonic::resource::v1::Resource,
-        every: std::time::Duration,
-    ) {
+    pub fn start_metrics_export(self: &Arc<Self>, exporter: opentelemetry_otlp::MetricExporter, every: std::time::Duration) {
         let admin = self.clone();
         self.tasks.spawn("OTLP metrics push", async move {
-            use prost::Message;
-            let client = match crate::telemetry::trace::otlp_client() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot set up the OTLP metrics export; no metrics will be pushed");
-                    return;
-                }
-            };
-            let url = format!("{}/v1/metrics", endpoint.trim_end_matches('/'));
-            let start = crate::telemetry::trace::now_ns();
             let mut shutdown = admin.shutdown.clone();
             loop {
                 tokio::select! {
                     _ = shutdown.wait() => return,
                     _ = tokio::time::sleep(every) => {}
                 }
-                let gauges = admin.gauges().await;
-                let metrics = admin.metrics.to_otlp(&gauges, start, crate::telemetry::trace::now_ns());
-                let body = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
-                    resource_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
-                        resource: Some(resource.clone()),
-                        scope_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ScopeMetrics { metrics, ..Default::default() }],
-                        ..Default::default()
-                    }],
-                }
-                .encode_to_vec();
-                if let Err(e) = crate::telemetry::trace::send(&client, &url, body).await {
-                    tracing::debug!(error = %e, "metrics export failed; next interval retries with fresh values");
-                }
+                crate::telemetry::export::push_metrics(&exporter, &admin.metrics, admin.gauges().await).await;
             }
         });
     }
@@ -293,7 +262,7 @@ impl Admin {
             return h::method_not_allowed("GET", method, "/metrics");
         }
         let gauges = self.gauges().await;
-        let mut resp = http::Response::new(h::full(self.metrics.render(&gauges)));
+        let mut resp = http::Response::new(h::full(self.metrics.render(gauges)));
         resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
         resp
     }

@@ -275,7 +275,7 @@ impl Admin {
             match self.replay_one(*id, &job.args).await? {
                 Outcome::Pending(tenant) => {
                     job.replayed += 1;
-                    self.metrics.replayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.replayed();
                     tenants.insert(tenant);
                 }
                 Outcome::NotPending(tenant) => {

@@ -106,21 +106,11 @@ pub(super) fn bad_request(message: &str) -> Resp {
     h::error(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` (UTC only) to Unix ms.
+/// RFC 3339 (`2026-11-24T02:49:51.123Z`, or with an offset) to Unix ms;
+/// `None` before 1970 or for anything else.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let days = crate::http::days_from_civil(y, m, day);
-    u64::try_from(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms).ok()
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 #[derive(Serialize)]
@@ -366,7 +356,9 @@ mod tests {
             assert_eq!(parse_rfc3339(&h::rfc3339(ms)), Some(ms));
         }
         assert_eq!(parse_rfc3339("2026-11-24T02:49:51Z"), Some(1_795_488_591_000));
+        assert_eq!(parse_rfc3339("2026-11-24T03:49:51+01:00"), Some(1_795_488_591_000), "an offset is honoured");
         assert_eq!(parse_rfc3339("2026-13-24T02:49:51Z"), None);
+        assert_eq!(parse_rfc3339("2026-02-30T02:49:51Z"), None, "no such day");
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

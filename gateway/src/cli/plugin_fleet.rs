@@ -5,13 +5,12 @@
 //! child): a component that fails never reaches NATS.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use super::plugin_dev::LocalHost;
 use super::{CliError, print_json};
 use crate::config::{Config, FleetConfig};
 use crate::fleet::plugins::{PublishError, Published, publish_rollback, publish_upload};
-use crate::plugin::{PluginHost, UploadError};
-use crate::store::ControlFile;
+use crate::plugin::UploadError;
 
 /// Where the fleet is (`--nats URL`, else the `[fleet]` of `--config`, as
 /// every fleet command finds it: `cli::fleet_config`), and the config whose
@@ -86,33 +85,6 @@ fn publish_error(e: PublishError) -> CliError {
 /// child, with the config's limits), through a plugin host over a scratch
 /// control file that is removed afterwards.
 async fn check_locally(config: &Config, tenant: &str, bytes: &[u8]) -> Result<String, UploadError> {
-    let mut c = config.clone();
-    // Only the limits matter here: no tenants to load, no fleet, a small pool.
-    c.tenants.clear();
-    c.fleet = None;
-    c.plugins.concurrency = c.plugins.concurrency.min(2);
-    let scratch = Scratch::new().map_err(|e| UploadError::CompilerUnavailable(format!("cannot make a scratch directory: {e}")))?;
-    let repo = Arc::new(ControlFile::open(&scratch.0)?);
-    let host = PluginHost::start(&c, crate::tenants::Tenants::from_config(&c), repo)
-        .await
-        .map_err(|e| UploadError::CompilerUnavailable(e.to_string()))?;
-    host.check(tenant, bytes).await
-}
-
-/// A directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> std::io::Result<Scratch> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("weir-plugin-check-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&dir)?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    let local = LocalHost::start(config, 0).await?;
+    local.host.check(tenant, bytes).await
 }

@@ -77,7 +77,7 @@ impl AttemptCtx {
             .iter()
             .rev()
             .find(|(n, _)| n == "traceparent")
-            .and_then(|(_, v)| crate::telemetry::SpanContext::from_traceparent(v));
+            .and_then(|(_, v)| crate::telemetry::trace::parse_traceparent(v));
         let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
         let result = self.target.send(&trigger, self.route.as_deref(), span.as_mut()).await;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -126,7 +126,7 @@ impl AttemptCtx {
                 Some(change)
             }
         };
-        if let Some(s) = span.as_mut() {
+        if let Some(s) = span.as_mut().filter(|s| s.is_recording()) {
             s.attr("weir.trigger_id", job.id.to_string());
             s.attr("weir.tenant", tenant.clone());
             s.attr("weir.attempt", u64::from(attempts));

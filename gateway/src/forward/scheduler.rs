@@ -288,14 +288,6 @@ impl Scheduler {
                 _ => "retry",
             };
             self.metrics.forward_attempt(&self.policy.upstreams[*upstream].label, outcome);
-            let counter = match outcome {
-                "delivered" => Some(&self.metrics.delivered),
-                "dead" => Some(&self.metrics.dead),
-                _ => None,
-            };
-            if let Some(c) = counter {
-                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
         }
         if let Some((id, change)) = self.policy.complete(done, clock()) {
             self.spawn_recorder(id, change);

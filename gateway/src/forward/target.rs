@@ -53,7 +53,7 @@ impl Target {
     /// the default route); `span` is the attempt's span, if traced: the
     /// upstream gets its `traceparent`, and it gets the destination.
     pub async fn send(&self, t: &StoredTrigger, route: Option<&str>, span: Option<&mut Span>) -> AttemptResult {
-        let traceparent = span.as_ref().map(|s| s.ctx.traceparent());
+        let traceparent = span.as_ref().map(|s| crate::telemetry::trace::traceparent(&s.context()));
         match &self.transport {
             Transport::Http { client, url } => {
                 let mut req = deliver::request(url, t, &self.deny);

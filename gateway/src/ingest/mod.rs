@@ -88,16 +88,16 @@ impl Ingest {
         let started = std::time::Instant::now();
         // Continue the sender's trace when it sent one.
         let parent = if self.tracer.is_on() {
-            req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(SpanContext::from_traceparent)
+            req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(crate::telemetry::trace::parse_traceparent)
         } else {
             None
         };
         let mut span = self.tracer.span("ingest", Kind::Server, parent.as_ref());
-        let ctx = span.as_ref().map(|s| s.ctx);
+        let ctx = span.as_ref().map(|s| s.context());
         let resp = self.ingest(req, tenant.clone(), source.clone(), ctx).await;
         let outcome = resp.extensions().get::<Outcome>().map_or("error", |o| o.0);
         self.metrics.ingest(&tenant, outcome, started.elapsed());
-        if let Some(s) = span.as_mut() {
+        if let Some(s) = span.as_mut().filter(|s| s.is_recording()) {
             s.attr("http.request.method", "POST");
             s.attr("url.path", path.clone());
             s.attr("http.response.status_code", u64::from(resp.status().as_u16()));
@@ -126,7 +126,7 @@ impl Ingest {
             // The stored context is this ingest span, so forward attempts
             // hours later join the same trace.
             headers.retain(|(n, _)| n != "traceparent");
-            headers.push(("traceparent".into(), ctx.traceparent()));
+            headers.push(("traceparent".into(), crate::telemetry::trace::traceparent(ctx)));
         }
         let body = match h::read_body(req, self.max_body_bytes, self.request_timeout).await {
             Ok(b) => b,
@@ -156,7 +156,7 @@ impl Ingest {
             let input = Input::of(&meta, body.clone(), Phase::Ingest);
             let mut pspan = self.tracer.span("plugin", Kind::Internal, trace.as_ref());
             let ran = self.plugins.run(input).await;
-            if let (Some(s), Some(Ok(r))) = (pspan.as_mut(), ran.as_ref()) {
+            if let (Some(s), Some(Ok(r))) = (pspan.as_mut().filter(|s| s.is_recording()), ran.as_ref()) {
                 s.attr("weir.plugin.version", u64::from(r.version.unwrap_or(0)));
                 if let Err(f) = &r.result {
                     s.error(f.to_string());
@@ -185,7 +185,7 @@ impl Ingest {
         let trigger = NewTrigger { id: self.store.next_id(received), meta, body, transformed };
         let mut cspan = self.tracer.span("store.commit", Kind::Internal, trace.as_ref());
         let inserted = self.store.insert(trigger).await;
-        if let Some(s) = cspan.as_mut() {
+        if let Some(s) = cspan.as_mut().filter(|s| s.is_recording()) {
             match &inserted {
                 Ok(done) => s.attr("weir.commit.batch_size", u64::from(done.batch)),
                 Err(e) => s.error(e.to_string()),
@@ -345,21 +345,13 @@ fn store_error_resp(tenant: &str, e: StoreError) -> Resp {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Resp> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let bad = |why: String| {
-        Err(h::error(
+    trigger::idempotency_key_of(headers).map_err(|why| {
+        h::error(
             StatusCode::BAD_REQUEST,
             "invalid_idempotency_key",
             &format!("the Idempotency-Key header {why}; send 1 to {} visible ASCII characters", trigger::IDEMPOTENCY_KEY_MAX),
-        ))
-    };
-    let Ok(s) = v.to_str() else { return bad(trigger::KeyError::NotVisible.to_string()) };
-    // Surrounding whitespace is HTTP framing, not part of the key.
-    let s = s.trim();
-    match trigger::check_idempotency_key(s) {
-        Ok(()) => Ok(Some(s.to_string())),
-        Err(why) => bad(why.to_string()),
-    }
+        )
+    })
 }
 
 /// `/ingest/{tenant}/{source}` → (tenant, source); nothing else matches.

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 // `weir:plugin@0.2.0` (`wit/plugin.wit`), the newest: its types are the host's.
@@ -50,6 +50,14 @@ impl Pre {
         match v0_1::TriggerPluginPre::new(pre) {
             Ok(p) => Ok(Pre::V0_1(p)),
             Err(_) => Err(format!("supported versions: {SUPPORTED}; as 0.2.0: {newest:#}")),
+        }
+    }
+
+    /// The WIT package version this component targets.
+    pub fn version(&self) -> &'static str {
+        match self {
+            Pre::V0_2(_) => "weir:plugin@0.2.0",
+            Pre::V0_1(_) => "weir:plugin@0.1.0",
         }
     }
 
@@ -100,7 +108,8 @@ fn from_v0_1(v: v0_1::Verdict) -> Verdict {
 pub struct HostState {
     pub tenant: Arc<str>,
     pub config: Arc<BTreeMap<String, String>>,
-    pub limits: StoreLimits,
+    /// The Store's limits, watched for the call's memory peak (`usage.rs`).
+    pub limits: super::usage::Limits,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub log_calls: u32,

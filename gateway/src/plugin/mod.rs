@@ -16,10 +16,12 @@
 mod bindings;
 mod compile;
 mod engine;
+mod examine;
 mod input;
 mod lane;
 mod run;
 mod upload;
+mod usage;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -36,9 +38,11 @@ use crate::tenants::{Tenant, Tenants};
 
 pub use bindings::SUPPORTED as SUPPORTED_WIT;
 pub use compile::{CompileArgs, SUBCOMMAND as COMPILE_SUBCOMMAND, child_main as compile_child};
+pub use examine::Examined;
 pub use input::{Input, Phase};
-pub use run::{Decision, Failure, FailureKind, MAX_HEADER_CHANGE_BYTES, MAX_HEADER_CHANGES, Transform};
-pub use upload::{FLEET_SOURCE, UploadError, sha256_hex};
+pub use run::{Decision, Failure, FailureKind, MAX_HEADER_CHANGE_BYTES, MAX_HEADER_CHANGES, Transform, WALL_FACTOR};
+pub use upload::{FLEET_SOURCE, UploadError, check_header, sha256_hex};
+pub use usage::Usage;
 
 use bindings::{HostState, Pre};
 
@@ -83,6 +87,8 @@ pub struct Ran {
     pub elapsed: Duration,
     /// The call overran its first millisecond of CPU and finished on the slow lane.
     pub slow_lane: bool,
+    /// What the call used (zero when no call ran).
+    pub usage: Usage,
 }
 
 pub struct PluginHost {
@@ -189,6 +195,7 @@ impl PluginHost {
                     on_error: tenant.on_plugin_error,
                     elapsed: started.elapsed(),
                     slow_lane: false,
+                    usage: Usage::default(),
                 }));
             }
         };
@@ -203,7 +210,7 @@ impl PluginHost {
         });
         let Ok(Some(permits)) = permits.await else { return Some(Err(Busy)) };
         let job = self.job(&tenant, loaded.clone());
-        let overran = job.overran.clone();
+        let (overran, meter) = (job.overran.clone(), job.meter.clone());
         let trigger = input.into_trigger();
         let (name, budget) = (trigger.tenant.clone(), tenant.plugin_timeout);
         let call = async move {
@@ -221,7 +228,14 @@ impl PluginHost {
             Err(e) => Err(Failure { kind: FailureKind::Trap, detail: format!("plugin task failed: {e}") }),
         };
         let slow_lane = overran.load(std::sync::atomic::Ordering::Relaxed);
-        Some(Ok(Ran { version: Some(loaded.version), result, on_error: tenant.on_plugin_error, elapsed: started.elapsed(), slow_lane }))
+        Some(Ok(Ran {
+            version: Some(loaded.version),
+            result,
+            on_error: tenant.on_plugin_error,
+            elapsed: started.elapsed(),
+            slow_lane,
+            usage: meter.usage(),
+        }))
     }
 
     /// Runs the tenant's plugin without the concurrency limits: what one
@@ -243,6 +257,7 @@ impl PluginHost {
             max_log_bytes: self.limits.max_log_bytes as usize,
             max_output_bytes: self.max_output_bytes,
             overran: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            meter: Arc::default(),
         }
     }
 

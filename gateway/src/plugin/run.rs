@@ -91,10 +91,12 @@ pub(super) struct Job {
     /// Set once the call has spent `HOLD` of CPU: the caller moves it to the
     /// slow lane (`lane::drive`).
     pub overran: Arc<AtomicBool>,
+    /// What the call used (CPU time, memory peak), whatever its outcome.
+    pub meter: Arc<super::usage::Meter>,
 }
 
 /// Wall-clock cap on a call, as a multiple of its CPU budget.
-pub(super) const WALL_FACTOR: u32 = 4;
+pub const WALL_FACTOR: u32 = 4;
 
 /// CPU time a call may run on a worker before it starts yielding at every
 /// epoch tick (~1 ms): most plugins finish well within it.
@@ -142,6 +144,11 @@ impl CpuMeter {
         Duration::from_nanos(self.spent_ns.load(Ordering::Relaxed) + current)
     }
 
+    /// CPU time of the polls that finished.
+    fn total(&self) -> Duration {
+        Duration::from_nanos(self.spent_ns.load(Ordering::Relaxed))
+    }
+
     /// Runs `fut`, counting the CPU time of each of its polls.
     async fn meter<F: Future>(&self, fut: F) -> F::Output {
         let mut fut = std::pin::pin!(fut);
@@ -165,7 +172,9 @@ impl Job {
         let stderr = MemoryOutputPipe::new(STDERR_CAP);
         let meter = Arc::new(CpuMeter::default());
         let call = self.call(trigger, budget, stderr.clone(), meter.clone());
-        match tokio::time::timeout(wall, meter.meter(call)).await {
+        let outcome = tokio::time::timeout(wall, meter.meter(call)).await;
+        self.meter.set_cpu(meter.total());
+        match outcome {
             // Past the wall-clock cap (typically waiting in a host call): the
             // Store was dropped with the future.
             Err(_) => Ok(Err(deadline(budget))),
@@ -200,7 +209,7 @@ impl Job {
             HostState {
                 tenant: trigger.tenant.as_str().into(),
                 config: self.config.clone(),
-                limits,
+                limits: super::usage::Limits::new(limits, self.meter.clone()),
                 wasi,
                 table: ResourceTable::new(),
                 log_calls: 0,

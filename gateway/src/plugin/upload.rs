@@ -101,6 +101,16 @@ pub fn check_header(bytes: &[u8], limit: u64) -> Result<(), UploadError> {
 /// it, and counting reads section headers only. A component that does not
 /// parse is refused as not compiling.
 pub fn check_functions(bytes: &[u8], limit: u32) -> Result<(), UploadError> {
+    let count = count_functions(bytes)?;
+    if count > u64::from(limit) {
+        return Err(UploadError::TooManyFunctions { count, limit });
+    }
+    Ok(())
+}
+
+/// The functions the component's core modules define, counted from section
+/// headers (nested modules included).
+pub fn count_functions(bytes: &[u8]) -> Result<u64, UploadError> {
     let (mut declared, mut bodies) = (0u64, 0u64);
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.map_err(|e| UploadError::Compile(format!("malformed component: {e}")))? {
@@ -111,11 +121,7 @@ pub fn check_functions(bytes: &[u8], limit: u32) -> Result<(), UploadError> {
     }
     // A module states its function count twice (function and code
     // sections); a mismatch fails validation later, but count the larger.
-    let count = declared.max(bodies);
-    if count > u64::from(limit) {
-        return Err(UploadError::TooManyFunctions { count, limit });
-    }
-    Ok(())
+    Ok(declared.max(bodies))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -127,10 +133,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub const FLEET_SOURCE: &str = "fleet";
 
 /// What passed every upload check and compiled: may be stored and activated.
-struct Prepared {
-    sha256: String,
-    artifact: Vec<u8>,
-    probe: Loaded,
+pub(super) struct Prepared {
+    pub sha256: String,
+    pub artifact: Vec<u8>,
+    pub probe: Loaded,
+    /// The compiled component (its imports, for `weir plugin check`).
+    pub component: Component,
 }
 
 fn now_ms() -> u64 {
@@ -145,7 +153,7 @@ impl PluginHost {
     }
 
     async fn add(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>, source: &'static str) -> Result<Arc<Loaded>, UploadError> {
-        let Prepared { sha256, artifact, probe } = self.prepare(tenant, &bytes).await?;
+        let Prepared { sha256, artifact, probe, .. } = self.prepare(tenant, &bytes).await?;
         let bytes = Arc::new(bytes);
         let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
         let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
@@ -157,7 +165,7 @@ impl PluginHost {
 
     /// Every check an upload makes, then compile and link: what may be
     /// stored. Changes nothing.
-    async fn prepare(self: &Arc<Self>, tenant: &str, bytes: &[u8]) -> Result<Prepared, UploadError> {
+    pub(super) async fn prepare(self: &Arc<Self>, tenant: &str, bytes: &[u8]) -> Result<Prepared, UploadError> {
         check_header(bytes, self.limits.max_component_bytes)?;
         check_functions(bytes, self.limits.max_functions)?;
         let sha256 = sha256_hex(bytes);
@@ -180,8 +188,8 @@ impl PluginHost {
             }
         };
         // Link before storing: a component for the wrong world is never stored.
-        let probe = self.link(component, 0, &sha256)?;
-        Ok(Prepared { sha256, artifact, probe })
+        let probe = self.link(component.clone(), 0, &sha256)?;
+        Ok(Prepared { sha256, artifact, probe, component })
     }
 
     /// Runs every upload check and compiles, activating nothing: what a

@@ -130,8 +130,7 @@ impl Writer {
         let count = batch.len();
         match self.apply(batch) {
             Ok((done, mut deltas)) => {
-                self.metrics.commit_batch.observe(count as f64);
-                self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                self.metrics.commit(count, started.elapsed());
                 // Announced before any reply: once a caller hears its commit
                 // succeeded, subscribers have heard of it too.
                 self.changes.publish(&std::mem::take(&mut deltas.became_pending));

@@ -1,6 +1,10 @@
-//! Logs and metrics: how Weir makes its state visible.
+//! Logs, metrics and traces: how Weir makes its state visible. Metrics and
+//! traces go through the OpenTelemetry SDK; `export` sends them over OTLP,
+//! `prometheus` renders the metrics for `GET /metrics`.
 
+pub mod export;
 pub mod metrics;
+pub mod prometheus;
 pub mod trace;
 
 pub use metrics::{Gauges, Metrics};

@@ -44,6 +44,15 @@ pub fn check_idempotency_key(key: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The sender's `Idempotency-Key` header as ingest takes it: absent, or a
+/// valid key (surrounding whitespace is HTTP framing, not part of the key).
+pub fn idempotency_key_of(headers: &HeaderMap) -> Result<Option<String>, KeyError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v.to_str().map_err(|_| KeyError::NotVisible)?.trim();
+    check_idempotency_key(key)?;
+    Ok(Some(key.to_string()))
+}
+
 const DENIED: &[&str] = &[
     "authorization",
     "proxy-authorization",

@@ -12,5 +12,5 @@
 mod headers;
 mod verdict;
 
-pub use headers::{IDEMPOTENCY_KEY_MAX, KeyError, check_idempotency_key, is_stored_header, stored as stored_headers};
+pub use headers::{IDEMPOTENCY_KEY_MAX, KeyError, check_idempotency_key, idempotency_key_of, is_stored_header, stored as stored_headers};
 pub use verdict::{NOTE_MAX, apply_transform, note, quarantine, truncate};

@@ -1,0 +1,163 @@
+//! `weir plugin new` and `weir plugin build`: one table of languages. A
+//! language is a row: its name, the file that marks one of its projects,
+//! the files of a new project (templates and what the weir binary carries:
+//! the WIT, the SDK source), and how its toolchain builds a component.
+//! Adding a language is adding a row and its templates.
+//!
+//! A new project needs nothing of the Weir repository: everything it
+//! builds from is written into it from this binary.
+
+mod rust;
+
+use std::path::{Path, PathBuf};
+
+/// One supported (or announced) plugin language.
+pub struct Language {
+    /// The `--lang` value.
+    pub name: &'static str,
+    /// A file whose presence marks a project of this language (for `build`).
+    pub marker: &'static str,
+    /// The toolchain command that builds the component, as the README gives it.
+    pub build_command: &'static str,
+    pub kind: Kind,
+}
+
+pub enum Kind {
+    Available {
+        /// The files of a new project, relative to its directory.
+        files: fn(&Project) -> Result<Vec<File>, String>,
+        /// Runs the toolchain in `dir` (with the user's extra arguments) and
+        /// returns the components it made.
+        build: fn(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String>,
+    },
+    /// Named, so `--lang` answers clearly, but not in this build.
+    NotYet,
+}
+
+/// The table. Detection (`build`) takes the first row whose marker exists,
+/// so a more specific marker comes first (TypeScript's before JavaScript's).
+pub const LANGUAGES: &[Language] = &[
+    Language { name: "rust", marker: "Cargo.toml", build_command: rust::BUILD_COMMAND, kind: rust::KIND },
+    Language { name: "ts", marker: "tsconfig.json", build_command: "", kind: Kind::NotYet },
+    Language { name: "js", marker: "package.json", build_command: "", kind: Kind::NotYet },
+    Language { name: "python", marker: "pyproject.toml", build_command: "", kind: Kind::NotYet },
+];
+
+/// What a template is filled with.
+pub struct Project {
+    /// The project's (package's) name, as given to `weir plugin new`.
+    pub name: String,
+    /// The version of the weir binary that wrote it (and its SDK copy).
+    pub weir_version: &'static str,
+}
+
+impl Project {
+    /// `{{name}}`, `{{crate}}` (the name with `-` as `_`, as Rust names the
+    /// component file) and `{{weir_version}}` replaced.
+    pub fn fill(&self, template: &str) -> String {
+        template
+            .replace("{{name}}", &self.name)
+            .replace("{{crate}}", &self.name.replace('-', "_"))
+            .replace("{{weir_version}}", self.weir_version)
+    }
+}
+
+/// A file of a new project.
+pub struct File {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
+}
+
+impl File {
+    pub fn new(path: &str, contents: impl Into<Vec<u8>>) -> File {
+        File { path: PathBuf::from(path), contents: contents.into() }
+    }
+}
+
+fn not_yet(name: &str) -> String {
+    format!("--lang {name} is not yet available in this build of weir; see docs/plugins.md (Rust is: --lang rust)")
+}
+
+pub fn by_name(name: &str) -> Result<&'static Language, String> {
+    LANGUAGES.iter().find(|l| l.name == name).ok_or_else(|| {
+        let names: Vec<&str> = LANGUAGES.iter().map(|l| l.name).collect();
+        format!("unknown --lang {name:?}; one of {}", names.join(", "))
+    })
+}
+
+/// A plugin's name: what a package name may be in every language's
+/// toolchain (Cargo's rule is the strictest: ASCII letters, digits, `-`
+/// and `_`, starting with a letter).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a plugin name: 1 to 64 ASCII letters, digits, '-' or '_', starting with a letter"))
+    }
+}
+
+/// Writes a new project for `lang` into `dir` (which must not exist, or be
+/// empty); returns the files written, relative to `dir`.
+pub fn new_project(lang: &Language, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    check_name(name)?;
+    let Kind::Available { files, .. } = lang.kind else { return Err(not_yet(lang.name)) };
+    if dir.exists() && std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.next().is_some() {
+        return Err(format!("{} exists and is not empty; give a new directory (--dir)", dir.display()));
+    }
+    let project = Project { name: name.to_string(), weir_version: env!("CARGO_PKG_VERSION") };
+    let files = files(&project)?;
+    for f in &files {
+        let path = dir.join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, &f.contents).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|f| f.path).collect())
+}
+
+/// The language of the project in `dir`, by its marker file.
+pub fn detect(dir: &Path) -> Result<&'static Language, String> {
+    LANGUAGES.iter().find(|l| dir.join(l.marker).is_file()).ok_or_else(|| {
+        let markers: Vec<String> = LANGUAGES.iter().map(|l| format!("{} ({})", l.marker, l.name)).collect();
+        format!("{} is not a plugin project: it has none of {}", dir.display(), markers.join(", "))
+    })
+}
+
+/// Builds the project in `dir`: the components it made.
+pub fn build(dir: &Path, extra: &[String]) -> Result<(&'static Language, Vec<PathBuf>), String> {
+    let lang = detect(dir)?;
+    let Kind::Available { build, .. } = lang.kind else { return Err(not_yet(lang.name)) };
+    Ok((lang, build(dir, extra)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_strictest_toolchain() {
+        for ok in ["a", "my-plugin", "hmac_verify2"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1abc", "-x", "a b", "../x", "a/b", "é", &"a".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_language_is_named_and_the_missing_ones_say_so() {
+        for l in LANGUAGES {
+            assert!(by_name(l.name).is_ok());
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["js", "ts", "python"] {
+            let err = new_project(by_name(name).expect("listed"), "x", &dir.path().join(name)).expect_err("not yet");
+            assert!(err.contains("not yet available") && err.contains("docs/plugins.md"), "{err}");
+        }
+        assert!(by_name("cobol").err().is_some_and(|e| e.contains("rust")));
+    }
+}
