@@ -133,6 +133,9 @@ fn upstreams(s: &Value) -> String {
         .flatten()
         .map(|u| {
             let mut state = str_of(&u["state"]);
+            if let Some(out) = u["out_for_ms"].as_u64() {
+                let _ = write!(state, " for {}", human::duration_ms(out));
+            }
             if let Some(held) = u["held_for_ms"].as_u64() {
                 let _ = write!(state, " (Retry-After: held {})", human::duration_ms(held));
             }
@@ -171,7 +174,7 @@ mod tests {
          "upstreams": [
            {"url": "http://10.0.0.5:9000/triggers", "state": "open", "in_flight": 0, "attempts": 41,
             "delivered": 30, "failures": 11, "last_error": "connect failed: tcp connect error: Connection refused (os error 111)",
-            "last_error_age_ms": 2500, "held_for_ms": null},
+            "last_error_age_ms": 2500, "out_for_ms": 840000, "held_for_ms": null},
            {"url": "http://10.0.0.6:9000/triggers", "state": "healthy", "in_flight": 2, "attempts": 90,
             "delivered": 90, "failures": 1, "last_error": "HTTP 503: overloaded", "last_error_age_ms": 840000, "held_for_ms": null}],
          "routes": [
@@ -196,6 +199,7 @@ mod tests {
             "2.0/s (120 in the last minute)  in flight 2  retries waiting 3",
             "3 (1 paused)  acme, globex (PAUSED: held, not forwarded), initech",
             "PoP fra1, NATS connected",
+            "open for 14 min",
             "refused tenants.bad (revision 42): value is not valid JSON for this key",
             "  error 2.5 s ago: connect failed: tcp connect error: Connection refused (os error 111)\n",
             "  recovered; last error 14 min ago: HTTP 503: overloaded\n",
@@ -213,6 +217,8 @@ mod tests {
         s["ready"] = false.into();
         s["upstreams"][0]["state"] = "degraded".into();
         s["upstreams"][0]["held_for_ms"] = 30_000.into();
+        // A Retry-After hold with the breaker closed: not an outage.
+        s["upstreams"][0]["out_for_ms"] = serde_json::Value::Null;
         s["fleet"] = serde_json::Value::Null;
         s["outcomes_unrecorded"] = 4.into();
         let out = super::render(&s);

@@ -199,6 +199,9 @@ pub struct Breaker {
     epoch: u64,
     last_failure: Option<Instant>,
     hold: Option<Instant>,
+    /// When the breaker last left closed (open, then half-open, until closed
+    /// again): how long the upstream has been out, for the people watching.
+    out_since: Option<Instant>,
 }
 
 impl Breaker {
@@ -206,7 +209,14 @@ impl Breaker {
     /// upstream is presumed healthy.
     pub fn new(config: BreakerConfig) -> Result<Self, BreakerError> {
         config.validate()?;
-        Ok(Self { config, phase: Phase::Closed { failures: 0, limit: config.max_concurrency }, epoch: 0, last_failure: None, hold: None })
+        Ok(Self {
+            config,
+            phase: Phase::Closed { failures: 0, limit: config.max_concurrency },
+            epoch: 0,
+            last_failure: None,
+            hold: None,
+            out_since: None,
+        })
     }
 
     pub fn config(&self) -> &BreakerConfig {
@@ -312,6 +322,7 @@ impl Breaker {
                 let successes = successes.saturating_add(1);
                 if successes >= self.config.half_open_successes {
                     self.transition(Phase::Closed { failures: 0, limit: 1 });
+                    self.out_since = None;
                 } else {
                     self.phase = Phase::HalfOpen { successes, probe_in_flight: false };
                 }
@@ -378,7 +389,14 @@ impl Breaker {
         self.hold = Some(self.hold.map_or(until, |h| h.max(until)));
     }
 
+    /// Since when the breaker has not been closed (`None` while closed): an
+    /// open and half-open cycle of probes counts as one outage.
+    pub fn out_since(&self) -> Option<Instant> {
+        self.out_since
+    }
+
     fn open(&mut self, now: Instant) {
+        self.out_since.get_or_insert(now);
         self.transition(Phase::Open { next_probe_at: now + self.config.probe_interval, probe_in_flight: false });
     }
 
@@ -391,6 +409,33 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_dated_from_the_first_open_through_failed_probes_until_closed() {
+        let t0 = Instant::now();
+        let config = BreakerConfig { failure_threshold: 1, half_open_successes: 1, ..BreakerConfig::default() };
+        let mut b = Breaker::new(config).expect("breaker");
+        assert_eq!(b.out_since(), None);
+        let fail = |b: &mut Breaker, now| match b.try_acquire(now, 0) {
+            Admission::Allowed(t) | Admission::Probe(t) => b.on_failure(now, t),
+            other => panic!("not admitted: {other:?}"),
+        };
+        fail(&mut b, t0);
+        assert_eq!(b.out_since(), Some(t0), "open since its first failure past the threshold");
+        let later = t0 + config.probe_interval * 3;
+        fail(&mut b, later);
+        assert_eq!(b.out_since(), Some(t0), "a failed probe does not restart the outage");
+        let recovered = later + config.probe_interval * 2;
+        let succeed = |b: &mut Breaker| match b.try_acquire(recovered, 0) {
+            Admission::Probe(t) => b.on_success(recovered, t),
+            other => panic!("probe not admitted: {other:?}"),
+        };
+        succeed(&mut b);
+        assert_eq!((b.state(), b.out_since()), (BreakerState::HalfOpen, Some(t0)), "still out while probing");
+        succeed(&mut b);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.out_since(), None, "closed again: no outage");
+    }
 
     const INTERVAL: Duration = Duration::from_secs(1);
 

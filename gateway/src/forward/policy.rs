@@ -568,6 +568,7 @@ impl Policy {
                     failures: u.failures,
                     last_error: u.last_error.clone(),
                     last_error_age_ms: u.last_error_at.map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    out_for_ms: u.breaker.out_since().map(|t| now.saturating_duration_since(t).as_millis() as u64),
                     held_for_ms: u.breaker.held_until(now).map(|t| t.saturating_duration_since(now).as_millis() as u64),
                 })
                 .collect(),

@@ -64,6 +64,8 @@ pub struct UpstreamStatus {
     pub last_error: Option<String>,
     /// How long ago `last_error` happened.
     pub last_error_age_ms: Option<u64>,
+    /// How long the upstream has been out: since its breaker left closed (open, then probing); `null` while closed.
+    pub out_for_ms: Option<u64>,
     pub held_for_ms: Option<u64>,
 }
 

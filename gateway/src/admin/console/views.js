@@ -32,8 +32,11 @@ function badge(state) {
 function headline(s, ready, now) {
   const lines = [];
   for (const u of s.upstreams.filter((u) => u.state !== "healthy")) {
+    // The gateway dates an outage (out_for_ms: since the breaker left closed);
+    // a degraded upstream whose breaker is closed is dated from what this tab saw.
     const seen = history.firstSeen.get(u.url);
-    const since = seen ? `${seen.sinceLoad ? "at least " : ""}${fmtAge(now - seen.at)}` : "?";
+    const since = u.out_for_ms != null ? fmtAge(u.out_for_ms)
+      : seen ? `${seen.sinceLoad ? "at least " : ""}${fmtAge(now - seen.at)}` : "?";
     const held = u.held_for_ms ? `, held by Retry-After for ${fmtAge(u.held_for_ms)} more` : "";
     lines.push(el("p", {class: `alert ${u.state}`, "data-upstream": u.url},
       `Upstream ${u.url} ${u.state} for ${since}${held}: `, el("q", {}, u.last_error || "no error recorded"),
