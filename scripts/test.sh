@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Plugins are WebAssembly components; the gateway's tests build them from plugins/.
 rustup target add wasm32-wasip2
+# Real servers and a real browser: nats-server, chromium and the rest, installed when missing.
+./scripts/deps.sh
 # Gateway: unit, property and end-to-end tests (builds the test plugins first).
 # Tests assert events, never stopwatches: time bounds are measured and
 # reported by weir-bench (BENCHMARKS.md), not asserted here.

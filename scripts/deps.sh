@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What the test suite needs besides Rust, installed when missing (idempotent:
+# a no-op on a machine that has it all). Run by scripts/test.sh and .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: a C compiler (ring, rustls' crypto, compiles some C),
+# nats-server (the fleet tests start real JetStream servers; Debian 12 ships 2.9.10)
+# systemd (for systemd-analyze) and strace.
+sudo_cmd=""
+if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+# systemd-analyze checks packaging/systemd/weir.service (tests/it/packaging.rs); a 3 MB package.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# strace measures the system calls weir makes against the unit's SystemCallFilter (same test).
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+# The console's browser test (tests/it/console.rs) drives Debian's chromium with
+# playwright-core from tests/console (no browser download: it uses /usr/bin/chromium).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  $sudo_cmd apt-get update -qq
+  $sudo_cmd apt-get install -y -qq "${missing[@]}"
+fi
+
+# playwright-core, pinned by tests/console/package-lock.json (again only when the lockfile changed).
+lock=tests/console/package-lock.json installed=tests/console/node_modules/.package-lock.json
+if [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; then
+  npm ci --prefix tests/console --no-audit --no-fund
+fi
