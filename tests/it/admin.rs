@@ -103,6 +103,10 @@ async fn authorisation_matrix_covers_every_route() {
         checked += 1;
     }
     assert_eq!(checked, ROUTES.len());
+    // Fleet routes on a gateway without [fleet]: the operator gets past authorisation to a 409.
+    let r = c.get(&gw.admin_url("/v1/fleet/pops"), Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "no_fleet", "{:?}", r.body);
     gw.stop().await;
 }
 
@@ -179,6 +183,12 @@ async fn replay_after_fixing_a_plugin_delivers_quarantined_triggers() {
     for id in &ids {
         assert_eq!(state_of(&c, &gw, id).await, "quarantined");
     }
+    // The plugin failures are in /v1/status per tenant, by kind (the console's failure-rate column).
+    let status = c.get(&gw.admin_url("/v1/status"), Some(TOKEN)).await.json();
+    let fragile = &status["plugins_by_tenant"]["fragile"];
+    assert_eq!(fragile["calls"], 4, "{status:#}");
+    assert_eq!(fragile["failures"], serde_json::json!({"trap": 4}), "{status:#}");
+    assert!(status["plugins_by_tenant"].get("acme").is_none(), "acme has no plugin: no calls counted");
     // Dry run counts, changes nothing.
     let dry = post_json(&c, &gw, "/v1/replay", serde_json::json!({"tenant": "fragile", "state": "quarantined", "dry_run": true})).await;
     assert_eq!(dry.json()["matched"], 4);

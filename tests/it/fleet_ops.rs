@@ -156,6 +156,60 @@ async fn fleet_status_shows_three_pops_then_each_flag_on_its_event() {
     drop(fra1);
 }
 
+/// `GET /v1/fleet/pops` on `p`: status and body.
+async fn fleet_pops(c: &Client, p: &Pop) -> (StatusCode, Value) {
+    let r = c.get(&format!("http://{}/v1/fleet/pops", p.weir.admin), Some(TOKEN)).await;
+    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_route_shows_every_pop_from_the_heartbeats_and_503_without_nats() {
+    let mut nats = NatsServer::start();
+    let upstream = Upstream::start(Mode::Ok).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let fra1 = start_pop(&nats, "fra1", &forward_to(&upstream.url(), ""));
+    let ams1 = start_pop(&nats, "ams1", &forward_to(&format!("http://{closed}/triggers"), "failure_threshold = 1"));
+    let c = Client::new();
+    // fra1 reads ams1's row through its own fleet connection: both rows, and ams1's open upstream once it fails.
+    ingest(&c, &ams1, 1).await;
+    let s = eventually(WAIT, || async {
+        let (code, s) = fleet_pops(&c, &fra1).await;
+        let both = ["fra1", "ams1"].iter().all(|p| pop(&s, p).is_some_and(|p| p["state"] == "ok"));
+        (code == StatusCode::OK && both && has_flag(&s, "upstream_open", Some("ams1"), None)).then_some(s)
+    })
+    .await;
+    assert_eq!(s["format"], 1);
+    assert_eq!(pop(&s, "ams1").expect("ams1")["open_upstreams"].as_array().map(Vec::len), Some(1), "{s:#}");
+    assert!(!has_flag(&s, "upstream_open", Some("fra1"), None), "{s:#}");
+    // The same document as `weir fleet status --json` (same rows and flags).
+    let (_, cli) = fleet_status(&nats).await;
+    let names = |v: &Value| {
+        let mut n: Vec<String> = v["pops"].as_array().expect("pops").iter().map(|p| p["pop"].to_string()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&cli), names(&s));
+    let kinds = |v: &Value| v["flags"].as_array().expect("flags").iter().map(|f| f["kind"].to_string()).collect::<Vec<_>>();
+    assert_eq!(kinds(&cli), kinds(&s));
+    // The fleet is behind the operator token.
+    let r = c.get(&format!("http://{}/v1/fleet/pops", fra1.weir.admin), Some("not-the-operator")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // NATS gone: a bounded 503 that says so (the console falls back to this PoP's own view).
+    nats.down();
+    let (code, s) = eventually(WAIT, || async {
+        let (code, s) = fleet_pops(&c, &fra1).await;
+        (code == StatusCode::SERVICE_UNAVAILABLE).then_some((code, s))
+    })
+    .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s["error"], "nats_unavailable", "{s}");
+    assert!(s["message"].as_str().is_some_and(|m| m.contains("heartbeats could not be read")), "{s}");
+    drop(ams1);
+    drop(fra1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_replay_runs_on_every_pop_and_sums_their_counts() {
     let nats = NatsServer::start();

@@ -10,6 +10,7 @@ pub mod auth;
 mod backup;
 pub mod console;
 mod fleet_plugins;
+mod fleet_pops;
 mod plugins;
 mod replay;
 pub mod routes;
@@ -150,6 +151,7 @@ impl Admin {
             Name::Pause => self.pause(&scope, p(0), true).await,
             Name::Resume => self.pause(&scope, p(0), false).await,
             Name::FleetPlugins => self.fleet_plugins_status(),
+            Name::FleetPops => self.fleet_pops().await,
             Name::UploadFleetPlugin => self.upload_fleet_plugin(&scope, p(0), req).await,
             Name::RollbackFleetPlugin => self.rollback_fleet_plugin(&scope, p(0), req).await,
             Name::WhoAmI => self.whoami(&scope),
@@ -190,6 +192,7 @@ impl Admin {
                         "outcomes_unrecorded": forward.outcomes_unrecorded,
                         "paused_tenants": forward.paused_tenants,
                         "pending_by_tenant": self.store.pending_by_tenant(),
+                        "plugins_by_tenant": self.metrics.plugin_counts(),
                         "in_flight": forward.in_flight,
                         "retries_waiting": forward.retries_waiting,
                         "delivered_last_minute": forward.delivered_last_minute,

@@ -31,6 +31,7 @@ pub enum Name {
     Pause,
     Resume,
     FleetPlugins,
+    FleetPops,
     UploadFleetPlugin,
     RollbackFleetPlugin,
     WhoAmI,
@@ -64,6 +65,8 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/pause", access: Access::Tenant, name: Name::Pause },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/resume", access: Access::Tenant, name: Name::Resume },
     // Fleet plugins reach every PoP: the operator's alone.
+    // Every PoP's heartbeat (backlog, upstreams, plugins): the operator's alone.
+    Route { method: "GET", pattern: "/v1/fleet/pops", access: Access::Operator, name: Name::FleetPops },
     Route { method: "GET", pattern: "/v1/fleet/plugins", access: Access::Operator, name: Name::FleetPlugins },
     Route { method: "PUT", pattern: "/v1/fleet/plugins/{tenant}", access: Access::Operator, name: Name::UploadFleetPlugin },
     Route { method: "POST", pattern: "/v1/fleet/plugins/{tenant}/rollback", access: Access::Operator, name: Name::RollbackFleetPlugin },

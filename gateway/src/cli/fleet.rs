@@ -70,8 +70,7 @@ pub(super) async fn connect(f: &FleetConfig, what: &str) -> Result<async_nats::C
 /// The fleet as its heartbeats show it now.
 async fn read_status(f: &FleetConfig, client: &async_nats::Client) -> Result<FleetStatus, CliError> {
     let js = async_nats::jetstream::new(client.clone());
-    let entries = status::read(&js, &f.heartbeats_bucket).await.map_err(CliError::Failed)?;
-    Ok(status::assess(entries, crate::admin::now_ms()))
+    status::current(&js, &f.heartbeats_bucket).await.map_err(CliError::Failed)
 }
 
 /// `weir fleet status`.

@@ -117,6 +117,13 @@ pub async fn read(js: &async_nats::jetstream::Context, bucket: &str) -> Result<V
     Ok(entries)
 }
 
+/// The fleet as its heartbeats show it now: `weir fleet status` and
+/// `GET /v1/fleet/pops` both read it here.
+pub async fn current(js: &async_nats::jetstream::Context, bucket: &str) -> Result<FleetStatus, String> {
+    let entries = read(js, bucket).await?;
+    Ok(assess(entries, crate::admin::now_ms()))
+}
+
 /// Reads the bucket's entries at `now_ms` into rows and flags.
 pub fn assess(entries: Vec<Entry>, now_ms: u64) -> FleetStatus {
     let mut pops = Vec::new();

@@ -352,6 +352,35 @@ impl Metrics {
         rm
     }
 
+    /// Plugin runs and failures by kind per tenant label, as the instruments
+    /// counted them (read back from the SDK, not counted a second time).
+    /// The gauges observe their last snapshot; only the plugin series are kept.
+    pub fn plugin_counts(&self) -> BTreeMap<String, PluginCounts> {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let mut rm = ResourceMetrics::default();
+        if let Err(e) = self.reader.collect(&mut rm) {
+            tracing::debug!(error = %e, "metrics collection failed");
+        }
+        let mut out: BTreeMap<String, PluginCounts> = BTreeMap::new();
+        for m in rm.scope_metrics().flat_map(|s| s.metrics()) {
+            match (m.name(), m.data()) {
+                ("weir_plugin_duration_seconds", AggregatedMetrics::F64(MetricData::Histogram(h))) => {
+                    for p in h.data_points() {
+                        out.entry(attr(p.attributes(), "tenant")).or_default().calls += p.count();
+                    }
+                }
+                ("weir_plugin_failures_total", AggregatedMetrics::U64(MetricData::Sum(s))) => {
+                    for p in s.data_points() {
+                        let counts = out.entry(attr(p.attributes(), "tenant")).or_default();
+                        *counts.failures.entry(attr(p.attributes(), "kind")).or_default() += p.value();
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// The Prometheus text page.
     pub fn render(&self, gauges: Gauges) -> String {
         super::prometheus::render(&self.collect(gauges))
@@ -440,6 +469,17 @@ fn upstream_state_value(state: &str) -> f64 {
     }
 }
 
+/// One tenant label's plugin runs, and its failures by kind (`trap`, `timeout`…).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginCounts {
+    pub calls: u64,
+    pub failures: BTreeMap<String, u64>,
+}
+
+fn attr<'a>(attrs: impl Iterator<Item = &'a KeyValue>, key: &str) -> String {
+    attrs.into_iter().find(|a| a.key.as_str() == key).map(|a| a.value.as_str().into_owned()).unwrap_or_default()
+}
+
 /// Values read from their owners at scrape time.
 #[derive(Debug, Default, Clone)]
 pub struct Gauges {
@@ -497,5 +537,24 @@ mod tests {
         let names: HashSet<&str> = rm.scope_metrics().flat_map(|s| s.metrics()).map(|m| m.name()).collect();
         let catalogue: HashSet<&str> = CATALOGUE.iter().map(|(n, ..)| *n).collect();
         assert_eq!(names, catalogue, "every catalogue entry has data, and nothing outside it does");
+    }
+
+    #[test]
+    fn plugin_counts_read_back_what_the_instruments_counted() {
+        let m = Metrics::new(1);
+        assert!(m.plugin_counts().is_empty());
+        m.plugin("a", Duration::from_millis(1), None, false);
+        m.plugin("a", Duration::from_millis(1), Some("trap"), false);
+        m.plugin("a", Duration::from_millis(1), Some("trap"), true);
+        m.plugin("a", Duration::from_millis(1), Some("timeout"), false);
+        m.plugin("b", Duration::from_millis(1), None, false);
+        let counts = m.plugin_counts();
+        let a = &counts["a"];
+        assert_eq!(a.calls, 4);
+        assert_eq!(a.failures, [("timeout".to_string(), 1), ("trap".to_string(), 2)].into());
+        // Past the label cap, tenants are counted under `other`, as on /metrics.
+        assert_eq!(counts["other"], PluginCounts { calls: 1, failures: BTreeMap::new() });
+        // Reading is not counting: a second read sees the same totals.
+        assert_eq!(m.plugin_counts(), counts);
     }
 }

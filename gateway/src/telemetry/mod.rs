@@ -7,7 +7,7 @@ pub mod metrics;
 pub mod prometheus;
 pub mod trace;
 
-pub use metrics::{Gauges, Metrics};
+pub use metrics::{Gauges, Metrics, PluginCounts};
 pub use trace::{Kind, Span, SpanContext, Tracer};
 
 use std::io::IsTerminal;
