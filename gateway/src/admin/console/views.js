@@ -125,24 +125,34 @@ export function tenants(root, ctx) {
     let rows;
     if (ctx.who.scope === "operator") {
       const s = await api("GET", "/v1/status");
-      rows = s.tenants.map((t) => ({t, pending: s.pending_by_tenant?.[t] ?? 0, paused: s.paused_tenants.includes(t)}));
+      rows = s.tenants.map((t) => ({t, pending: s.pending_by_tenant?.[t] ?? 0, paused: s.paused_tenants.includes(t),
+        plugin: s.plugins_by_tenant?.[t]}));
     } else {
       const w = await api("GET", "/v1/whoami");
       rows = [{t: w.tenant, pending: w.pending, paused: w.paused}];
     }
     const plugins = await Promise.all(rows.map((r) =>
       api("GET", `/v1/tenants/${encodeURIComponent(r.t)}/plugin`).catch(() => null)));
-    put(body, table(["tenant", "backlog", "forwarding", "", "plugin"], rows.map((r, i) => ({
+    put(body, table(["tenant", "backlog", "forwarding", "", "plugin", "plugin failures"], rows.map((r, i) => ({
       attrs: {"data-tenant": r.t},
       cells: [r.t, fmtNum(r.pending), badge(r.paused ? "paused" : "forwarding"),
         el("button", {type: "button", class: r.paused ? "resume" : "pause", "data-tenant": r.t,
           on: {click: () => act(`${r.t}: ${r.paused ? "resumed" : "paused"}`,
             () => api("POST", `/v1/tenants/${encodeURIComponent(r.t)}/${r.paused ? "resume" : "pause"}`))}},
         r.paused ? "Resume" : "Pause"),
-        pluginCell(r.t, plugins[i])],
+        pluginCell(r.t, plugins[i]), failureRate(r.plugin)],
     })), {id: "tenants"}));
   }
   return refresh;
+}
+
+/** A tenant's plugin failure rate since start, with the kinds (`trap 3, timeout 1`); `–` without runs or for a tenant token. */
+function failureRate(p) {
+  if (!p || !p.calls) return "–";
+  const failed = Object.values(p.failures).reduce((a, n) => a + n, 0);
+  const kinds = Object.entries(p.failures).map(([k, n]) => `${k} ${fmtNum(n)}`).join(", ");
+  return el("span", {class: "failure-rate", title: `${fmtNum(failed)} of ${fmtNum(p.calls)} runs failed`},
+    `${(100 * failed / p.calls).toFixed(1)}% of ${fmtNum(p.calls)}`, kinds ? ` (${kinds})` : "");
 }
 
 export function triggers(root, ctx) {
@@ -295,13 +305,22 @@ export function audit(root) {
 export function fleet(root, ctx) {
   const body = el("div");
   put(root, el("h1", {}, "Fleet"),
-    el("p", {}, "What this PoP knows. Heartbeats of the other PoPs are in NATS: `weir fleet status` reads them."), body);
+    el("p", {}, "One row per PoP, from the heartbeats this PoP reads in NATS (GET /v1/fleet/pops, as `weir fleet status`)."), body);
   return async () => {
     if (ctx.who.scope !== "operator") return put(body, "The fleet is the operator's view.");
     const s = await api("GET", "/v1/status");
     if (!s.fleet) return put(body, el("p", {id: "fleet"}, "This PoP has no [fleet] section: it runs alone."));
+    // The fleet's heartbeats; when NATS cannot be read (409/503), this PoP's own view below says why.
+    let pops = null, why = "";
+    try {
+      pops = await api("GET", "/v1/fleet/pops");
+    } catch (e) {
+      why = e.message;
+    }
     const fp = await api("GET", "/v1/fleet/plugins").catch(() => null);
     put(body,
+      pops ? fleetRows(pops) : el("p", {class: "error", id: "fleet-unread"}, `The fleet's heartbeats could not be read: ${why}. This PoP's own view:`),
+      el("h2", {}, "This PoP"),
       table(["PoP", "NATS", "ready", "backlog", "version"], [[s.fleet.pop, badge(s.fleet.connected ? "connected" : "disconnected"),
         s.ready ? "yes" : "no", fmtNum(s.pending), s.version]], {id: "fleet"}),
       el("h2", {}, "Refused control values"),
@@ -310,4 +329,18 @@ export function fleet(root, ctx) {
       fp ? table(["tenant", "state", "active sha256", "wanted sha256"], Object.entries(fp.tenants).map(([t, v]) =>
         [t, badge(v.state), v.active_sha256 || "–", v.wanted_sha256 || "–"])) : el("p", {}, "not available"));
   };
+}
+
+/** The PoPs' rows (state, age, backlog, upstreams) and every flag, as `weir fleet status` prints them. */
+function fleetRows(f) {
+  const flagsOf = (pop) => f.flags.filter((x) => x.pop === pop).map((x) => x.kind);
+  return el("div", {},
+    table(["PoP", "state", "heartbeat age", "ready", "backlog", "open upstreams", "version", "flags"], f.pops.map((p) => ({
+      attrs: {"data-pop": p.pop},
+      cells: [p.pop, badge(p.state), fmtAge(p.age_ms), p.heartbeat.ready ? "yes" : "no", fmtNum(p.heartbeat.backlog),
+        p.open_upstreams.length ? p.open_upstreams.join(", ") : "none", p.heartbeat.version, flagsOf(p.pop).join(", ") || "–"],
+    })), {id: "fleet-pops"}),
+    el("h2", {}, "Flags"),
+    f.flags.length ? el("ul", {id: "fleet-flags"}, f.flags.map((x) => el("li", {}, badge(x.kind), " ", x.message)))
+      : el("p", {id: "fleet-flags"}, "no flags"));
 }
