@@ -168,6 +168,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         admin.attach_fleet_plugins(fp.clone());
     }
     admin.resume_jobs().await;
+    admin.start_history();
     if let Some(fleet) = &fleet {
         fleet::replay::spawn(fleet.clone(), admin.clone(), metrics.clone(), shutdown.clone(), &tasks);
         let sync = fleet::tenants::TenantSync {

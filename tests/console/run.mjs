@@ -98,6 +98,12 @@ await page.click("#login button[type=submit]");
 await page.waitForSelector("#login-error:has-text('not accepted')");
 await loginAs(OPERATOR);
 await page.waitForSelector("#summary:has-text('ingest healthy')");
+// The charts open with the gateway's own history (GET /v1/history), not with an empty plot.
+const fromGateway = Number(await page.getAttribute("#charts", "data-from-gateway"));
+assert.ok(fromGateway >= 1, `the charts start from the gateway's history, got ${fromGateway} points from it`);
+const plotted = await page.$$eval("#charts .chart-box", (fs) => fs.map((f) => Number(f.dataset.points)));
+assert.equal(plotted.length, 3);
+assert.ok(plotted.every((n) => n >= fromGateway + 1), `history and the first poll are plotted: ${plotted}`);
 assert.equal(await page.evaluate(() => document.cookie), "", "no cookie holds the token");
 assert.ok(!page.url().includes(OPERATOR), "the token is never in the URL");
 log("logged in");

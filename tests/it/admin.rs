@@ -170,6 +170,29 @@ async fn state_of(c: &Client, gw: &Gateway, id: &str) -> String {
     c.get(&gw.admin_url(&format!("/v1/triggers/{id}")), Some(TOKEN)).await.json()["state"].as_str().unwrap_or("gone").to_string()
 }
 
+/// A gateway keeps its own history from startup: a fresh console tab has points to chart at once.
+#[tokio::test]
+async fn history_has_a_point_from_startup_with_the_status_totals() {
+    let gw = Gateway::start().await;
+    let c = Client::new();
+    // The sampler reads the store once right after startup (the next sample is 10 s later).
+    let h = eventually(Duration::from_secs(30), || async {
+        let r = c.get(&gw.admin_url("/v1/history"), Some(TOKEN)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let h = r.json();
+        (h["points"].as_array().map_or(0, Vec::len) > 0).then_some(h)
+    })
+    .await;
+    assert_eq!(h["interval_ms"], 10_000);
+    assert_eq!(h["capacity"], 360);
+    let points = h["points"].as_array().expect("points");
+    for key in ["at_ms", "stored", "delivered", "dead", "pending"] {
+        assert!(points[0][key].is_u64(), "{key} in {h}");
+    }
+    assert!(points[0]["stored_per_sec"].is_null(), "no rate without a sample before: {h}");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn replay_after_fixing_a_plugin_delivers_quarantined_triggers() {
     let up = Upstream::start(Mode::Ok).await;

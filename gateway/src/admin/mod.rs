@@ -11,6 +11,7 @@ mod backup;
 pub mod console;
 mod fleet_plugins;
 mod fleet_pops;
+pub mod history;
 mod plugins;
 mod replay;
 pub mod routes;
@@ -54,6 +55,8 @@ pub struct Admin {
     backup_bytes_per_sec: u64,
     /// Set once at startup on a PoP with `[fleet]`.
     fleet_plugins: std::sync::OnceLock<Arc<crate::fleet::plugins::FleetPlugins>>,
+    /// The last hour of totals (`GET /v1/history`), sampled by [`Admin::start_history`].
+    history: Arc<history::History>,
 }
 
 impl Admin {
@@ -87,6 +90,7 @@ impl Admin {
             max_body_bytes: config.server.max_body_bytes,
             backup_bytes_per_sec: config.admin.backup_max_mb_per_sec * 1024 * 1024,
             fleet_plugins: std::sync::OnceLock::new(),
+            history: Arc::new(history::History::new(history::EVERY, history::CAPACITY)),
         });
         Ok(admin)
     }
@@ -155,6 +159,7 @@ impl Admin {
             Name::UploadFleetPlugin => self.upload_fleet_plugin(&scope, p(0), req).await,
             Name::RollbackFleetPlugin => self.rollback_fleet_plugin(&scope, p(0), req).await,
             Name::WhoAmI => self.whoami(&scope),
+            Name::History => self.history_page(),
             // Answered above, before the token check.
             Name::Console | Name::ConsoleAsset => console::serve(req.method(), ""),
         }

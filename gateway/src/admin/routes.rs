@@ -35,6 +35,7 @@ pub enum Name {
     UploadFleetPlugin,
     RollbackFleetPlugin,
     WhoAmI,
+    History,
     Console,
     ConsoleAsset,
 }
@@ -64,6 +65,8 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/plugin/activate", access: Access::Tenant, name: Name::ActivatePlugin },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/pause", access: Access::Tenant, name: Name::Pause },
     Route { method: "POST", pattern: "/v1/tenants/{tenant}/resume", access: Access::Tenant, name: Name::Resume },
+    // The last hour of totals, like /v1/status: every tenant's counts.
+    Route { method: "GET", pattern: "/v1/history", access: Access::Operator, name: Name::History },
     // Fleet plugins reach every PoP: the operator's alone.
     // Every PoP's heartbeat (backlog, upstreams, plugins): the operator's alone.
     Route { method: "GET", pattern: "/v1/fleet/pops", access: Access::Operator, name: Name::FleetPops },

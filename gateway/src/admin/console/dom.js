@@ -68,7 +68,7 @@ export function chart(label, points, spanMs, now) {
   const title = document.createElementNS(ns, "title");
   title.textContent = `${label}: last hour, max ${fmtNum(max)}`;
   svg.append(title);
-  return el("figure", {class: "chart-box"}, svg, el("figcaption", {}, `${label} (max ${fmtNum(max)})`));
+  return el("figure", {class: "chart-box", "data-points": points.length}, svg, el("figcaption", {}, `${label} (max ${fmtNum(max)})`));
 }
 
 export function fmtNum(n) {

@@ -6,8 +6,22 @@ import {el, put, table, chart, fmtNum, fmtBytes, fmtAge, bodyText} from "./dom.j
 
 const HOUR = 3600 * 1000;
 
-// The overview's memory of the last hour, kept in this tab only (2 s polls: at most 1800 points).
-const history = {points: [], lastTotal: null, firstSeen: new Map()};
+// The overview's memory of the last hour: seeded once from the gateway's own history (GET /v1/history,
+// a sample every 10 s), then extended by this tab's polls (2 s: at most 1800 points more).
+const history = {points: [], lastTotal: null, firstSeen: new Map(), fromGateway: null};
+
+async function seed() {
+  if (history.fromGateway !== null) return;
+  const h = await api("GET", "/v1/history");
+  const polled = history.points;
+  const first = polled.length ? polled[0].at : Infinity;
+  const older = h.points.filter((p) => p.at_ms < first).map((p) => ({at: p.at_ms, backlog: p.pending,
+    delivery: p.delivered_per_sec ?? 0, stored: p.stored_per_sec ?? 0}));
+  history.points = older.concat(polled);
+  history.fromGateway = older.length;
+  const last = h.points[h.points.length - 1];
+  if (last && !history.lastTotal) history.lastTotal = {at: last.at_ms, total: last.stored};
+}
 
 function remember(now, s) {
   const total = s.pending + s.delivered + s.dead + s.quarantined;
@@ -67,7 +81,7 @@ export function overview(root) {
   const body = el("div");
   put(root, el("h1", {}, "Overview"), body);
   return async () => {
-    const [s, ready] = await Promise.all([api("GET", "/v1/status"), readiness()]);
+    const [s, ready] = await Promise.all([api("GET", "/v1/status"), readiness(), seed()]);
     const now = Date.now();
     const stored = remember(now, s);
     const upstreamRows = s.upstreams.map((u) => ({
@@ -88,8 +102,8 @@ export function overview(root) {
         diskTile(s)),
       el("h2", {}, "Upstreams"),
       table(["upstream", "state", "in flight", "delivered", "failures", "last error", "held for"], upstreamRows, {id: "upstreams"}),
-      el("h2", {}, "Last hour (since this tab opened)"),
-      el("div", {class: "tiles"},
+      el("h2", {}, "Last hour"),
+      el("div", {class: "tiles", id: "charts", "data-from-gateway": history.fromGateway},
         chart("backlog", pts("backlog"), HOUR, now),
         chart("delivered / s", pts("delivery"), HOUR, now),
         chart("stored / s", pts("stored"), HOUR, now)));
