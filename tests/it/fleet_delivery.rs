@@ -365,7 +365,6 @@ async fn nats_down_under_ingest_load_then_the_backlog_drains_exactly_once() {
     drop(js);
 
     nats.down();
-    let outage = std::time::Instant::now();
     // While it is down, a stand-in listener on its port counts the client's
     // connection attempts (and drops each one).
     let connects = Arc::new(AtomicUsize::new(0));
@@ -385,31 +384,33 @@ async fn nats_down_under_ingest_load_then_the_backlog_drains_exactly_once() {
     let s = wait_last_error(&c, &admin, 0, "NATS is unreachable (disconnected)").await;
     let attempts_at_outage = s["upstreams"][0]["attempts"].as_u64().expect("attempts");
     let during = accepted.load(Ordering::Relaxed);
-    // The outage lasts until another 400 triggers were accepted and a few probe intervals passed.
+    // The outage lasts until another 400 triggers were accepted and the client
+    // has come back at the port three times (several of its backoff steps).
+    // Meanwhile, whenever the breaker is open, at most its one probe is out.
     eventually(Duration::from_secs(60), || async {
-        (accepted.load(Ordering::Relaxed) >= during + 400 && outage.elapsed() >= Duration::from_secs(3)).then_some(())
+        let s = status(&c, &admin).await;
+        let u = &s["upstreams"][0];
+        assert!(u["state"] != "open" || u["in_flight"].as_u64() <= Some(1), "an open breaker lets only its probe out: {s}");
+        (accepted.load(Ordering::Relaxed) >= during + 400 && connects.load(Ordering::Relaxed) >= 3).then_some(())
     })
     .await;
     let s = status(&c, &admin).await;
     // Open, or half-open while a probe is out.
     assert!(["open", "degraded"].contains(&s["upstreams"][0]["state"].as_str().unwrap_or_default()), "{s}");
     assert_eq!(s["upstreams"][0]["last_error"], "NATS is unreachable (disconnected)");
-    let elapsed = outage.elapsed().as_secs_f64();
     let attempts = s["upstreams"][0]["attempts"].as_u64().expect("attempts") - attempts_at_outage;
-    // The breaker: at most the attempts in flight and the threshold before
-    // it opened, then one probe per interval (0.5 s).
-    let allowed = f64::from(MAX_IN_FLIGHT + THRESHOLD) + (elapsed / 0.5).ceil() + 1.0;
+    let arrived = (accepted.load(Ordering::Relaxed) - during) as u64;
     stand_in.abort();
     let _ = stand_in.await;
-    let tcp = connects.load(Ordering::Relaxed);
-    // The client: reconnects back off with jitter to reconnect_max_ms (1 s);
-    // each wait is at least half of its step (100, 200, 400, then 500 ms);
-    // one more for the test's own client.
-    let tcp_allowed = 5.0 + elapsed / 0.5 + 1.0 + 1.0;
-    println!("outage {elapsed:.1}s: {attempts} publish attempts (allowed {allowed}), {tcp} connection attempts (allowed {tcp_allowed:.0})");
-    assert!(attempts as f64 <= allowed, "{attempts} publish attempts in {elapsed:.1}s");
-    assert!(tcp as f64 <= tcp_allowed, "{tcp} connection attempts in {elapsed:.1}s");
-    assert!(tcp >= 1, "the client kept trying to reconnect");
+    let tcp = connects.load(Ordering::Relaxed) as u64;
+    // Bounded by the breaker and the client's backoff, not by the load: a
+    // retry storm would try (and reconnect) at least once per arriving
+    // trigger; here both stay a small fraction of them. (Attempts per second
+    // of outage are measured by `weir-bench drain-jetstream`, not asserted.)
+    println!("outage: {arrived} triggers arrived, {attempts} publish attempts, {tcp} connection attempts");
+    assert!(attempts * 4 <= arrived, "{attempts} publish attempts for {arrived} triggers that arrived during the outage");
+    assert!(tcp * 4 <= arrived, "{tcp} connection attempts for {arrived} triggers that arrived during the outage");
+    assert!(tcp >= 3, "the client kept trying to reconnect");
 
     nats.up();
     let after = accepted.load(Ordering::Relaxed);
