@@ -507,7 +507,11 @@ pub async fn backup(g: &Global, out: &Path, force: bool) -> Result<(), CliError>
     };
     let mut bar = Progress::on_stderr(g.json, "backup", Unit::Bytes, estimate);
     let tmp = partial_path(out);
-    let downloaded = c.download("/v1/backup", &tmp, |n| bar.update(n)).await;
+    let downloaded = c
+        .download("/v1/backup", &tmp, |n| {
+            bar.update(n);
+        })
+        .await;
     let bytes = match downloaded {
         Ok(n) => n,
         Err(e) => {

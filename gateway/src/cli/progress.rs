@@ -29,12 +29,22 @@ pub struct Progress {
     total: Total,
     label: String,
     started: Instant,
-    last_draw: Option<Instant>,
+    /// What the last drawing showed: a redraw happens only when it changes.
+    shown: Option<Shown>,
     drawn: bool,
 }
 
-/// Redraws at most this often (a backup calls for every chunk).
-const REDRAW: Duration = Duration::from_millis(100);
+/// What a redraw is for: with a total, the filled cells and the percentage
+/// (at most 131 redraws for a whole bar); without one, the amount as printed.
+/// A backup calls `update` for every chunk; the line is rewritten only when
+/// this would read differently, whatever the clock says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    cells: usize,
+    percent: u64,
+    amount: String,
+}
+
 const BAR_WIDTH: usize = 30;
 
 impl Progress {
@@ -44,19 +54,30 @@ impl Progress {
     }
 
     pub fn new(enabled: bool, label: &str, unit: Unit, total: Total) -> Progress {
-        Progress { enabled, unit, total, label: label.to_string(), started: Instant::now(), last_draw: None, drawn: false }
+        Progress { enabled, unit, total, label: label.to_string(), started: Instant::now(), shown: None, drawn: false }
     }
 
     pub fn set_total(&mut self, total: Total) {
         self.total = total;
     }
 
-    /// Shows `done` (redrawn at most every 100 ms).
-    pub fn update(&mut self, done: u64) {
-        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW) {
-            return;
+    /// Shows `done`: redrawn only when the bar would read differently.
+    /// Returns whether it drew.
+    pub fn update(&mut self, done: u64) -> bool {
+        if !self.enabled || self.shown.as_ref() == Some(&self.shown(done)) {
+            return false;
         }
         self.draw(done);
+        true
+    }
+
+    fn shown(&self, done: u64) -> Shown {
+        let fraction = match self.total {
+            Total::Exact(t) | Total::About(t) if t > 0 => (done as f64 / t as f64).min(1.0),
+            _ => 0.0,
+        };
+        let amount = if matches!(self.total, Total::Unknown) { amount(done, self.unit) } else { String::new() };
+        Shown { cells: (fraction * BAR_WIDTH as f64) as usize, percent: (fraction * 100.0) as u64, amount }
     }
 
     /// The last state, drawn whatever the throttle, and the line ended.
@@ -78,7 +99,7 @@ impl Progress {
         // \r and clear-to-end-of-line: one line, rewritten in place.
         eprint!("\r{line}\x1b[K");
         let _ = std::io::stderr().flush();
-        self.last_draw = Some(Instant::now());
+        self.shown = Some(self.shown(done));
         self.drawn = true;
     }
 }
@@ -142,5 +163,17 @@ mod tests {
         assert!(line.contains(" 99%") && line.contains("/ ~1000 B"), "{line}");
         assert_eq!(render("backup", 2048, Total::Unknown, Unit::Bytes, Duration::ZERO), "backup 2.0 KiB");
         assert!(render("replay", 0, Total::Exact(0), Unit::Triggers, Duration::ZERO).contains("100%"));
+    }
+
+    #[test]
+    fn a_bar_redraws_when_it_reads_differently_not_for_every_chunk() {
+        let mut bar = Progress::new(true, "backup", Unit::Bytes, Total::Exact(64 * 1024 * 1024));
+        let draws = (1..=16_384u64).filter(|i| bar.update(i * 4096)).count();
+        assert!((101..=101 + BAR_WIDTH).contains(&draws), "once per percent and per cell, not once per 4 KiB chunk: {draws}");
+        let mut unknown = Progress::new(true, "backup", Unit::Bytes, Total::Unknown);
+        let draws = (1..=1000u64).filter(|i| unknown.update(10 * 1024 + i * 10)).count();
+        assert!(draws < 1000, "only when the printed amount changes: {draws}");
+        let mut off = Progress::new(false, "backup", Unit::Bytes, Total::Exact(10));
+        assert!(!off.update(5), "no terminal, no drawing");
     }
 }
