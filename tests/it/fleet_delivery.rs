@@ -405,8 +405,8 @@ async fn nats_down_under_ingest_load_then_the_backlog_drains_exactly_once() {
     let tcp = connects.load(Ordering::Relaxed) as u64;
     // Bounded by the breaker and the client's backoff, not by the load: a
     // retry storm would try (and reconnect) at least once per arriving
-    // trigger; here both stay a small fraction of them. (Attempts per second
-    // of outage are measured by `weir-bench drain-jetstream`, not asserted.)
+    // trigger; here both stay a small fraction of them. (What an outage costs
+    // over time is measured by `weir-bench drain-jetstream`, not asserted.)
     println!("outage: {arrived} triggers arrived, {attempts} publish attempts, {tcp} connection attempts");
     assert!(attempts * 4 <= arrived, "{attempts} publish attempts for {arrived} triggers that arrived during the outage");
     assert!(tcp * 4 <= arrived, "{tcp} connection attempts for {arrived} triggers that arrived during the outage");

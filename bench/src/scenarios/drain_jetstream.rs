@@ -13,6 +13,14 @@
 //! an empty backlog, the time from opening to the first delivery (a breaker
 //! probe), and for JetStream the messages the stream holds at the end (must
 //! equal the backlog: one per trigger).
+//!
+//! Then, JetStream only, an outage: the nats-server is killed and a quarter
+//! of the backlog is ingested again; the publish attempts made meanwhile
+//! (what the breaker lets through while NATS is gone: the burst before it
+//! opens, then one probe per interval), per outage and per 100 arriving
+//! triggers, and the ingests not answered 202 are reported. The tests assert the events (an open
+//! breaker lets only its probe out; attempts stay far below the load); the
+//! rate over time is measured here.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +63,16 @@ struct Drain {
     drained: bool,
     /// JetStream only: the stream's message count at the end.
     in_stream: Option<u64>,
+    /// JetStream only: what the NATS outage after the drain cost.
+    outage: Option<Outage>,
+}
+
+/// Ingest while NATS is down, after the drain.
+struct Outage {
+    secs: f64,
+    publish_attempts: u64,
+    accepted: u64,
+    refused: u64,
 }
 
 impl Drain {
@@ -103,7 +121,7 @@ fn nats_version() -> String {
 
 async fn one_run(ctx: &Ctx, plugins: &Plugins, t: Transport, n: u64, cap: Duration, report: &mut Report) -> anyhow::Result<Drain> {
     let work = ctx.workdir("drain-jetstream")?;
-    let (upstream, nats) = match t {
+    let (upstream, mut nats) = match t {
         Transport::Http => (Some(Upstream::reserve()?), None),
         Transport::JetStream => (None, Some(NatsServer::start()?)),
     };
@@ -162,6 +180,10 @@ async fn one_run(ctx: &Ctx, plugins: &Plugins, t: Transport, n: u64, cap: Durati
         Some(js) => Some(js.get_stream(STREAM).await.context("the bench stream")?.info().await.context("stream info")?.state.messages),
         None => None,
     };
+    let outage = match nats.take() {
+        Some(server) => Some(outage(&weir, &target, server, n / 4, ctx, report).await?),
+        None => None,
+    };
     weir.stop().await?;
     Ok(Drain {
         first_secs: first.duration_since(opened).as_secs_f64(),
@@ -170,6 +192,32 @@ async fn one_run(ctx: &Ctx, plugins: &Plugins, t: Transport, n: u64, cap: Durati
         backlog: pending0,
         drained: pending == 0,
         in_stream,
+        outage,
+    })
+}
+
+/// Kills the nats-server, ingests `n` triggers closed-loop, and counts the
+/// publish attempts the forwarder made meanwhile.
+async fn outage(
+    weir: &Weir,
+    target: &crate::load::Target,
+    server: NatsServer,
+    n: u64,
+    ctx: &Ctx,
+    report: &mut Report,
+) -> anyhow::Result<Outage> {
+    let attempts = |s: &serde_json::Value| field(s, "/upstreams/0/attempts");
+    let before = attempts(&weir.status().await?)?;
+    drop(server);
+    let started = Instant::now();
+    let load = fill(ctx, target, n.max(1), report).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let after = attempts(&weir.status().await?)?;
+    Ok(Outage {
+        secs,
+        publish_attempts: after.saturating_sub(before),
+        accepted: load.ok,
+        refused: load.other.values().sum::<u64>() + load.errors,
     })
 }
 
@@ -195,6 +243,23 @@ fn summarize(report: &mut Report, http: &[Drain], js: &[Drain]) {
             report.note(format!("JetStream run {}: the stream holds {:?} messages for {} triggers", i + 1, d.in_stream, d.backlog));
         }
     }
+    let outages: Vec<&Outage> = js.iter().filter_map(|d| d.outage.as_ref()).collect();
+    let per = |f: fn(&Outage) -> f64| outages.iter().map(|o| f(o)).collect::<Vec<f64>>();
+    // The count includes the burst before the breaker opened (the attempts
+    // in flight plus the failure threshold): over a short outage it dominates.
+    report.push(Metric::with_samples("NATS down: publish attempts during the outage", Unit::Count, per(|o| o.publish_attempts as f64)));
+    report.push(Metric::with_samples("NATS down: length of the outage", Unit::Seconds, per(|o| o.secs)));
+    report.push(Metric::with_samples(
+        "NATS down: publish attempts per 100 triggers that arrived",
+        Unit::Count,
+        per(|o| 100.0 * o.publish_attempts as f64 / o.accepted.max(1) as f64),
+    ));
+    report.push(Metric::with_samples(
+        "NATS down: triggers accepted (202) per second",
+        Unit::PerSec,
+        per(|o| o.accepted as f64 / o.secs.max(1e-9)),
+    ));
+    report.push(Metric::with_samples("NATS down: ingests not answered 202", Unit::Count, per(|o| o.refused as f64)));
     let ratio = median(&js_rate) / median(&http_rate).max(1e-9);
     report.goal(
         "JetStream drain ≥ HTTP drain (same run)",
