@@ -1082,6 +1082,8 @@ mod tests {
             ("[plugins]\nmax_functions = 0", "plugins.max_functions"),
             ("[plugins]\ncompile_memory_mb = 1", "plugins.compile_memory_mb"),
             ("[plugins]\ncompile_concurrency = 0", "plugins.compile_concurrency"),
+            ("[plugins]\nfleet_memory_mb = 0", "plugins.fleet_memory_mb"),
+            ("[telemetry]\ntrace_sample_ratio = 1.5", "telemetry.trace_sample_ratio"),
             ("[plugins]\ncompile_timeout_ms = 10", "plugins.compile_timeout_ms"),
             ("[[forward.routes]]\nname = \"a b\"\nupstreams = [\"http://x/\"]", "forward.routes[0].name"),
             ("[[forward.routes]]\nname = \"push\"", "forward.routes[0].upstreams"),
