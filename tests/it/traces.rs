@@ -343,3 +343,66 @@ async fn at_ratio_zero_only_a_sampled_incoming_trace_is_recorded() {
     assert!(traces.contains(unsampled), "an unsampled incoming trace continues to the upstream");
     assert_eq!(traces.len(), 22, "each trigger its own trace (sampled out, yet propagated)");
 }
+
+/// In the real binary (its own `tracing` subscriber): the plugin call's
+/// `tracing` spans (`plugin.instantiate`, `plugin.handle`) are bridged into
+/// the trigger's trace under its plugin span, the plugin's log line becomes
+/// an event of `plugin.handle` and is written with the trace and span ids,
+/// and a sampled-out trigger exports nothing yet still logs its trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracing_spans_join_the_trigger_trace_and_log_lines_carry_its_ids() {
+    let otlp = Receiver::start().await;
+    let up = Upstream::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        "\n[[tenants]]\nid = \"logged\"\nplugin = \"{}\"\n[tenants.config]\ncount = \"1\"\nsize = \"24\"\n\n\
+         [forward]\nupstreams = [\"{}\"]\n\n[telemetry]\notlp_endpoint = \"http://{}\"\n",
+        wasm::LOG_FLOOD,
+        up.url(),
+        otlp.addr
+    );
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, crate::support::config_toml(&dir.path().join("data"), &extra)).expect("write");
+    let mut weir = crate::support::WeirProcess::start(&config);
+    let c = Client::new();
+    let (kept, unsampled) = ("4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4737");
+    for (trace, flags) in [(kept, "01"), (unsampled, "00")] {
+        let tp = format!("00-{trace}-00f067aa0ba902b7-{flags}");
+        let r = c.post(&format!("http://{}/ingest/logged/x", weir.ingest), &[("traceparent", &tp)], "{}").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    }
+    let message = "flood ".repeat(5)[..24].to_string();
+    weir.wait_for_log(&message, Duration::from_secs(20));
+    weir.wait_for_log(&message, Duration::from_secs(20));
+    up.wait_until(Duration::from_secs(20), |got| got.len() >= 2).await;
+    // SIGTERM: every span that ended is exported before the process exits.
+    weir.signal(libc::SIGTERM);
+    let status = weir.wait_exit(Duration::from_secs(20)).expect("exits after draining");
+    assert_eq!(status.code(), Some(0), "log:\n{}", weir.log_text());
+
+    let spans = otlp.spans();
+    let names: Vec<(&str, String)> = spans.iter().map(|s| (s.name.as_str(), hex(&s.trace_id))).collect();
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == kept), "only the sampled trigger is exported: {names:?}");
+    let find = |name: &str| spans.iter().find(|s| s.name == name).cloned().unwrap_or_else(|| panic!("no {name} span in {names:?}"));
+    let (plugin, instantiate, handle) = (find("plugin"), find("plugin.instantiate"), find("plugin.handle"));
+    for bridged in [&instantiate, &handle] {
+        assert_eq!(bridged.parent_span_id, plugin.span_id, "{} is a child of the plugin span", bridged.name);
+        assert_eq!(attr(bridged, "weir.tenant").as_deref(), Some("logged"));
+    }
+    assert!(instantiate.end_time_unix_nano <= handle.start_time_unix_nano, "instantiation comes before the call");
+    assert!(handle.events.iter().any(|e| e.name == message), "the plugin's log line is an event of its call: {:?}", handle.events);
+
+    // The log lines: one per trigger, each with its trigger's trace id; the
+    // recorded one names the span that wrote it.
+    let lines: Vec<serde_json::Value> = weir
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == message.as_str())
+        .collect();
+    let ids: Vec<(&str, &str)> =
+        lines.iter().map(|v| (v["trace_id"].as_str().unwrap_or(""), v["span_id"].as_str().unwrap_or(""))).collect();
+    assert_eq!(ids.len(), 2, "{lines:?}");
+    assert!(ids.contains(&(kept, hex(&handle.span_id).as_str())), "the kept trigger's line names plugin.handle: {ids:?}");
+    assert!(ids.iter().any(|(t, s)| *t == unsampled && s.len() == 16), "a sampled-out trigger's line still has its ids: {ids:?}");
+}

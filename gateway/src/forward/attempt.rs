@@ -79,7 +79,8 @@ impl AttemptCtx {
             .find(|(n, _)| n == "traceparent")
             .and_then(|(_, v)| crate::telemetry::trace::parse_traceparent(v));
         let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
-        let result = self.target.send(&trigger, self.route.as_deref(), span.as_mut()).await;
+        let sc = span.as_ref().map(|s| s.context());
+        let result = crate::telemetry::within(sc.as_ref(), self.target.send(&trigger, self.route.as_deref(), span.as_mut())).await;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let attempts = trigger.meta.attempts.len() as u32 + 1;
         let age_ms = now_ms.saturating_sub(trigger.meta.received_at_ms);

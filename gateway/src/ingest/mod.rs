@@ -94,7 +94,8 @@ impl Ingest {
         };
         let mut span = self.tracer.span("ingest", Kind::Server, parent.as_ref());
         let ctx = span.as_ref().map(|s| s.context());
-        let resp = self.ingest(req, tenant.clone(), source.clone(), ctx).await;
+        // The trigger's span is the current context: log lines carry its ids, bridged `tracing` spans join it.
+        let resp = crate::telemetry::within(ctx.as_ref(), self.ingest(req, tenant.clone(), source.clone(), ctx.clone())).await;
         let outcome = resp.extensions().get::<Outcome>().map_or("error", |o| o.0);
         self.metrics.ingest(&tenant, outcome, started.elapsed());
         if let Some(s) = span.as_mut().filter(|s| s.is_recording()) {
@@ -155,7 +156,7 @@ impl Ingest {
             // What the plugin sees is what is stored: the same at replay.
             let input = Input::of(&meta, body.clone(), Phase::Ingest);
             let mut pspan = self.tracer.span("plugin", Kind::Internal, trace.as_ref());
-            let ran = self.plugins.run(input).await;
+            let ran = crate::telemetry::within(pspan.as_ref().map(|s| s.context()).as_ref(), self.plugins.run(input)).await;
             if let (Some(s), Some(Ok(r))) = (pspan.as_mut().filter(|s| s.is_recording()), ran.as_ref()) {
                 s.attr("weir.plugin.version", u64::from(r.version.unwrap_or(0)));
                 if let Err(f) = &r.result {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tracing::Instrument as _;
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -62,10 +63,16 @@ impl Pre {
     }
 
     /// Instantiates (start functions run here, under the Store's deadline)
-    /// and calls `handle`.
+    /// and calls `handle`. The two steps are `tracing` spans, so with traces
+    /// on they show in the trigger's trace under its plugin span (bridged).
     pub async fn call(&self, store: &mut Store<HostState>, trigger: &Trigger) -> wasmtime::Result<Verdict> {
+        let instantiate = || tracing::debug_span!("plugin.instantiate", weir.tenant = %trigger.tenant);
+        let handle = || tracing::debug_span!("plugin.handle", weir.tenant = %trigger.tenant);
         match self {
-            Pre::V0_2(pre) => pre.instantiate_async(&mut *store).await?.call_handle(store, trigger).await,
+            Pre::V0_2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).instrument(instantiate()).await?;
+                instance.call_handle(store, trigger).instrument(handle()).await
+            }
             Pre::V0_1(pre) => {
                 let old = v0_1::weir::plugin::types::Trigger {
                     tenant: trigger.tenant.clone(),
@@ -81,7 +88,8 @@ impl Pre {
                     body: trigger.body.clone(),
                     received_at_ms: trigger.received_at_ms,
                 };
-                let verdict = pre.instantiate_async(&mut *store).await?.call_handle(store, &old).await?;
+                let instance = pre.instantiate_async(&mut *store).instrument(instantiate()).await?;
+                let verdict = instance.call_handle(store, &old).instrument(handle()).await?;
                 Ok(from_v0_1(verdict))
             }
         }

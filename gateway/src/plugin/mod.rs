@@ -219,6 +219,9 @@ impl PluginHost {
             let _permits = permits;
             job.run(&trigger, budget).await
         };
+        // On the slow lane the call is polled by another task: it takes the
+        // caller's trace context along (the plugin span: its log lines carry it).
+        let call = crate::telemetry::within(None, call);
         let result = match lane::drive(&self.slow_lane, &overran, call).await {
             Ok(Ok(r)) => r,
             Ok(Err(run::NoInstance)) => {

@@ -125,6 +125,8 @@ struct Inner {
     /// Keeps the tracer's pipeline (sampler, queue) alive.
     _provider: SdkTracerProvider,
     queue: SpanQueue,
+    /// `tracing` spans join this tracer's traces while it is held.
+    bridge: std::sync::Mutex<Option<super::logs::BridgeGuard>>,
 }
 
 impl Tracer {
@@ -162,7 +164,8 @@ impl Tracer {
             .with_resource(resource(config))
             .build();
         let tracer = provider.tracer("weir");
-        Tracer { inner: Some(Arc::new(Inner { tracer, _provider: provider, queue })) }
+        let bridge = std::sync::Mutex::new(super::logs::connect(tracer.clone()));
+        Tracer { inner: Some(Arc::new(Inner { tracer, _provider: provider, queue, bridge })) }
     }
 
     /// Exports every span already ended, then stops the exporter; waits for
@@ -170,7 +173,11 @@ impl Tracer {
     /// Returns false when the deadline came first.
     pub async fn close(&self, deadline: tokio::time::Instant) -> bool {
         match &self.inner {
-            Some(inner) => inner.queue.close(deadline).await,
+            Some(inner) => {
+                // No new bridged spans from here on: they would only be dropped.
+                drop(inner.bridge.lock().unwrap_or_else(|e| e.into_inner()).take());
+                inner.queue.close(deadline).await
+            }
             None => true,
         }
     }
@@ -196,6 +203,19 @@ impl Tracer {
             s.0.end();
         }
     }
+}
+
+/// Runs `fut` with `span` (when given) as the current OpenTelemetry context:
+/// log lines written meanwhile carry its ids, and `tracing` spans opened
+/// inside are bridged as its children (`logs.rs`). Without a span, `fut`
+/// keeps the context it is created in, wherever it is polled.
+pub fn within<F: std::future::Future>(span: Option<&SpanContext>, fut: F) -> opentelemetry::context::WithContext<F> {
+    use opentelemetry::context::FutureExt as _;
+    let cx = match span {
+        Some(sc) => Context::current().with_remote_span_context(sc.clone()),
+        None => Context::current(),
+    };
+    fut.with_context(cx)
 }
 
 /// The OTLP resource: `service.name` and `[telemetry.resource]`.

@@ -1,0 +1,171 @@
+//! The process's `tracing` subscriber: log lines on stderr, and the bridge
+//! that turns Weir's `tracing` spans into OpenTelemetry spans.
+//!
+//! - **Log lines carry the trace.** A line written while a trigger's span is
+//!   the current OpenTelemetry context (ingest, its plugin call, a forward
+//!   attempt: see [`super::trace::within`]) gets `trace_id` and `span_id`,
+//!   sampled or not, so a log line and the trace (or the upstream's own logs,
+//!   which got the same `traceparent`) can be joined.
+//! - **The bridge** (`tracing-opentelemetry`) records `tracing` spans from
+//!   Weir's code (targets `weir…`, level DEBUG or above) as children of the
+//!   current OpenTelemetry span, so a span opened anywhere joins the
+//!   trigger's trace; events inside them become span events. It is connected
+//!   by the gateway's tracer when an OTLP endpoint is set; until then (and
+//!   with telemetry off) its filter refuses everything, at the cost of one
+//!   atomic load per such span.
+//!
+//! There is one subscriber per process, hence one bridge: the gateway that
+//! connected last owns it (the binary runs one gateway; in-process tests run
+//! several and install no subscriber).
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::trace::SdkTracer;
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::format::{Format, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, filter, reload};
+
+type Bridge = tracing_opentelemetry::OpenTelemetryLayer<Registry, SdkTracer>;
+
+/// The bridge's slot in the installed subscriber, and which connection holds it.
+struct Slot {
+    handle: reload::Handle<Option<Bridge>, Registry>,
+    /// The connection holding the bridge (0: none).
+    owner: Mutex<u64>,
+}
+
+static SLOT: OnceLock<Slot> = OnceLock::new();
+/// The connection now holding the bridge (0: none): the filter's switch.
+static CONNECTED: AtomicU64 = AtomicU64::new(0);
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Installs the global `tracing` subscriber. `format` is `auto` (human on a
+/// terminal, JSON otherwise), `human` or `json`; `level` is a filter such as
+/// `info`. `RUST_LOG`, when set, wins over `level`. A second call (tests) is
+/// harmless: the first subscriber stays.
+pub fn init_logging(format: &str, level: &str) {
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
+        "json" => true,
+        "human" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let (bridge, handle) = reload::Layer::new(None::<Bridge>);
+    let bridge = bridge.with_filter(
+        // Decided per callsite once (Weir's spans and events, or never), then per use (connected or not).
+        filter::dynamic_filter_fn(|m, _| CONNECTED.load(Ordering::Relaxed) != 0 && bridged(m))
+            .with_callsite_filter(|m| if bridged(m) { Interest::sometimes() } else { Interest::never() }),
+    );
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let installed = if json {
+        let format = Format::default().json().flatten_event(true).with_current_span(false).with_span_list(false);
+        let lines = stderr.fmt_fields(JsonFields::new()).event_format(WithTraceIds { inner: format, json: true });
+        Registry::default().with(bridge).with(lines.with_filter(filter)).try_init()
+    } else {
+        let ansi = std::io::stderr().is_terminal();
+        let lines = stderr.with_ansi(ansi).event_format(WithTraceIds { inner: Format::default().with_ansi(ansi), json: false });
+        Registry::default().with(bridge).with(lines.with_filter(filter)).try_init()
+    };
+    if installed.is_ok() {
+        let _ = SLOT.set(Slot { handle, owner: Mutex::new(0) });
+    }
+}
+
+/// What the bridge records: Weir's own spans at DEBUG or above, and its
+/// events at INFO or above (as span events of a bridged span).
+fn bridged(m: &Metadata<'_>) -> bool {
+    let level = if m.is_span() { Level::DEBUG } else { Level::INFO };
+    m.target().starts_with("weir") && *m.level() <= level
+}
+
+/// A bridge connection: `tracing` spans go to its tracer until it is dropped
+/// (or another one connects).
+pub struct BridgeGuard(u64);
+
+/// Connects the bridge to `tracer`; `None` when no subscriber was installed
+/// by [`init_logging`] (in-process tests), so there is nothing to bridge.
+pub fn connect(tracer: SdkTracer) -> Option<BridgeGuard> {
+    let slot = SLOT.get()?;
+    let mut owner = slot.owner.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err(e) = slot.handle.reload(Some(tracing_opentelemetry::layer().with_tracer(tracer))) {
+        tracing::warn!(error = %e, "cannot connect tracing spans to OpenTelemetry; Weir's own spans are still exported");
+        return None;
+    }
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    *owner = id;
+    CONNECTED.store(id, Ordering::Relaxed);
+    Some(BridgeGuard(id))
+}
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let Some(slot) = SLOT.get() else { return };
+        let mut owner = slot.owner.lock().unwrap_or_else(|e| e.into_inner());
+        // A later connection keeps the bridge.
+        if *owner == self.0 {
+            CONNECTED.store(0, Ordering::Relaxed);
+            *owner = 0;
+            let _ = slot.handle.reload(None);
+        }
+    }
+}
+
+/// The line format of `inner`, plus the current OpenTelemetry span's ids when
+/// there is one: `"trace_id"` and `"span_id"` first in a JSON object, or
+/// ` trace_id=… span_id=…` at the end of a human line (such a line is written
+/// without colour: it is formatted into a buffer first).
+struct WithTraceIds<F> {
+    inner: F,
+    json: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &tracing::Event<'_>) -> std::fmt::Result {
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(&with_ids(&line, &sc.trace_id().to_string(), &sc.span_id().to_string(), self.json))
+    }
+}
+
+/// `line` (one formatted log line, newline-terminated) with the ids added.
+fn with_ids(line: &str, trace_id: &str, span_id: &str, json: bool) -> String {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    match body.strip_prefix('{') {
+        Some(rest) if json => format!("{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}\n"),
+        _ => format!("{body} trace_id={trace_id} span_id={span_id}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_lead_a_json_object_and_end_a_human_line() {
+        let (t, s) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+        let json = with_ids("{\"level\":\"INFO\",\"message\":\"hi\"}\n", t, s, true);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("still one JSON object");
+        assert_eq!((v["trace_id"].as_str(), v["span_id"].as_str(), v["message"].as_str()), (Some(t), Some(s), Some("hi")));
+        assert!(json.ends_with("}\n"));
+        assert_eq!(with_ids("2026 INFO weir: hi\n", t, s, false), format!("2026 INFO weir: hi trace_id={t} span_id={s}\n"));
+    }
+}
