@@ -14,10 +14,11 @@ use serde_json::Value;
 
 use super::progress::{Progress, Total, Unit};
 use super::{CliError, FilterFlags, human, print_json, table};
+use crate::cli::human::duration_ms;
 use crate::config::{Config, FleetConfig};
 use crate::fleet::heartbeat::Heartbeat;
 use crate::fleet::replay::{self, Collected, PopReply, ReplayRequest, StatusRequest};
-use crate::fleet::status::{self, FleetStatus, PopStatus, duration_text};
+use crate::fleet::status::{self, FleetStatus, PopStatus};
 
 /// Where the fleet's NATS is, when not taken from `--config`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -107,10 +108,10 @@ fn pop_row(p: &PopStatus) -> Vec<String> {
     vec![
         printable(&p.pop),
         p.state.to_string(),
-        duration_text(p.age_ms),
+        duration_ms(p.age_ms),
         printable(&hb.version),
         hb.backlog.to_string(),
-        hb.oldest_pending_age_ms.map_or("-".into(), duration_text),
+        hb.oldest_pending_age_ms.map_or("-".into(), duration_ms),
         format!("{:.1}", hb.delivery_rate_per_sec),
         upstreams_text(hb),
         format!("{} / {}", human::bytes(hb.disk.used_bytes), human::bytes(hb.disk.budget_bytes)),

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::heartbeat::{Heartbeat, PluginBeat};
+use crate::cli::human::duration_ms;
 
 /// A heartbeat older than this many intervals means the PoP is not writing.
 pub const STALE_FACTOR: u64 = 3;
@@ -187,12 +188,12 @@ fn pop_flags(p: &PopStatus) -> Vec<Flag> {
             format!(
                 "{}: last heartbeat {} ago (it beats every {}; stale after {})",
                 p.pop,
-                duration_text(p.age_ms),
-                duration_text(p.heartbeat.interval_ms),
-                duration_text(p.stale_after_ms)
+                duration_ms(p.age_ms),
+                duration_ms(p.heartbeat.interval_ms),
+                duration_ms(p.stale_after_ms)
             ),
         )),
-        "stopped" => out.push(flag("stopped", None, format!("{}: shut down {} ago", p.pop, duration_text(p.age_ms)))),
+        "stopped" => out.push(flag("stopped", None, format!("{}: shut down {} ago", p.pop, duration_ms(p.age_ms)))),
         _ => {}
     }
     if p.state != "ok" {
@@ -260,16 +261,6 @@ pub fn plugin_text(p: Option<&PluginBeat>) -> String {
 
 fn short_sha(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
-}
-
-/// `850 ms`, `7.0 s`, `3 min`, `2.5 h`.
-pub fn duration_text(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms} ms"),
-        1_000..120_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        120_000..7_200_000 => format!("{} min", ms / 60_000),
-        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
-    }
 }
 
 #[cfg(test)]
@@ -390,13 +381,5 @@ mod tests {
         assert!(s.pops.is_empty());
         assert_eq!(kinds(&s), [("invalid_heartbeat", None, None), ("invalid_heartbeat", None, None)]);
         assert_eq!(kinds(&assess(vec![], 0)), [("no_heartbeats", None, None)]);
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(duration_text(850), "850 ms");
-        assert_eq!(duration_text(7_000), "7.0 s");
-        assert_eq!(duration_text(180_000), "3 min");
-        assert_eq!(duration_text(9_000_000), "2.5 h");
     }
 }
