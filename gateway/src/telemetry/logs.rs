@@ -9,7 +9,8 @@
 //! - **The bridge** (`tracing-opentelemetry`) records `tracing` spans from
 //!   Weir's code (targets `weir…`, level DEBUG or above) as children of the
 //!   current OpenTelemetry span, so a span opened anywhere joins the
-//!   trigger's trace; events inside them become span events. It is connected
+//!   trigger's trace (in a trace sampled out, none is opened); events inside
+//!   them become span events. It is connected
 //!   by the gateway's tracer when an OTLP endpoint is set; until then (and
 //!   with telemetry off) its filter refuses everything, at the cost of one
 //!   atomic load per such span.
@@ -61,7 +62,7 @@ pub fn init_logging(format: &str, level: &str) {
     let (bridge, handle) = reload::Layer::new(None::<Bridge>);
     let bridge = bridge.with_filter(
         // Decided per callsite once (Weir's spans and events, or never), then per use (connected or not).
-        filter::dynamic_filter_fn(|m, _| CONNECTED.load(Ordering::Relaxed) != 0 && bridged(m))
+        filter::dynamic_filter_fn(|m, _| CONNECTED.load(Ordering::Relaxed) != 0 && bridged(m) && (m.is_event() || in_sampled_trace()))
             .with_callsite_filter(|m| if bridged(m) { Interest::sometimes() } else { Interest::never() }),
     );
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -86,6 +87,18 @@ fn bridged(m: &Metadata<'_>) -> bool {
     m.target().starts_with("weir") && *m.level() <= level
 }
 
+/// Whether a span opened now would be recorded: inside a sampled trace, or
+/// outside any trace (a new root, left to the sampler). In a trace sampled
+/// out, a bridged span would only be dropped at its end, after building its
+/// attributes: it is not opened at all (its log lines carry the enclosing
+/// span's ids instead).
+fn in_sampled_trace() -> bool {
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    !sc.is_valid() || sc.is_sampled()
+}
+
 /// A bridge connection: `tracing` spans go to its tracer until it is dropped
 /// (or another one connects).
 pub struct BridgeGuard(u64);
@@ -95,7 +108,9 @@ pub struct BridgeGuard(u64);
 pub fn connect(tracer: SdkTracer) -> Option<BridgeGuard> {
     let slot = SLOT.get()?;
     let mut owner = slot.owner.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = slot.handle.reload(Some(tracing_opentelemetry::layer().with_tracer(tracer))) {
+    // No thread attributes: a trigger's work moves between worker threads, the ids would say nothing.
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_threads(false);
+    if let Err(e) = slot.handle.reload(Some(layer)) {
         tracing::warn!(error = %e, "cannot connect tracing spans to OpenTelemetry; Weir's own spans are still exported");
         return None;
     }
