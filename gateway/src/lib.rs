@@ -71,6 +71,12 @@ pub enum RunError {
 /// watchers), export the spans of all of that, then stop the store writers
 /// after their last commit.
 pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), RunError> {
+    run_in(config, listeners, shutdown, store::Files::default()).await
+}
+
+/// [`run`], with the store's shard files opened through `files` (in tests, a
+/// disk that can lose power: `store::fault`).
+pub(crate) async fn run_in(config: Config, listeners: Listeners, shutdown: Shutdown, files: store::Files) -> Result<(), RunError> {
     let metrics = std::sync::Arc::new(telemetry::Metrics::with_resource(
         config.telemetry.max_tenant_labels as usize,
         telemetry::trace::resource(&config.telemetry),
@@ -83,7 +89,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         .tls_listeners()
         .map(|(name, prefix, tls)| tls.map(|tls| tls::ServerTls::load(name, prefix, tls, metrics.clone())).transpose());
     let (ingest_tls, admin_tls) = (ingest_tls?, admin_tls?);
-    let store = store::Store::open_with(&config.store, metrics.clone())?;
+    let store = store::Store::open_checked(&config.store, metrics.clone(), files)?;
     let repo = std::sync::Arc::new(store::ControlFile::open(store.dir())?);
     let tenants = tenants::Tenants::from_config(&config);
     // The fleet connection comes up in the background; nothing below waits

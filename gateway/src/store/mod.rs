@@ -200,6 +200,11 @@ impl Store {
     /// Like [`Store::open`], recording commit metrics into `metrics`.
     /// A directory an unfinished restore left behind is refused.
     pub fn open_with(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
+        Store::open_checked(config, metrics, Files::default())
+    }
+
+    /// [`Store::open_with`], with the shard files opened through `files`.
+    pub(crate) fn open_checked(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>, files: Files) -> Result<Store, StoreError> {
         if config.path.join(snapshot::RESTORING_MARK).exists() {
             return Err(StoreError::Open {
                 path: config.path.clone(),
@@ -209,7 +214,7 @@ impl Store {
                 ),
             });
         }
-        Store::open_dir(config, metrics)
+        Store::open_in(config, metrics, files)
     }
 
     /// Opens the directory without the restore check (a restore opens its own staging directory).
