@@ -6,7 +6,9 @@
 //! 100 %, 1 %. The cost of a variant is 1 − its throughput over the off
 //! weir's of the same round; and, less disturbed by other load on the
 //! machine, its CPU time per trigger (utime + stime over the run, warm-up
-//! included, divided by the triggers it stored) over the off weir's.
+//! included, divided by the triggers it stored) over the off weir's, at
+//! saturation and then at one open-loop rate for all (half the slowest
+//! variant's maximum), where batching and idle wake-ups are alike.
 //!
 //! `--before BIN` adds the same variants of a second binary (e.g. the
 //! previous commit) to the same rounds, labelled `before:`. A binary without
@@ -94,17 +96,28 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         eprintln!("  telemetry round {}/{}", round + 1, ctx.runs);
         bare_m.add(&measure(&bare_target, &ctx.closed(), "bare (closed)", &mut report).await?);
         for ((v, lm), c) in weirs.iter().zip(m.iter_mut()).zip(cpu.iter_mut()) {
-            let pid = v.weir.pid().context("weir is not running")?;
-            let (cpu0, stored0) = (cpu_ms(pid)?, field(&v.weir.status().await?, "/pending")?);
-            lm.add(&measure(&v.target, &ctx.closed(), &format!("{} (closed)", v.label), &mut report).await?);
-            let (cpu1, stored1) = (cpu_ms(pid)?, field(&v.weir.status().await?, "/pending")?);
-            c.samples.push(1000.0 * (cpu1 - cpu0) / (stored1.saturating_sub(stored0)).max(1) as f64);
+            let (outcome, per_trigger) = cpu_per_trigger(v, &ctx.closed(), &format!("{} (closed)", v.label), &mut report).await?;
+            lm.add(&outcome);
+            c.samples.push(per_trigger);
+        }
+    }
+    // CPU per trigger moves with throughput (commit batching, idle
+    // wake-ups): at one rate for all, open loop, below the slowest
+    // variant's maximum, it compares the telemetry alone.
+    let slowest = m.iter().map(|lm| median(&lm.throughput.samples)).fold(f64::INFINITY, f64::min);
+    let rate = (slowest / 2.0).max(100.0).round();
+    let mut open_cpu: Vec<Metric> =
+        weirs.iter().map(|v| Metric::new(format!("{}: CPU per trigger at {rate:.0}/s, open loop", v.label), Unit::Micros)).collect();
+    for round in 0..ctx.runs {
+        eprintln!("  telemetry open loop {}/{} at {rate:.0}/s", round + 1, ctx.runs);
+        for (v, c) in weirs.iter().zip(open_cpu.iter_mut()) {
+            c.samples.push(cpu_per_trigger(v, &ctx.open(rate), &format!("{} (open)", v.label), &mut report).await?.1);
         }
     }
     for lm in &mut m {
         lm.ratio_to(&bare_m);
     }
-    costs(&mut report, &weirs, &m, &cpu);
+    costs(&mut report, &weirs, &m, &cpu, &open_cpu);
     for v in &mut weirs {
         spans(&mut report, &v.label, &v.weir).await;
         v.weir.stop().await?;
@@ -116,15 +129,33 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         report.push(Metric::with_samples(format!("in process, {label}: telemetry CPU per trigger (this build)"), Unit::Micros, vec![us]));
     }
     bare_m.into_report(&mut report);
-    for (lm, c) in m.into_iter().zip(cpu) {
+    for ((lm, c), o) in m.into_iter().zip(cpu).zip(open_cpu) {
         lm.into_report(&mut report);
         report.push(c);
+        report.push(o);
     }
     Ok(report)
 }
 
-/// Per variant: 1 − throughput / its off weir's throughput of the same round (median over rounds).
-fn costs(report: &mut Report, weirs: &[Variant], m: &[LoadMetrics], cpu: &[Metric]) {
+/// One load run against `v`: its outcome, and the weir's CPU time (user +
+/// system, warm-up included) per trigger it stored meanwhile, in µs.
+async fn cpu_per_trigger(
+    v: &Variant,
+    plan: &crate::load::Plan,
+    what: &str,
+    report: &mut Report,
+) -> anyhow::Result<(crate::load::Outcome, f64)> {
+    let pid = v.weir.pid().context("weir is not running")?;
+    let (cpu0, stored0) = (cpu_ms(pid)?, field(&v.weir.status().await?, "/pending")?);
+    let outcome = measure(&v.target, plan, what, report).await?;
+    let (cpu1, stored1) = (cpu_ms(pid)?, field(&v.weir.status().await?, "/pending")?);
+    Ok((outcome, 1000.0 * (cpu1 - cpu0) / (stored1.saturating_sub(stored0)).max(1) as f64))
+}
+
+/// Per variant: 1 − throughput / its off weir's throughput of the same round
+/// (median over rounds), and its CPU per trigger over the off weir's, at
+/// saturation and at one open-loop rate.
+fn costs(report: &mut Report, weirs: &[Variant], m: &[LoadMetrics], cpu: &[Metric], open_cpu: &[Metric]) {
     for (i, v) in weirs.iter().enumerate() {
         let Some(off) = weirs.iter().position(|o| o.label == v.off).filter(|off| *off != i) else { continue };
         let per_round: Vec<f64> =
@@ -137,16 +168,14 @@ fn costs(report: &mut Report, weirs: &[Variant], m: &[LoadMetrics], cpu: &[Metri
             goal,
         );
         report.push(Metric::with_samples(format!("{}: cost against off", v.label), Unit::Percent, per_round));
-        let cpu_rounds: Vec<f64> = cpu[i].samples.iter().zip(&cpu[off].samples).map(|(x, o)| 100.0 * (x / o.max(1e-9) - 1.0)).collect();
-        report.goal(
-            format!("{}: CPU per trigger against {}", v.label, v.off),
-            format!(
-                "{:+.1} % (rounds: {})",
-                median(&cpu_rounds),
-                cpu_rounds.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(", ")
-            ),
-            None,
-        );
+        for (what, cpu) in [("CPU per trigger", cpu), ("CPU per trigger in the open loop", open_cpu)] {
+            let rounds: Vec<f64> = cpu[i].samples.iter().zip(&cpu[off].samples).map(|(x, o)| 100.0 * (x / o.max(1e-9) - 1.0)).collect();
+            report.goal(
+                format!("{}: {what} against {}", v.label, v.off),
+                format!("{:+.1} % (rounds: {})", median(&rounds), rounds.iter().map(|c| format!("{c:+.1}")).collect::<Vec<_>>().join(", ")),
+                None,
+            );
+        }
     }
 }
 
