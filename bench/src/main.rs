@@ -13,7 +13,6 @@
 mod client;
 mod load;
 mod machine;
-mod natsd;
 mod report;
 mod scenarios;
 mod servers;

@@ -28,10 +28,10 @@ use anyhow::{Context, bail};
 use async_nats::jetstream::{self, stream};
 
 use super::{Ctx, Plugins, fill, forwarding_setup, ingest_target};
-use crate::natsd::NatsServer;
 use crate::report::{Metric, Report, Unit, median};
 use crate::servers::Upstream;
 use crate::weir::{Weir, field};
+use weir_natsd::NatsServer;
 
 const SUBJECT_TEMPLATE: &str = "jetstream:weir.bench.{tenant}.{source}";
 const STREAM: &str = "WEIR_BENCH";
@@ -123,7 +123,7 @@ async fn one_run(ctx: &Ctx, plugins: &Plugins, t: Transport, n: u64, cap: Durati
     let work = ctx.workdir("drain-jetstream")?;
     let (upstream, mut nats) = match t {
         Transport::Http => (Some(Upstream::reserve()?), None),
-        Transport::JetStream => (None, Some(NatsServer::start()?)),
+        Transport::JetStream => (None, Some(NatsServer::start(None).context("starting the bench's nats-server")?)),
     };
     let mut setup = forwarding_setup(plugins, upstream.as_ref().map_or_else(|| SUBJECT_TEMPLATE.to_string(), Upstream::url));
     if let Some(nats) = &nats {

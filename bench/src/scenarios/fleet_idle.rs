@@ -11,9 +11,9 @@ use anyhow::{Context, bail};
 use http::StatusCode;
 
 use super::Ctx;
-use crate::natsd::NatsServer;
 use crate::report::{Metric, Report, Unit};
 use crate::weir::{Setup, TOKEN, Tenant, Weir};
+use weir_natsd::NatsServer;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     // Quick mode beats every 200 ms so its short window still sees beats;
@@ -29,7 +29,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             ctx.runs
         ),
     );
-    let nats = NatsServer::start()?;
+    let nats = NatsServer::start(None).context("starting the bench's nats-server")?;
     let mut m = Figures::default();
     for _ in 0..ctx.runs {
         one_run(ctx, &nats, interval_ms, window, &mut m).await?;
