@@ -2,6 +2,7 @@
 //! One test binary (faster to link); `support` starts gateways and talks HTTP.
 
 mod admin;
+mod clock;
 mod config;
 mod console;
 mod crash;

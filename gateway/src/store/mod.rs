@@ -13,6 +13,7 @@
 
 mod changes;
 pub mod check;
+pub mod clock;
 mod control;
 mod disk;
 #[cfg(test)]
@@ -200,6 +201,8 @@ impl Store {
     /// Like [`Store::open`], recording commit metrics into `metrics`.
     /// A directory an unfinished restore left behind is refused.
     pub fn open_with(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>) -> Result<Store, StoreError> {
+        // Weir's clock reads the system clock once, now: see `clock.rs`.
+        clock::now_ms();
         if config.path.join(snapshot::RESTORING_MARK).exists() {
             return Err(StoreError::Open {
                 path: config.path.clone(),
