@@ -25,6 +25,7 @@ mod plugin_dev;
 mod plugins;
 mod shutdown;
 mod signatures;
+mod sigstop;
 mod store_cli;
 mod support;
 mod tls;
