@@ -27,22 +27,24 @@ const STEP_MS: i64 = 2_000;
 /// Unix time from a start reading of the system clock plus monotonic time since.
 #[derive(Debug)]
 pub struct Clock {
-    start_ms: u64,
+    /// The system clock's reading at `start`, since the Unix epoch (to the
+    /// nanosecond: Weir's milliseconds never lag the system clock's by a rounding).
+    since_epoch: Duration,
     start: Instant,
     /// The gap (system clock minus Weir's) last logged, so a step is logged once.
     logged_gap_ms: AtomicI64,
 }
 
 impl Clock {
-    /// A clock that reads `start_ms` at `start`.
-    pub fn new(start_ms: u64, start: Instant) -> Clock {
-        Clock { start_ms, start, logged_gap_ms: AtomicI64::new(0) }
+    /// A clock that reads `since_epoch` (Unix time) at `start`.
+    pub fn new(since_epoch: Duration, start: Instant) -> Clock {
+        Clock { since_epoch, start, logged_gap_ms: AtomicI64::new(0) }
     }
 
     /// Weir's time at `now`, in Unix milliseconds.
     pub fn ms_at(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.start).as_millis();
-        self.start_ms.saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
+        let t = self.since_epoch.saturating_add(now.saturating_duration_since(self.start));
+        u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The new gap when the system clock, reading `system_ms` at `now`, has
@@ -61,13 +63,17 @@ impl Clock {
 
 static CLOCK: OnceLock<Clock> = OnceLock::new();
 
+fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
 fn system_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Weir's time now, in Unix milliseconds.
 pub fn now_ms() -> u64 {
-    let clock = CLOCK.get_or_init(|| Clock::new(system_ms(), Instant::now()));
+    let clock = CLOCK.get_or_init(|| Clock::new(since_epoch(), Instant::now()));
     let now = Instant::now();
     let ms = clock.ms_at(now);
     if let Some(gap) = clock.step(system_ms(), now) {
@@ -102,7 +108,7 @@ mod tests {
     #[test]
     fn time_moves_with_the_monotonic_clock_only() {
         let start = Instant::now();
-        let clock = Clock::new(1_700_000_000_000, start);
+        let clock = Clock::new(Duration::from_millis(1_700_000_000_000), start);
         assert_eq!(clock.ms_at(start), 1_700_000_000_000);
         assert_eq!(clock.ms_at(start + Duration::from_secs(90)), 1_700_000_090_000);
         // An instant from before the start (another thread's read) is the start.
@@ -112,7 +118,7 @@ mod tests {
     #[test]
     fn a_step_is_reported_once_each_way_and_slewing_never() {
         let start = Instant::now();
-        let clock = Clock::new(1_700_000_000_000, start);
+        let clock = Clock::new(Duration::from_millis(1_700_000_000_000), start);
         let at = start + Duration::from_secs(10);
         // NTP's slewing: the system clock a second off.
         assert_eq!(clock.step(1_700_000_011_000, at), None);
