@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: a C compiler (ring, rustls' crypto, compiles some C),
 # nats-server (the fleet tests start real JetStream servers; Debian 12 ships 2.9.10)
-# systemd (for systemd-analyze) and strace.
+# systemd (for systemd-analyze), strace and faketime.
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 missing=()
@@ -16,6 +16,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # strace measures the system calls weir makes against the unit's SystemCallFilter (same test).
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# libfaketime steps the clock the real binary sees (tests/it/clock.rs).
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(faketime)
 # The console's browser test (tests/it/console.rs) drives Debian's chromium with
 # playwright-core from tests/console (no browser download: it uses /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || missing+=(chromium)

@@ -2,6 +2,7 @@
 //! One test binary (faster to link); `support` starts gateways and talks HTTP.
 
 mod admin;
+mod clock;
 mod config;
 mod console;
 mod crash;
@@ -24,6 +25,7 @@ mod plugin_dev;
 mod plugins;
 mod shutdown;
 mod signatures;
+mod sigstop;
 mod store_cli;
 mod support;
 mod tls;

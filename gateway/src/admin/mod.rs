@@ -173,7 +173,8 @@ impl Admin {
     async fn status(&self) -> Resp {
         match self.store.stats().await {
             Ok(s) => {
-                let now = now_ms();
+                // Weir's clock, which stamped received_at_ms: ages agree with the forwarder's.
+                let now = crate::store::clock::now_ms();
                 let forward = self.forwarder.status();
                 h::json(
                     StatusCode::OK,
@@ -228,7 +229,8 @@ impl Admin {
     /// The values read from their owners at scrape (or OTLP export) time.
     async fn gauges(&self) -> crate::telemetry::Gauges {
         let stats = self.store.stats().await.unwrap_or_default();
-        let now = now_ms();
+        // Weir's clock, which stamped received_at_ms: ages agree with the forwarder's.
+        let now = crate::store::clock::now_ms();
         let forward = self.forwarder.status();
         crate::telemetry::Gauges {
             pending_by_tenant: self.store.pending_by_tenant(),

@@ -3,7 +3,7 @@
 //! keeps writing an outcome the store refused.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::breaker::Ticket;
 use super::policy::{Done, Job};
@@ -81,7 +81,9 @@ impl AttemptCtx {
         let mut span = self.tracer.span("forward", crate::telemetry::Kind::Client, parent.as_ref());
         let sc = span.as_ref().map(|s| s.context());
         let result = crate::telemetry::within(sc.as_ref(), self.target.send(&trigger, self.route.as_deref(), span.as_mut())).await;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        // Weir's clock, which stamped `received_at_ms`: the age is time Weir saw pass, so a step of the
+        // system clock never dead-letters a trigger (store/clock.rs).
+        let now_ms = crate::store::clock::now_ms();
         let attempts = trigger.meta.attempts.len() as u32 + 1;
         let age_ms = now_ms.saturating_sub(trigger.meta.received_at_ms);
         let (state, outcome, note) = match result.class {

@@ -13,6 +13,7 @@
 
 mod changes;
 pub mod check;
+pub mod clock;
 mod control;
 mod disk;
 #[cfg(test)]
@@ -205,6 +206,8 @@ impl Store {
 
     /// [`Store::open_with`], with the shard files opened through `files`.
     pub(crate) fn open_checked(config: &StoreConfig, metrics: Arc<crate::telemetry::Metrics>, files: Files) -> Result<Store, StoreError> {
+        // Weir's clock reads the system clock once, now: see `clock.rs`.
+        clock::now_ms();
         if config.path.join(snapshot::RESTORING_MARK).exists() {
             return Err(StoreError::Open {
                 path: config.path.clone(),

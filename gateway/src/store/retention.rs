@@ -7,7 +7,7 @@
 //! steady state stops growing; the file itself only shrinks with `compact()`,
 //! which needs exclusive access (not done online).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{Change, State, Store, StoreError};
 use crate::id::TriggerId;
@@ -37,7 +37,8 @@ pub async fn run(store: Store, retention: Duration, every: Duration, mut shutdow
 /// One pass: removes delivered triggers older than `retention`, then more
 /// (oldest first) while the store is over its pressure mark. Returns how many.
 pub async fn sweep(store: &Store, retention: Duration) -> Result<usize, StoreError> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    // Ids carry Weir's clock: a step of the system clock removes nothing early (see `clock.rs`).
+    let now_ms = super::clock::now_ms();
     let cutoff = now_ms.saturating_sub(retention.as_millis() as u64);
     let budget = store.budget() as f64;
     let mut under_pressure = store.used_bytes() as f64 > budget * PRESSURE_HIGH;

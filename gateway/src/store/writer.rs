@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
@@ -177,7 +177,9 @@ impl Writer {
             return Err((placeholders(batch), StoreError::Io(e.to_string())));
         }
         let mut deltas = Deltas::default();
-        let now_ms = now_ms();
+        // Idempotency keys are stamped and expired by Weir's clock: a step of the
+        // system clock forgets none (see `clock.rs`).
+        let now_ms = super::clock::now_ms();
         let mut tables = match Tables::open(&txn) {
             Ok(t) => t,
             Err(e) => return Err((placeholders(batch), e)),
@@ -443,8 +445,4 @@ fn apply_delta(slot: &std::sync::atomic::AtomicU64, d: i64) {
         // Counters never go below zero even if a delta overshoots.
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(d.unsigned_abs())));
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
