@@ -1023,6 +1023,9 @@ fn env_value(value: &str, kind: Option<&toml::Value>) -> toml::Value {
 }
 
 #[cfg(test)]
+pub(crate) mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
