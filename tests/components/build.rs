@@ -1,6 +1,8 @@
 //! Builds every plugin in `plugins/` for `wasm32-wasip2` and writes a
 //! constant with the path of each component, so the gateway's tests always
 //! run freshly built plugins (Spin's `tests/test-components` does the same).
+//! Also makes the random valid core modules (`wasm-smith`) that the upload
+//! fuzz test feeds to the real upload path.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,8 +45,82 @@ fn main() {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_ascii_uppercase();
         consts.push_str(&format!("pub const {stem}: &str = {:?};\n", canonical(&path)));
     }
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("components.rs");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    consts.push_str(&random_modules(&out_dir));
+    let out = out_dir.join("components.rs");
     std::fs::write(&out, consts).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}
+
+/// Modules made when `PROPTEST_CASES` is not set (CI), and the most made when it is.
+const CI_MODULES: u64 = 100;
+const MAX_MODULES: u64 = 2_000;
+
+/// Writes random valid core modules to one file (each a u32 LE length and
+/// the module) and returns the constants naming it and its seed. Made here,
+/// in a build script, because wasm-smith turns on `arbitrary/derive`: as a
+/// dev-dependency that feature would reach cranelift's `arbitrary` and
+/// rebuild wasmtime for every test build; build dependencies keep their own.
+/// `PROPTEST_CASES` sets the count (a longer run, docs/operations.md) and
+/// `PROPTEST_RNG_SEED` the seed; otherwise every build draws a new seed.
+fn random_modules(out_dir: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=PROPTEST_CASES");
+    println!("cargo:rerun-if-env-changed=PROPTEST_RNG_SEED");
+    let count = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse::<u64>().ok()).map_or(CI_MODULES, |c| c.min(MAX_MODULES));
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
+    let mut rng = SplitMix(seed);
+    let mut file = Vec::new();
+    let mut made = 0;
+    while made < count {
+        let mut raw = vec![0u8; 256 + (rng.next_u64() % 8192) as usize];
+        raw.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+        let mut u = arbitrary::Unstructured::new(&raw);
+        let Ok(module) = wasm_smith::Module::new(module_config(made), &mut u) else { continue };
+        let bytes = module.to_bytes();
+        file.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        file.extend_from_slice(&bytes);
+        made += 1;
+    }
+    let path = out_dir.join("random-modules.bin");
+    std::fs::write(&path, file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    format!(
+        "/// Random valid core modules (u32 LE length, module), made by wasm-smith from [`RANDOM_MODULES_SEED`].\n\
+         pub const RANDOM_MODULES: &str = {:?};\npub const RANDOM_MODULES_SEED: u64 = {seed};\n",
+        canonical(&path)
+    )
+}
+
+/// Three in four modules keep to the proposals Weir's engine enables, so
+/// they reach the compiler; the rest use wasm-smith's defaults (GC,
+/// exceptions, threads...), which the engine must refuse clearly. (Without
+/// wasmtime's `gc` feature even `externref` is refused, so reference types
+/// go too.)
+fn module_config(i: u64) -> wasm_smith::Config {
+    let mut c = wasm_smith::Config::default();
+    if i % 4 != 3 {
+        c.gc_enabled = false;
+        c.exceptions_enabled = false;
+        c.threads_enabled = false;
+        c.memory64_enabled = false;
+        c.reference_types_enabled = false;
+    }
+    c.max_memory32_bytes = 64 << 20;
+    c
+}
+
+/// A small, well-known PRNG (no crate for it in a build script).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
 
 fn canonical(p: &Path) -> String {
