@@ -494,11 +494,15 @@ impl Config {
     pub fn from_toml_with_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
         // Parse the file alone first so errors carry its line numbers.
         let _: Config = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
-        let mut doc: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        let file: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        let mut doc = file.clone();
         let applied = apply_env(&mut doc, env)?;
-        let config = Config::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
-            origin: format!("{origin} with overrides from {}", applied.join(", ")),
-            message: e.message().trim().to_string(),
+        let config = Config::deserialize(toml::Value::Table(doc)).map_err(|e| {
+            let message = e.message().trim().to_string();
+            match culprit(&file, env, &applied) {
+                Some(var) => ConfigError::Env { var, message },
+                None => ConfigError::Parse { origin: format!("{origin} with overrides from {}", applied.join(", ")), message },
+            }
         })?;
         config.validate()?;
         Ok(config)
@@ -957,6 +961,19 @@ fn apply_env(doc: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<Stri
     Ok(applied)
 }
 
+/// The first override (in the order they apply) whose value the config
+/// cannot take: with several set, the error names that one variable rather
+/// than all of them (seen while writing the config fuzz test). `None` when no single
+/// one fails on its own.
+fn culprit(file: &toml::Table, env: &[(String, String)], applied: &[String]) -> Option<String> {
+    (0..applied.len()).find_map(|i| {
+        let upto: Vec<(String, String)> = env.iter().filter(|(k, _)| applied[..=i].contains(k)).cloned().collect();
+        let mut doc = file.clone();
+        apply_env(&mut doc, &upto).ok()?;
+        Config::deserialize(toml::Value::Table(doc)).is_err().then(|| applied[i].clone())
+    })
+}
+
 fn set_path(table: &mut toml::Table, schema: Option<&toml::Table>, rest: &str, value: &str) -> Result<(), String> {
     // An empty schema table is a free-form map (`[tenants.config]`): any key goes.
     if schema.is_some_and(|s| s.is_empty()) && !rest.is_empty() {
@@ -1021,6 +1038,9 @@ fn env_value(value: &str, kind: Option<&toml::Value>) -> toml::Value {
         _ => toml::Value::String(value.to_string()),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -1198,5 +1218,19 @@ mod tests {
         assert!(err.contains("WEIR_SERVER_LISTN"), "{err}");
         let err = Config::from_toml_with_env("", "t", &env(&[("WEIR_SERVER_MAX_BODY_BYTES", "lots")])).unwrap_err().to_string();
         assert!(err.contains("WEIR_SERVER_MAX_BODY_BYTES") && err.contains("lots"), "{err}");
+    }
+
+    /// With several overrides set, the error named them all ("with
+    /// overrides from A, B, C"): it names the one the config cannot take.
+    #[test]
+    fn of_several_overrides_the_error_names_the_bad_one() {
+        let vars = env(&[("WEIR_ADMIN_TOKEN", "t0ken-long-enough"), ("WEIR_SERVER_MAX_BODY_BYTES", "lots"), ("WEIR_STORE_PATH", "/tmp/x")]);
+        match Config::from_toml_with_env("", "t", &vars) {
+            Err(ConfigError::Env { var, message }) => {
+                assert_eq!(var, "WEIR_SERVER_MAX_BODY_BYTES");
+                assert!(message.contains("lots"), "{message}");
+            }
+            other => panic!("expected the variable named, got {other:?}"),
+        }
     }
 }

@@ -22,6 +22,7 @@ mod operator_cli;
 mod packaging;
 mod pki;
 mod plugin_dev;
+mod plugin_fuzz;
 mod plugins;
 mod shutdown;
 mod signatures;

@@ -113,6 +113,48 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The query string of `GET /v1/triggers`, parsed: pure, so the property
+/// tests can throw any query at it.
+#[derive(Debug)]
+pub(super) struct ListQuery {
+    pub args: FilterArgs,
+    pub limit: usize,
+    pub cursor: Option<TriggerId>,
+    pub order: Order,
+}
+
+impl ListQuery {
+    /// A 400 naming the parameter for anything it cannot take.
+    pub(super) fn parse(query: &str) -> Result<ListQuery, Resp> {
+        let mut q = ListQuery { args: FilterArgs::default(), limit: 100, cursor: None, order: Order::Asc };
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let v = v.into_owned();
+            match &*k {
+                "tenant" => q.args.tenant = Some(v),
+                "state" => q.args.state = Some(v),
+                "source" => q.args.source = Some(v),
+                "since" => q.args.since = Some(TimeArg::Text(v)),
+                "until" => q.args.until = Some(TimeArg::Text(v)),
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => q.limit = n,
+                    _ => return Err(bad_request("limit must be a number from 1 to 1000")),
+                },
+                "cursor" => match v.parse::<TriggerId>() {
+                    Ok(id) => q.cursor = Some(id),
+                    Err(_) => return Err(bad_request("cursor is not valid: pass back the next_cursor of the previous page")),
+                },
+                "order" => match v.as_str() {
+                    "asc" | "oldest" => q.order = Order::Asc,
+                    "desc" | "newest" => q.order = Order::Desc,
+                    _ => return Err(bad_request("order must be asc (oldest first) or desc (newest first)")),
+                },
+                other => return Err(bad_request(&format!("unknown query parameter {other:?}; see docs/api.md"))),
+            }
+        }
+        Ok(q)
+    }
+}
+
 #[derive(Serialize)]
 struct Summary {
     id: String,
@@ -164,32 +206,10 @@ impl Admin {
     }
 
     pub(super) async fn list(&self, scope: &Scope, query: &str) -> Resp {
-        let mut args = FilterArgs::default();
-        let (mut limit, mut cursor, mut order) = (100usize, None, Order::Asc);
-        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            let v = v.into_owned();
-            match &*k {
-                "tenant" => args.tenant = Some(v),
-                "state" => args.state = Some(v),
-                "source" => args.source = Some(v),
-                "since" => args.since = Some(TimeArg::Text(v)),
-                "until" => args.until = Some(TimeArg::Text(v)),
-                "limit" => match v.parse::<usize>() {
-                    Ok(n) if (1..=1000).contains(&n) => limit = n,
-                    _ => return bad_request("limit must be a number from 1 to 1000"),
-                },
-                "cursor" => match v.parse::<TriggerId>() {
-                    Ok(id) => cursor = Some(id),
-                    Err(_) => return bad_request("cursor is not valid: pass back the next_cursor of the previous page"),
-                },
-                "order" => match v.as_str() {
-                    "asc" | "oldest" => order = Order::Asc,
-                    "desc" | "newest" => order = Order::Desc,
-                    _ => return bad_request("order must be asc (oldest first) or desc (newest first)"),
-                },
-                other => return bad_request(&format!("unknown query parameter {other:?}; see docs/api.md")),
-            }
-        }
+        let ListQuery { args, limit, cursor, order } = match ListQuery::parse(query) {
+            Ok(q) => q,
+            Err(resp) => return resp,
+        };
         let filter = match args.to_filter(scope) {
             Ok(f) => f,
             Err(resp) => return resp,
@@ -348,6 +368,8 @@ impl From<&StoredTrigger> for TriggerView {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prop_oneof;
+
     use super::*;
 
     #[test]
@@ -360,5 +382,85 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-13-24T02:49:51Z"), None);
         assert_eq!(parse_rfc3339("2026-02-30T02:49:51Z"), None, "no such day");
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    /// The status and the `message` of an error response.
+    fn error_of(resp: Resp) -> (StatusCode, String) {
+        use http_body_util::BodyExt as _;
+        let status = resp.status();
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let bytes = rt.block_on(resp.into_body().collect()).expect("a full body").to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).expect("an error body is JSON");
+        (status, json["message"].as_str().expect("a message").to_string())
+    }
+
+    fn param() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        let name = prop_oneof![
+            4 => prop::sample::select(vec!["tenant", "state", "source", "since", "until", "limit", "cursor", "order"]).prop_map(String::from),
+            1 => any::<String>(),
+        ];
+        let value = prop_oneof![
+            any::<String>(),
+            "[0-9]{0,22}",
+            "-?[0-9]{1,5}",
+            prop::sample::select(vec![
+                "pending",
+                "dead",
+                "asc",
+                "newest",
+                "2026-11-24T02:49:51Z",
+                "2026-02-30T00:00:00Z",
+                "1969-12-31T23:59:59Z",
+                "0"
+            ])
+            .prop_map(String::from),
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,12})?(Z|[+-][0-9]{2}:[0-9]{2})",
+            "[0-9A-Za-z]{0,30}",
+        ];
+        (name, value)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::config::fuzz::fuzz_config(512))]
+
+        /// Any list query: parsed, or a 400 that names the parameter.
+        #[test]
+        fn list_query_fuzz(params in proptest::collection::vec(param(), 0..5), raw in proptest::option::of(".{0,40}")) {
+            let query = match &raw {
+                Some(raw) => raw.clone(),
+                None => form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish(),
+            };
+            let names: Vec<String> = form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned()).collect();
+            let refused = match ListQuery::parse(&query) {
+                Ok(q) => q.args.to_filter(&Scope::Operator).err(),
+                Err(resp) => Some(resp),
+            };
+            if let Some(resp) = refused {
+                let (status, message) = error_of(resp);
+                proptest::prop_assert_eq!(status, StatusCode::BAD_REQUEST, "{}", message);
+                proptest::prop_assert!(
+                    names.iter().any(|k| message.contains(&format!("{k:?}")) || (!k.is_empty() && message.contains(k.as_str()))),
+                    "{query:?} refused without naming its parameter: {message}"
+                );
+            }
+        }
+
+        /// Time arguments: Unix ms or RFC 3339, or a 400 naming the key.
+        #[test]
+        fn time_arg_fuzz(text in prop_oneof![
+            proptest::prelude::any::<String>(),
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,12})?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+        ]) {
+            use proptest::prelude::*;
+            match TimeArg::Text(text.clone()).ms("since") {
+                Ok(ms) => prop_assert!(text.parse::<u64>() == Ok(ms) || parse_rfc3339(&text) == Some(ms)),
+                Err(resp) => {
+                    let (status, message) = error_of(resp);
+                    prop_assert_eq!(status, StatusCode::BAD_REQUEST);
+                    prop_assert!(message.starts_with("`since`"), "{}", message);
+                }
+            }
+        }
     }
 }

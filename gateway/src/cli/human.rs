@@ -143,4 +143,22 @@ mod tests {
         let err = time_arg("--since", "yesterday", now).unwrap_err();
         assert!(err.contains("--since \"yesterday\"") && err.contains("30m"), "{err}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::config::fuzz::fuzz_config(1024))]
+
+        /// Any `--since`/`--until` text: resolved, or refused naming the flag.
+        #[test]
+        fn time_arg_fuzz(text in proptest::prop_oneof![
+            proptest::prelude::any::<String>(),
+            "[0-9]{0,22}([a-z]{1,3}[0-9]{0,22}){0,3}",
+            "[0-9]{4}-[\\PC]{0,30}",
+        ]) {
+            let now = 1_795_488_591_123;
+            match time_arg("--since", &text, now) {
+                Ok(v) => proptest::prop_assert!(!v.is_empty()),
+                Err(e) => proptest::prop_assert!(e.starts_with("--since ") && e.contains("RFC 3339"), "{}", e),
+            }
+        }
+    }
 }

@@ -14,6 +14,8 @@
 
 pub mod connect;
 pub mod control;
+#[cfg(test)]
+mod fuzz;
 pub mod heartbeat;
 pub mod plugins;
 pub mod replay;

@@ -30,8 +30,8 @@ const MAX_VALUE_BYTES: usize = 128 * 1024;
 
 /// `paused.<tenant>`'s value.
 #[derive(Debug, Deserialize)]
-struct Pause {
-    paused: bool,
+pub(super) struct Pause {
+    pub(super) paused: bool,
 }
 
 /// Loads the fleet tenants this PoP last applied into `tenants`, before
@@ -207,7 +207,7 @@ impl TenantSync {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, String> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, String> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(format!("value of {} bytes is larger than the {MAX_VALUE_BYTES} accepted", value.len()));
     }

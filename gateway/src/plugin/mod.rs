@@ -300,7 +300,7 @@ impl PluginHost {
         blocking(move || repo.put_artifact(&sha, compat, &art)).await?;
         // SAFETY: `artifact` was just produced by Weir's own compiler process
         // (this binary, or plugins.compiler) with this engine's configuration.
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(format!("{e:#}")))?;
         self.link(component, v.version, &v.sha256)
     }
 

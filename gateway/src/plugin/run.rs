@@ -308,12 +308,17 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
             for h in a.set_headers {
                 let name = h.name.to_ascii_lowercase();
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() || http::HeaderValue::from_str(&h.value).is_err() {
-                    return bad(format!("set an invalid header {:?}", h.name));
+                    return bad(format!("set an invalid header {:?}", clip(&h.name)));
                 }
                 if !crate::trigger::is_stored_header(&name) {
-                    return bad(format!("set header {name:?}, which Weir never stores"));
+                    return bad(format!("set header {:?}, which Weir never stores", clip(&name)));
                 }
                 set_headers.push((name, h.value));
+            }
+            // Removals are stored with the trigger too: only header names
+            // (found by the verdict fuzz test: any string was accepted).
+            if let Some(h) = a.remove_headers.iter().find(|h| http::HeaderName::from_bytes(h.as_bytes()).is_err()) {
+                return bad(format!("removed an invalid header name {:?}", clip(h)));
             }
             if let Some(k) = &a.idempotency_key
                 && let Err(why) = crate::trigger::check_idempotency_key(k)
@@ -323,7 +328,9 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
             if let Some(r) = &a.route
                 && crate::config::validate_label(r).is_err()
             {
-                return bad(format!("returned an invalid route name {r:?}"));
+                // Clipped: a route has no size limit of its own, and the
+                // detail is logged and stored (found by the verdict fuzz test).
+                return bad(format!("returned an invalid route name {:?}", clip(r)));
             }
             Ok(Decision::Accept(Transform {
                 body: a.body,
@@ -334,6 +341,11 @@ fn check(verdict: Verdict, max_output: usize) -> Result<Decision, Failure> {
             }))
         }
     }
+}
+
+/// What a failure detail quotes of a plugin's string: enough to recognise it.
+fn clip(s: &str) -> &str {
+    crate::trigger::truncate(s, 128)
 }
 
 struct FrozenWall(u64);
@@ -360,7 +372,7 @@ impl HostMonotonicClock for FrozenMonotonic {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bindings::{Accepted, Header};
+    use super::super::bindings::{self, Accepted, Header};
     use super::*;
 
     fn accept(set: usize, remove: usize, value: &str, body: usize) -> Verdict {
@@ -410,5 +422,87 @@ mod tests {
         for bad in ["", "a b", "a\tb"] {
             assert_eq!(kind(check(with_key(bad), 1024)), Some(FailureKind::MalformedOutput), "{bad:?}");
         }
+    }
+
+    fn arb_verdict() -> impl proptest::strategy::Strategy<Value = Verdict> {
+        use proptest::prelude::*;
+        let text = || prop_oneof![any::<String>(), "[a-zA-Z0-9._-]{0,70}", "[ -~]{0,30}", Just(String::new())];
+        let name = prop_oneof![
+            text(),
+            prop::sample::select(vec!["Authorization", "content-type", "X-Sig", "cookie", "Host", "content-length", "x-a b"])
+                .prop_map(String::from),
+        ];
+        let header = (name.clone(), text()).prop_map(|(name, value)| Header { name, value });
+        let accept = (
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+            proptest::collection::vec(header, 0..6),
+            proptest::collection::vec(name, 0..4),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+        )
+            .prop_map(|(body, set_headers, remove_headers, idempotency_key, route)| {
+                Verdict::Accept(Accepted { body, set_headers, remove_headers, idempotency_key, route })
+            });
+        prop_oneof![
+            4 => accept,
+            1 => (any::<u16>(), text()).prop_map(|(status, reason)| Verdict::Reject(bindings::Rejected { status, reason })),
+            1 => Just(Verdict::Drop),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::config::fuzz::fuzz_config(1024))]
+
+        /// Any verdict: accepted only when everything it carries can be
+        /// stored and applied; otherwise MalformedOutput with a short detail.
+        #[test]
+        fn verdict_fuzz(verdict in arb_verdict(), cap in 0usize..200) {
+            use proptest::prop_assert;
+            match check(verdict, cap) {
+                Ok(Decision::Accept(t)) => {
+                    let header_bytes: usize = t.set_headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+                        + t.remove_headers.iter().map(String::len).sum::<usize>();
+                    prop_assert!(t.body.as_ref().map_or(0, Vec::len) + header_bytes <= cap);
+                    for (name, value) in &t.set_headers {
+                        prop_assert!(http::HeaderName::from_bytes(name.as_bytes()).is_ok_and(|h| h.as_str() == name), "{:?}", name);
+                        prop_assert!(http::HeaderValue::from_str(value).is_ok(), "{:?}", value);
+                        prop_assert!(crate::trigger::is_stored_header(name), "{:?}", name);
+                    }
+                    for name in &t.remove_headers {
+                        prop_assert!(http::HeaderName::from_bytes(name.as_bytes()).is_ok_and(|h| h.as_str() == name), "{:?}", name);
+                    }
+                    if let Some(k) = &t.idempotency_key {
+                        prop_assert!(crate::trigger::check_idempotency_key(k).is_ok(), "{:?}", k);
+                    }
+                    if let Some(r) = &t.route {
+                        prop_assert!(crate::config::validate_label(r).is_ok(), "{:?}", r);
+                    }
+                }
+                Ok(Decision::Reject { status, reason }) => prop_assert!((400..=499).contains(&status) && reason.len() <= 1024),
+                Ok(Decision::Drop) => {}
+                Err(f) => {
+                    prop_assert!(f.kind == FailureKind::MalformedOutput, "{:?}", f.kind);
+                    prop_assert!(!f.detail.is_empty() && f.detail.len() <= 512, "detail of {} bytes: {}", f.detail.len(), f.detail);
+                }
+            }
+        }
+    }
+
+    /// Found by `verdict_fuzz`: a removal of a non-header was accepted and
+    /// stored; a long invalid route was quoted whole in the detail.
+    #[test]
+    fn removals_are_header_names_and_details_are_short() {
+        let mut v = accept(0, 0, "", 0);
+        if let Verdict::Accept(a) = &mut v {
+            a.remove_headers.push("not a header\n".into());
+        }
+        let f = check(v, 1024).expect_err("refused");
+        assert!(f.detail.contains("removed an invalid header name"), "{}", f.detail);
+        let mut v = accept(0, 0, "", 0);
+        if let Verdict::Accept(a) = &mut v {
+            a.route = Some("/".repeat(100_000));
+        }
+        let f = check(v, 1024).expect_err("refused");
+        assert!(f.kind == FailureKind::MalformedOutput && f.detail.len() < 300, "{} bytes", f.detail.len());
     }
 }

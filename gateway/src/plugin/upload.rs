@@ -182,8 +182,12 @@ impl PluginHost {
                 let artifact = self.compile(tenant, bytes).await?;
                 // SAFETY: `artifact` was just produced by Weir's own compiler process
                 // (this binary, or plugins.compiler) with this engine's configuration.
+                // `{:#}`: loading checks the engine's pool limits, and only the
+                // cause says which limit and by how much (the upload fuzz test
+                // found "module memory does not fit in pooling allocator
+                // requirements" and nothing more).
                 let component =
-                    unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(e.to_string()))?;
+                    unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(format!("{e:#}")))?;
                 (artifact, component)
             }
         };

@@ -8,13 +8,17 @@
 //! ```text
 //! "WEIRBAK1"
 //! frames: u8 kind, u32 payload length (LE), payload
-//!   1 trigger    u128 id | u32 len, record (store/record.rs) | u32 len, raw body | u8 has transformed [| u32 len, body]
-//!   2 plugin     str16 sha256 | component bytes
+//!   1 trigger    u128 id | u32 len, record (store/record.rs) | u32 len, raw body | u8 has transformed (0, 1) [| u32 len, body]
+//!   2 plugin     str16 sha256 | component bytes (checked against the sha256 on restore)
 //!   3 version    str16 tenant | u32 version | str16 sha256 | u64 uploaded ms | str16 source | u64 size
 //!   4 active     str16 tenant | u32 version
 //!   5 paused     str16 tenant
 //!   9 end        u64 number of trigger frames   (a backup without it is truncated)
 //! ```
+//!
+//! A frame is exactly its fields and nothing follows the end frame; a restore
+//! refuses anything else, naming the byte offset. Frames carry no checksum:
+//! a changed byte inside a body, an id or a time restores as it reads.
 //!
 //! A restore is all or nothing. Into a new directory, it builds the store in a
 //! staging directory next to the target (`.NAME.restoring`) and renames it
@@ -322,6 +326,11 @@ async fn restore_frames(data: &[u8], store: &Store, config: &StoreConfig) -> Res
             }
             K_PLUGIN => {
                 let sha = p.str16().ok_or_else(|| damaged("sha256"))?;
+                // The one frame with a digest of its own: check it, so a
+                // damaged component is refused here rather than stored.
+                if sha256_hex(p.b) != sha {
+                    return Err(damaged("the component's bytes do not match its sha256"));
+                }
                 components.push((sha, p.b.to_vec()));
             }
             K_VERSION => {
@@ -331,15 +340,29 @@ async fn restore_frames(data: &[u8], store: &Store, config: &StoreConfig) -> Res
                 let uploaded_at_ms = u64::from_le_bytes(p.array().ok_or_else(|| damaged("time"))?);
                 let source = p.str16().ok_or_else(|| damaged("source"))?;
                 let size = u64::from_le_bytes(p.array().ok_or_else(|| damaged("size"))?);
+                p.end().map_err(|reason| damaged(&reason))?;
                 versions.push((tenant, PluginVersion { version, sha256, uploaded_at_ms, source, size }));
             }
             K_ACTIVE => {
                 let tenant = p.str16().ok_or_else(|| damaged("tenant"))?;
                 active.push((tenant, p.u32().ok_or_else(|| damaged("version"))?));
+                p.end().map_err(|reason| damaged(&reason))?;
             }
-            K_PAUSED => paused.push(p.str16().ok_or_else(|| damaged("tenant"))?),
+            K_PAUSED => {
+                paused.push(p.str16().ok_or_else(|| damaged("tenant"))?);
+                p.end().map_err(|reason| damaged(&reason))?;
+            }
             K_END => {
                 ended = Some(u64::from_le_bytes(p.array().ok_or_else(|| damaged("count"))?));
+                p.end().map_err(|reason| damaged(&reason))?;
+                // The writer ends the file here: anything after is damage
+                // (a frame length that was changed, or two files joined).
+                if r.pos != data.len() {
+                    return Err(RestoreError::Damaged {
+                        offset: r.pos,
+                        reason: format!("{} bytes after the end frame", data.len() - r.pos),
+                    });
+                }
                 break;
             }
             other => return Err(damaged(&format!("unknown frame kind {other}"))),
@@ -376,6 +399,11 @@ async fn restore_frames(data: &[u8], store: &Store, config: &StoreConfig) -> Res
     .await
     .map_err(|e| StoreError::Io(e.to_string()))??;
     Ok(summary)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Reader<'a> {
@@ -424,6 +452,10 @@ impl<'a> Cursor<'a> {
         let n = u16::from_le_bytes(self.array()?) as usize;
         String::from_utf8(self.take(n)?.to_vec()).ok()
     }
+    /// Every field read: a frame is exactly its fields (what the writer writes).
+    fn end(&self) -> Result<(), String> {
+        if self.b.is_empty() { Ok(()) } else { Err(format!("{} bytes after the frame's last field", self.b.len())) }
+    }
     fn len32(&mut self, what: &str) -> Result<&'a [u8], String> {
         let n = self.u32().ok_or_else(|| format!("{what} length"))? as usize;
         self.take(n).ok_or_else(|| what.to_string())
@@ -434,10 +466,15 @@ impl<'a> Cursor<'a> {
         let id = TriggerId::from_u128(u128::from_le_bytes(self.array().ok_or("trigger id")?));
         let meta = TriggerMeta::decode(self.len32("record")?).map_err(|e| format!("record: {e}"))?;
         let body = Bytes::copy_from_slice(self.len32("body")?);
+        // Only 0 or 1: any other flag was read as "none" before, silently
+        // dropping the transformed body that follows (seen while writing
+        // the restore fuzz test).
         let transformed = match self.take(1).ok_or("flag")?[0] {
+            0 => None,
             1 => Some(Bytes::copy_from_slice(self.len32("transformed")?)),
-            _ => None,
+            other => return Err(format!("transformed-body flag {other}, not 0 or 1")),
         };
+        self.end()?;
         Ok(NewTrigger { id, meta, body, transformed })
     }
 }

@@ -449,3 +449,4 @@ fn a_restore_into_an_existing_directory_builds_in_place_and_marked() {
 mod full_disk;
 mod io_errors;
 mod power_cut;
+mod restore_fuzz;

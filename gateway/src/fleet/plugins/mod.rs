@@ -18,7 +18,7 @@
 //! [`FleetPluginsStatus`].
 
 mod publish;
-mod value;
+pub(super) mod value;
 mod watch;
 
 use std::collections::BTreeMap;
