@@ -229,11 +229,11 @@ impl WeirProcess {
             None => Command::new(weir_bin()),
         };
         let mut child = command
+            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .args(["serve", "--config"])
             .arg(config_file)
             .args(["--log-format", "json"])
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

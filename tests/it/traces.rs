@@ -344,8 +344,9 @@ async fn at_ratio_zero_only_a_sampled_incoming_trace_is_recorded() {
     assert_eq!(traces.len(), 22, "each trigger its own trace (sampled out, yet propagated)");
 }
 
-/// In the real binary (its own `tracing` subscriber): the plugin call's
-/// `tracing` spans (`plugin.instantiate`, `plugin.handle`) are bridged into
+/// In the real binary (its own `tracing` subscriber), with the log level at
+/// debug for the plugin module: the plugin call's `tracing` spans
+/// (`plugin.instantiate`, `plugin.handle`) are bridged into
 /// the trigger's trace under its plugin span, the plugin's log line becomes
 /// an event of `plugin.handle` and is written with the trace and span ids,
 /// and a sampled-out trigger exports nothing yet still logs its trace id.
@@ -363,7 +364,8 @@ async fn tracing_spans_join_the_trigger_trace_and_log_lines_carry_its_ids() {
     );
     let config = dir.path().join("weir.toml");
     std::fs::write(&config, crate::support::config_toml(&dir.path().join("data"), &extra)).expect("write");
-    let mut weir = crate::support::WeirProcess::start(&config);
+    // The plugin call's steps are debug spans: asked for by the log level.
+    let mut weir = crate::support::WeirProcess::start_with_env(&config, &[("RUST_LOG", "info,weir::plugin=debug")]);
     let c = Client::new();
     let (kept, unsampled) = ("4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4737");
     for (trace, flags) in [(kept, "01"), (unsampled, "00")] {

@@ -7,7 +7,8 @@
 //!   sampled or not, so a log line and the trace (or the upstream's own logs,
 //!   which got the same `traceparent`) can be joined.
 //! - **The bridge** (`tracing-opentelemetry`) records `tracing` spans from
-//!   Weir's code (targets `weir…`, level DEBUG or above) as children of the
+//!   Weir's code (targets `weir…`, at the log level: `log.level` or
+//!   `RUST_LOG`, e.g. `weir::plugin=debug` for the plugin call's steps) as children of the
 //!   current OpenTelemetry span, so a span opened anywhere joins the
 //!   trigger's trace (in a trace sampled out, none is opened); events inside
 //!   them become span events. It is connected
@@ -27,6 +28,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::subscriber::Interest;
 use tracing::{Level, Metadata};
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::format::{Format, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -53,17 +55,24 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 /// `info`. `RUST_LOG`, when set, wins over `level`. A second call (tests) is
 /// harmless: the first subscriber stays.
 pub fn init_logging(format: &str, level: &str) {
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let levels = || EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = levels();
     let json = match format {
         "json" => true,
         "human" => false,
         _ => !std::io::stderr().is_terminal(),
     };
     let (bridge, handle) = reload::Layer::new(None::<Bridge>);
+    // The log level decides which spans exist at all (the plugin call's
+    // steps are debug spans: off at the default `info`, so the trace of a
+    // trigger costs no more than its own spans unless asked); then, per
+    // callsite once, Weir's spans and events or never; then per use,
+    // connected and in a sampled trace.
     let bridge = bridge.with_filter(
-        // Decided per callsite once (Weir's spans and events, or never), then per use (connected or not).
-        filter::dynamic_filter_fn(|m, _| CONNECTED.load(Ordering::Relaxed) != 0 && bridged(m) && (m.is_event() || in_sampled_trace()))
-            .with_callsite_filter(|m| if bridged(m) { Interest::sometimes() } else { Interest::never() }),
+        levels().and(
+            filter::dynamic_filter_fn(|m, _| CONNECTED.load(Ordering::Relaxed) != 0 && bridged(m) && (m.is_event() || in_sampled_trace()))
+                .with_callsite_filter(|m| if bridged(m) { Interest::sometimes() } else { Interest::never() }),
+        ),
     );
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let installed = if json {
