@@ -342,7 +342,7 @@ async fn backup_under_ingest_then_restore_round_trips() {
     let mut lat = load.await.expect("load");
     lat.sort();
     println!("ingest p99 during backup: {:?} ({} bytes of backup)", lat[lat.len() * 99 / 100], backup.body.len());
-    assert!(backup.body.starts_with(b"WEIRBAK1"));
+    assert!(backup.body.starts_with(b"WEIRBAK2"));
     let dir = gw.stop().await;
 
     let file = dir.path().join("snapshot.weirbak");

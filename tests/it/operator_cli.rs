@@ -339,7 +339,7 @@ async fn backup_refuses_to_overwrite_shows_a_bar_on_a_terminal_and_restore_codes
     assert!(terminal.contains("backup [##############################] 100%") && terminal.contains(" MiB / "), "{terminal:?}");
     assert!(out.contains("backup written to") && out.contains("MiB)"), "{out}");
     let first = std::fs::read(&out_file).expect("backup");
-    assert!(first.starts_with(b"WEIRBAK1"));
+    assert!(first.starts_with(b"WEIRBAK2"));
 
     // An existing file is kept unless --force.
     let (code, _, err) = cli(&gw, &["backup", "--out", &out_arg]);

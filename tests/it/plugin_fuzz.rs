@@ -20,6 +20,7 @@ use http::StatusCode;
 use weir_test_plugins as wasm;
 
 use crate::support::{Gateway, TOKEN};
+use crate::upload_limits::leb;
 
 fn modules() -> Vec<Vec<u8>> {
     let file = std::fs::read(wasm::RANDOM_MODULES).expect("the modules build.rs made");
@@ -31,18 +32,6 @@ fn modules() -> Vec<Vec<u8>> {
         rest = tail;
     }
     out
-}
-
-fn leb(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// A component whose only content is `module` (section 1: a core module).

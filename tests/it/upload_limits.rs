@@ -22,7 +22,8 @@ use crate::support::{Client, Gateway, Reply, TOKEN, WeirProcess};
 /// compiling it took ~590 MiB and ~6 s of CPU in a debug build here.
 const HOSTILE_FUNCTIONS: u32 = 100_000;
 
-fn leb(mut n: u64, out: &mut Vec<u8>) {
+/// `n` in unsigned LEB128, as Wasm encodes sizes and counts.
+pub(crate) fn leb(mut n: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;

@@ -6,8 +6,8 @@
 //! copy, so the snapshot is Weir's own format:
 //!
 //! ```text
-//! "WEIRBAK1"
-//! frames: u8 kind, u32 payload length (LE), payload
+//! "WEIRBAK2"
+//! frames: u8 kind, u32 payload length (LE), payload, u32 CRC-32 (LE) of kind, length and payload
 //!   1 trigger    u128 id | u32 len, record (store/record.rs) | u32 len, raw body | u8 has transformed (0, 1) [| u32 len, body]
 //!   2 plugin     str16 sha256 | component bytes (checked against the sha256 on restore)
 //!   3 version    str16 tenant | u32 version | str16 sha256 | u64 uploaded ms | str16 source | u64 size
@@ -17,8 +17,11 @@
 //! ```
 //!
 //! A frame is exactly its fields and nothing follows the end frame; a restore
-//! refuses anything else, naming the byte offset. Frames carry no checksum:
-//! a changed byte inside a body, an id or a time restores as it reads.
+//! refuses anything else, naming the byte offset. Each frame's checksum
+//! catches what the fields cannot: a changed byte inside a body, an id or a
+//! time is refused with the offset of its frame, never restored as it reads.
+//! `WEIRBAK1` backups (the same frames without the checksum, written before
+//! 2026-12-01) still restore, checked field by field only.
 //!
 //! A restore is all or nothing. Into a new directory, it builds the store in a
 //! staging directory next to the target (`.NAME.restoring`) and renames it
@@ -40,7 +43,13 @@ use super::{ControlFile, NewTrigger, PluginVersion, Store, StoreError, TriggerMe
 use crate::config::StoreConfig;
 use crate::id::TriggerId;
 
-const MAGIC: &[u8; 8] = b"WEIRBAK1";
+const MAGIC: &[u8; 8] = b"WEIRBAK2";
+/// The format before frame checksums; still restored.
+const MAGIC_V1: &[u8; 8] = b"WEIRBAK1";
+/// A frame's header: kind and payload length.
+const HEAD: usize = 5;
+/// A frame's trailer in `WEIRBAK2`: the CRC-32 of its header and payload.
+const CRC: usize = 4;
 const K_TRIGGER: u8 = 1;
 const K_PLUGIN: u8 = 2;
 const K_VERSION: u8 = 3;
@@ -128,9 +137,12 @@ struct Frames<'s, 'a> {
 
 impl Frames<'_, '_> {
     fn frame(&mut self, kind: u8, payload: &[u8]) -> Result<(), StoreError> {
+        let start = self.buf.len();
         self.buf.put_u8(kind);
         self.buf.put_u32_le(payload.len() as u32);
         self.buf.put_slice(payload);
+        let crc = crc32fast::hash(&self.buf[start..]);
+        self.buf.put_u32_le(crc);
         if self.buf.len() >= CHUNK {
             self.flush()?;
         }
@@ -159,7 +171,7 @@ fn str16(buf: &mut Vec<u8>, s: &str) {
 pub enum RestoreError {
     #[error("cannot read backup {path}: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("{path} is not a Weir backup (no WEIRBAK1 header)")]
+    #[error("{path} is not a Weir backup (no WEIRBAK2 or WEIRBAK1 header)")]
     NotABackup { path: PathBuf },
     #[error(
         "the backup is truncated or damaged at byte {offset}: {reason}; take the backup again (nothing was written to the target directory)"
@@ -184,7 +196,7 @@ pub struct RestoreSummary {
 /// complete. On error nothing is left at `config.path` or beside it.
 pub async fn restore(from: &Path, config: &StoreConfig) -> Result<RestoreSummary, RestoreError> {
     let data = tokio::fs::read(from).await.map_err(|e| RestoreError::Read { path: from.to_path_buf(), reason: e.to_string() })?;
-    if !data.starts_with(MAGIC) {
+    if !data.starts_with(MAGIC) && !data.starts_with(MAGIC_V1) {
         return Err(RestoreError::NotABackup { path: from.to_path_buf() });
     }
     let target = config.path.clone();
@@ -300,7 +312,7 @@ async fn restore_into(data: &[u8], config: &StoreConfig) -> Result<RestoreSummar
 
 async fn restore_frames(data: &[u8], store: &Store, config: &StoreConfig) -> Result<RestoreSummary, RestoreError> {
     let control = Arc::new(ControlFile::open(&config.path)?);
-    let mut r = Reader { data, pos: MAGIC.len() };
+    let mut r = Reader { data, pos: MAGIC.len(), checksummed: data.starts_with(MAGIC) };
     let mut summary = RestoreSummary::default();
     let mut components = Vec::new();
     let mut versions: Vec<(String, PluginVersion)> = Vec::new();
@@ -409,6 +421,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
+    /// `WEIRBAK2`: every frame ends with its CRC-32.
+    checksummed: bool,
 }
 
 /// One frame of a backup: its kind, its payload, and the offset of its header.
@@ -421,10 +435,19 @@ impl<'a> Reader<'a> {
         }
         let offset = self.pos;
         let damaged = |reason: &str| RestoreError::Damaged { offset, reason: reason.into() };
-        let head = self.data.get(self.pos..self.pos + 5).ok_or_else(|| damaged("frame header"))?;
+        let head = self.data.get(offset..offset + HEAD).ok_or_else(|| damaged("frame header"))?;
         let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let payload = self.data.get(self.pos + 5..self.pos + 5 + len).ok_or_else(|| damaged("frame payload"))?;
-        self.pos += 5 + len;
+        let end = offset + HEAD + len;
+        let payload = self.data.get(offset + HEAD..end).ok_or_else(|| damaged("frame payload"))?;
+        self.pos = end;
+        if self.checksummed {
+            let stored = self.data.get(end..end + CRC).ok_or_else(|| damaged("frame checksum"))?;
+            let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+            if crc32fast::hash(&self.data[offset..end]) != stored {
+                return Err(damaged("the frame's checksum does not match: a byte of it changed after the backup was written"));
+            }
+            self.pos = end + CRC;
+        }
         Ok(Some((head[0], payload, offset)))
     }
 }
@@ -477,4 +500,19 @@ impl<'a> Cursor<'a> {
         self.end()?;
         Ok(NewTrigger { id, meta, body, transformed })
     }
+}
+
+/// `backup` (a `WEIRBAK2` file) as the `WEIRBAK1` writer made it: the same
+/// frames without their checksums. For tests of the field checks and of
+/// restoring old backups.
+#[cfg(test)]
+pub(crate) fn without_checksums(backup: &[u8]) -> Vec<u8> {
+    let mut out = MAGIC_V1.to_vec();
+    let mut pos = MAGIC.len();
+    while pos + HEAD <= backup.len() {
+        let len = u32::from_le_bytes([backup[pos + 1], backup[pos + 2], backup[pos + 3], backup[pos + 4]]) as usize;
+        out.extend_from_slice(&backup[pos..pos + HEAD + len]);
+        pos += HEAD + len + CRC;
+    }
+    out
 }

@@ -364,13 +364,28 @@ fn a_restore_is_all_or_nothing() {
     assert_eq!(n, 40);
     r.block_on(store.close());
 
-    // The third trigger frame's record gets an unknown format version.
-    let mut damaged = snapshot.clone();
-    let mut pos = 8;
-    for _ in 0..2 {
-        let len = u32::from_le_bytes(damaged[pos + 1..pos + 5].try_into().expect("len")) as usize;
-        pos += 5 + len;
+    // The third trigger frame's record gets an unknown format version: in a
+    // backup without frame checksums (WEIRBAK1), the record's own check
+    // refuses it; in a checksummed one, the frame's checksum does first.
+    let third = |data: &[u8], crc: usize| {
+        let mut pos = 8;
+        for _ in 0..2 {
+            let len = u32::from_le_bytes(data[pos + 1..pos + 5].try_into().expect("len")) as usize;
+            pos += 5 + len + crc;
+        }
+        pos
+    };
+    let mut checksummed = snapshot.clone();
+    let at = third(&checksummed, 4);
+    checksummed[at + 5 + 16 + 4] = 99;
+    let bad_v2 = dir.path().join("bad-v2");
+    std::fs::write(&bad_v2, &checksummed).expect("write");
+    match r.block_on(snapshot::restore(&bad_v2, &config(&dir.path().join("restored-v2"), 1))) {
+        Err(RestoreError::Damaged { offset, reason }) => assert!(offset == at && reason.contains("checksum"), "{offset} {reason}"),
+        other => panic!("expected Damaged, got {other:?}"),
     }
+    let mut damaged = snapshot::without_checksums(&snapshot);
+    let pos = third(&damaged, 0);
     damaged[pos + 5 + 16 + 4] = 99;
     let (good_file, bad_file) = (dir.path().join("good"), dir.path().join("bad"));
     std::fs::write(&good_file, &snapshot).expect("write");

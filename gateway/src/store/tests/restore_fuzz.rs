@@ -5,9 +5,11 @@
 //! The properties: a restore never panics; a refused backup is refused as
 //! damaged with a byte offset inside the file (or as not a backup when its
 //! header is wrong); a refused restore leaves nothing at the target nor a
-//! staging directory beside it; an accepted one opens. Frames carry no
-//! checksum, so a flipped byte inside a body (or an id, a time) restores
-//! silently: these tests do not claim otherwise.
+//! staging directory beside it; an accepted one opens. A `WEIRBAK2` backup
+//! checksums every frame, so any changed byte after the header is refused;
+//! in a `WEIRBAK1` one (no checksums, still restored) a flipped byte inside a
+//! body, an id or a time restores as it reads, and only the field checks
+//! stand: the tests of those run on the backup without its checksums.
 //!
 //! `PROPTEST_CASES` raises the case count for a longer run (docs/operations.md).
 
@@ -57,6 +59,12 @@ fn backup() -> &'static [u8] {
     })
 }
 
+/// The same backup as the `WEIRBAK1` writer made it (no frame checksums).
+fn backup_v1() -> &'static [u8] {
+    static BACKUP: OnceLock<Vec<u8>> = OnceLock::new();
+    BACKUP.get_or_init(|| snapshot::without_checksums(backup()))
+}
+
 /// Restores `data` into a new directory and checks the properties; returns
 /// whether it was accepted.
 fn restore_checked(data: &[u8]) -> Result<bool, TestCaseError> {
@@ -81,7 +89,9 @@ fn restore_checked(data: &[u8]) -> Result<bool, TestCaseError> {
         Err(e) => {
             match &e {
                 RestoreError::Damaged { offset, .. } => prop_assert!(*offset <= data.len(), "offset {offset} past the end: {e}"),
-                RestoreError::NotABackup { .. } => prop_assert!(!data.starts_with(b"WEIRBAK1"), "{e}"),
+                RestoreError::NotABackup { .. } => {
+                    prop_assert!(!data.starts_with(b"WEIRBAK1") && !data.starts_with(b"WEIRBAK2"), "{e}")
+                }
                 other => return Err(TestCaseError::fail(format!("refused without naming a byte offset: {other}"))),
             }
             prop_assert!(e.to_string().contains("byte") || matches!(e, RestoreError::NotABackup { .. }), "{e}");
@@ -97,16 +107,27 @@ proptest! {
 
     /// Bytes that are not a backup, with and without the header.
     #[test]
-    fn restore_fuzz_arbitrary_bytes(with_magic in any::<bool>(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let data = if with_magic { [&b"WEIRBAK1"[..], &bytes].concat() } else { bytes };
+    fn restore_fuzz_arbitrary_bytes(magic in 0..3usize, bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let data = [[&b""[..], b"WEIRBAK1", b"WEIRBAK2"][magic], &bytes].concat();
         restore_checked(&data)?;
     }
 
-    /// A real backup with a few bytes changed: refused with an offset, or
-    /// (a changed body, id or time: no checksum) restored whole.
+    /// A real backup with a few bytes changed: refused with an offset.
     #[test]
     fn restore_fuzz_flipped_bytes(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4)) {
         let mut data = backup().to_vec();
+        for (at, xor) in &flips {
+            let i = at.index(data.len());
+            data[i] ^= xor;
+        }
+        prop_assert!(!restore_checked(&data)?, "a backup with changed bytes was accepted: {flips:?}");
+    }
+
+    /// The same on a `WEIRBAK1` backup: refused with an offset, or (a
+    /// changed body, id or time: no checksum there) restored whole.
+    #[test]
+    fn restore_fuzz_flipped_bytes_without_checksums(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4)) {
+        let mut data = backup_v1().to_vec();
         for (at, xor) in &flips {
             let i = at.index(data.len());
             data[i] ^= xor;
@@ -116,8 +137,8 @@ proptest! {
 
     /// Every truncation of a real backup is refused: the end frame is last.
     #[test]
-    fn restore_fuzz_truncated(cut in any::<prop::sample::Index>()) {
-        let data = backup();
+    fn restore_fuzz_truncated(cut in any::<prop::sample::Index>(), v1 in any::<bool>()) {
+        let data = if v1 { backup_v1() } else { backup() };
         let n = cut.index(data.len());
         prop_assert!(!restore_checked(&data[..n])?, "a backup cut at {n} of {} was accepted", data.len());
     }
@@ -126,9 +147,23 @@ proptest! {
 #[test]
 fn restore_fuzz_the_whole_backup_restores() {
     assert!(restore_checked(backup()).expect("properties hold"), "the untouched backup restores");
+    assert!(restore_checked(backup_v1()).expect("properties hold"), "a WEIRBAK1 backup still restores");
 }
 
-/// Every frame of `backup`: (offset of its header, kind, payload length).
+/// A byte of a trigger's body changed: the field checks cannot see it (it
+/// restored as it read before frame checksums); the checksum refuses it, at
+/// its frame.
+#[test]
+fn restore_fuzz_a_changed_body_byte_is_refused_at_its_frame() {
+    let mut data = backup().to_vec();
+    let body = data.windows(40).position(|w| w == [3u8; 40]).expect("trigger 3's body");
+    data[body + 7] ^= 0x20;
+    let (offset, reason) = refused_at(&data);
+    assert!(offset < body && body - offset < 200, "the offset {offset} is its frame's, before the body at {body}");
+    assert!(reason.contains("checksum"), "{reason}");
+}
+
+/// Every frame of a `WEIRBAK1` backup: (offset of its header, kind, payload length).
 fn frames(backup: &[u8]) -> Vec<(usize, u8, usize)> {
     let (mut pos, mut out) = (8, Vec::new());
     while pos < backup.len() {
@@ -153,7 +188,7 @@ fn refused_at(data: &[u8]) -> (usize, String) {
 /// dropping the transformed body that followed without a word.
 #[test]
 fn restore_fuzz_a_bad_transformed_flag_is_refused() {
-    let mut data = backup().to_vec();
+    let mut data = backup_v1().to_vec();
     // A trigger frame with a transformed body of 12 bytes ends with its
     // flag, a u32 length and the body: the flag is 17 bytes from the end.
     let transformed = |&&(at, kind, len): &&(usize, u8, usize)| kind == 1 && data[at + 5 + len - 12..at + 5 + len] == [b'x'; 12];
@@ -168,13 +203,16 @@ fn restore_fuzz_a_bad_transformed_flag_is_refused() {
 /// component whose bytes do not match its sha256: refused, with the offset.
 #[test]
 fn restore_fuzz_trailing_bytes_and_a_changed_component_are_refused() {
-    let mut data = backup().to_vec();
-    data.push(0);
-    let (offset, reason) = refused_at(&data);
-    assert_eq!(offset, backup().len());
-    assert!(reason.contains("1 bytes after the end frame"), "{reason}");
+    for whole in [backup(), backup_v1()] {
+        let mut data = whole.to_vec();
+        data.push(0);
+        let (offset, reason) = refused_at(&data);
+        assert_eq!(offset, whole.len());
+        assert!(reason.contains("1 bytes after the end frame"), "{reason}");
+    }
 
-    let mut data = backup().to_vec();
+    // Without checksums, so that the field checks are what refuses.
+    let mut data = backup_v1().to_vec();
     let (at, _, len) = *frames(&data).iter().find(|f| f.1 == 2).expect("a plugin frame");
     data[at + 5 + len - 1] ^= 0xff;
     let (offset, reason) = refused_at(&data);
@@ -182,7 +220,7 @@ fn restore_fuzz_trailing_bytes_and_a_changed_component_are_refused() {
     assert!(reason.contains("sha256"), "{reason}");
 
     // A paused frame one byte longer than its tenant.
-    let mut data = backup().to_vec();
+    let mut data = backup_v1().to_vec();
     let (at, _, len) = *frames(&data).iter().find(|f| f.1 == 5).expect("a paused frame");
     data[at + 1..at + 5].copy_from_slice(&(len as u32 + 1).to_le_bytes());
     data.insert(at + 5 + len, b'x');
