@@ -4,8 +4,10 @@
 //! Calls are async (wasmtime's `serve` model): the guest runs on a fiber in
 //! the request's own task, yields to the executor at every epoch tick while
 //! within its CPU budget, is interrupted past it, and the whole call sits in
-//! a wall-clock `timeout`, so a call waiting in a WASI host call (a sleep, a
-//! poll) is cancelled and its Store dropped at the deadline. Nothing of a
+//! a wall-clock `timeout` of its own time (`within_own_time`: time it was
+//! ready to run but was not moves the cap), so a call waiting in a WASI host
+//! call (a sleep, a poll) is cancelled and its Store dropped at the deadline,
+//! and one a busy machine did not run is not taken for a faulty plugin. Nothing of a
 //! call blocks a thread, and no WASI host call can start a runtime inside
 //! the runtime (the sync WASI host's `block_on`, which panicked on workers).
 
@@ -128,16 +130,59 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// CPU time a call has spent across the polls of its future (which may run
-/// on different worker threads): the epoch callback reads it mid-poll.
-#[derive(Default)]
+/// on different worker threads): the epoch callback reads it mid-poll. And
+/// the time it was ready to run but did not: preempted inside a poll (the
+/// poll's wall-clock time beyond its CPU time) or woken and waiting for a
+/// worker. A busy machine, not the plugin, spends that time, so the
+/// wall-clock cap does not count it.
 struct CpuMeter {
     /// Spent in finished polls.
     spent_ns: AtomicU64,
     /// This thread's CPU clock when the current poll started.
     poll_start_ns: AtomicU64,
+    /// Ready to run but not running, in finished polls and before them.
+    stalled_ns: AtomicU64,
+    /// When the call was first woken since its last poll (ns after `origin`; `NOT_WOKEN`: not since).
+    woken_ns: AtomicU64,
+    origin: std::time::Instant,
+}
+
+const NOT_WOKEN: u64 = u64::MAX;
+
+impl Default for CpuMeter {
+    fn default() -> Self {
+        CpuMeter {
+            spent_ns: AtomicU64::new(0),
+            poll_start_ns: AtomicU64::new(0),
+            stalled_ns: AtomicU64::new(0),
+            woken_ns: AtomicU64::new(NOT_WOKEN),
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+/// A waker that notes when the call was woken, then wakes its task.
+struct NoteWake {
+    meter: Arc<CpuMeter>,
+    inner: std::task::Waker,
+}
+
+impl std::task::Wake for NoteWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let now = self.meter.now_ns();
+        let _ = self.meter.woken_ns.compare_exchange(NOT_WOKEN, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.inner.wake_by_ref();
+    }
 }
 
 impl CpuMeter {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
     /// Called from inside a poll (the epoch callback), on the polling thread.
     fn spent(&self) -> Duration {
         let current = thread_cpu_ns().saturating_sub(self.poll_start_ns.load(Ordering::Relaxed));
@@ -149,14 +194,26 @@ impl CpuMeter {
         Duration::from_nanos(self.spent_ns.load(Ordering::Relaxed))
     }
 
-    /// Runs `fut`, counting the CPU time of each of its polls.
-    async fn meter<F: Future>(&self, fut: F) -> F::Output {
+    /// Time the call was ready to run but did not (see the type).
+    fn stalled(&self) -> Duration {
+        Duration::from_nanos(self.stalled_ns.load(Ordering::Relaxed))
+    }
+
+    /// Runs `fut`, counting the CPU time of each of its polls, and the time
+    /// it was ready but not running.
+    async fn meter<F: Future>(self: &Arc<Self>, fut: F) -> F::Output {
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
-            let start = thread_cpu_ns();
+            let (start, wall_start) = (thread_cpu_ns(), self.now_ns());
+            let woken = self.woken_ns.swap(NOT_WOKEN, Ordering::Relaxed);
+            let waiting = if woken == NOT_WOKEN { 0 } else { wall_start.saturating_sub(woken) };
             self.poll_start_ns.store(start, Ordering::Relaxed);
-            let r = fut.as_mut().poll(cx);
-            self.spent_ns.fetch_add(thread_cpu_ns().saturating_sub(start), Ordering::Relaxed);
+            let waker = std::task::Waker::from(Arc::new(NoteWake { meter: self.clone(), inner: cx.waker().clone() }));
+            let r = fut.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+            let cpu = thread_cpu_ns().saturating_sub(start);
+            let preempted = self.now_ns().saturating_sub(wall_start).saturating_sub(cpu);
+            self.spent_ns.fetch_add(cpu, Ordering::Relaxed);
+            self.stalled_ns.fetch_add(waiting + preempted, Ordering::Relaxed);
             r
         })
         .await
@@ -172,7 +229,7 @@ impl Job {
         let stderr = MemoryOutputPipe::new(STDERR_CAP);
         let meter = Arc::new(CpuMeter::default());
         let call = self.call(trigger, budget, stderr.clone(), meter.clone());
-        let outcome = tokio::time::timeout(wall, meter.meter(call)).await;
+        let outcome = within_own_time(wall, &meter, meter.meter(call)).await;
         self.meter.set_cpu(meter.total());
         match outcome {
             // Past the wall-clock cap (typically waiting in a host call): the
@@ -241,6 +298,29 @@ impl Job {
             })
         });
         self.loaded.pre.call(&mut store, trigger).await
+    }
+}
+
+/// The most a call's wall-clock cap moves for the time it was starved:
+/// beyond this, even a starved call ends as past its deadline.
+const MAX_STALL_FACTOR: u32 = 10;
+
+/// Runs `call` until it has had `wall` of its own time: wall-clock time
+/// minus the time it was ready to run but was not (a busy machine's, not
+/// the plugin's), which moves the cap by up to `MAX_STALL_FACTOR` x `wall`.
+/// A call waiting in a host call (a sleep) spends its own time; one that a
+/// loaded machine does not run is not cut for it, and is not quarantined.
+async fn within_own_time<F: Future>(wall: Duration, meter: &CpuMeter, call: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let started = tokio::time::Instant::now();
+    let mut call = std::pin::pin!(call);
+    loop {
+        let deadline = started + wall + meter.stalled().min(wall * MAX_STALL_FACTOR);
+        match tokio::time::timeout_at(deadline, call.as_mut()).await {
+            Ok(out) => return Ok(out),
+            // Starved meanwhile: the cap moved; wait for it.
+            Err(_) if started + wall + meter.stalled().min(wall * MAX_STALL_FACTOR) > tokio::time::Instant::now() => continue,
+            Err(elapsed) => return Err(elapsed),
+        }
     }
 }
 
@@ -383,6 +463,37 @@ mod tests {
             idempotency_key: None,
             route: None,
         })
+    }
+
+    /// A call that holds its thread for `stall` without using CPU (as a
+    /// preempted thread would), then waits 5 ms of its own (a host call).
+    async fn starved(stall: Duration) -> &'static str {
+        std::thread::sleep(stall);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        "done"
+    }
+
+    #[tokio::test]
+    async fn time_a_call_was_starved_does_not_count_against_its_wall_clock_cap() {
+        let meter = Arc::new(CpuMeter::default());
+        let out = within_own_time(Duration::from_millis(20), &meter, meter.meter(starved(Duration::from_millis(60)))).await;
+        assert_eq!(out.ok(), Some("done"), "a call the machine did not run for 60 ms is not cut at a 20 ms cap");
+        assert!(meter.stalled() >= Duration::from_millis(50), "{:?}", meter.stalled());
+        // The cap moves by at most MAX_STALL_FACTOR x itself: a call starved
+        // for longer, then waiting 5 ms of its own, is cut.
+        let meter = Arc::new(CpuMeter::default());
+        let cap = Duration::from_millis(10);
+        assert!(within_own_time(cap, &meter, meter.meter(starved(cap * (MAX_STALL_FACTOR * 3)))).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn time_a_call_spends_waiting_in_a_host_call_is_its_own() {
+        let meter = Arc::new(CpuMeter::default());
+        let sleeping = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            "done"
+        };
+        assert!(within_own_time(Duration::from_millis(20), &meter, meter.meter(sleeping)).await.is_err(), "a sleep is cut at the cap");
     }
 
     fn kind(r: Result<Decision, Failure>) -> Option<FailureKind> {
