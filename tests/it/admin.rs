@@ -457,7 +457,7 @@ async fn the_cli_end_to_end_with_json_and_exit_codes() {
     let file = dir.path().join("b.weirbak");
     let (code, _, err) = cli(&gw, Some(TOKEN), &["backup", "--out", file.to_str().expect("path")]);
     assert_eq!(code, 0, "{err}");
-    assert!(std::fs::read(&file).expect("backup").starts_with(b"WEIRBAK1"));
+    assert!(std::fs::read(&file).expect("backup").starts_with(b"WEIRBAK2"));
 
     let (code, _, err) = cli(&gw, Some(TOKEN), &["triggers", "list", "--state", "lost"]);
     assert_eq!(code, 5, "{err}");

@@ -276,7 +276,7 @@ async fn every_system_call_weir_makes_passes_the_units_filter() {
     }
     up.wait_until(Duration::from_secs(60), |r| r.len() >= 5).await;
     let backup = c.get(&format!("{admin}/v1/backup"), Some(TOKEN)).await;
-    assert!(backup.status == StatusCode::OK && backup.body.starts_with(b"WEIRBAK1"));
+    assert!(backup.status == StatusCode::OK && backup.body.starts_with(b"WEIRBAK2"));
     // SAFETY: kill(2) on the weir process this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = weir.wait_exit(Duration::from_secs(60)).expect("strace ends when weir does");
