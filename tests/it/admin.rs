@@ -469,8 +469,7 @@ async fn the_cli_end_to_end_with_json_and_exit_codes() {
 #[tokio::test]
 async fn a_replay_job_killed_midway_resumes_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, crate::support::config_toml(&dir.path().join("data"), "")).expect("write");
+    let config = crate::support::write_config(dir.path(), "");
     let weir = crate::support::WeirProcess::start(&config);
     let c = Client::new();
     let mut ids = Vec::new();

@@ -16,8 +16,7 @@ const ACKS_PER_CYCLE: usize = 400;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_trigger() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("write config");
+    let config = crate::support::write_config(dir.path(), "");
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut attempted_total = 0usize;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::StatusCode;
 use weir_test_plugins as wasm;
 
-use crate::support::{Client, Reply, TOKEN, WeirProcess, config_toml};
+use crate::support::{Client, Reply, TOKEN, WeirProcess};
 
 /// The tenant under steady load: a passthrough plugin, default limits.
 const CALM: &str = r#"
@@ -24,8 +24,7 @@ plugin = "{PASSTHROUGH}"
 fn start(hostile: &str, extra: &str) -> (tempfile::TempDir, WeirProcess) {
     let dir = tempfile::tempdir().expect("tempdir");
     let tenants = format!("{}{hostile}\n{extra}", CALM.replace("{PASSTHROUGH}", wasm::PASSTHROUGH));
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), &tenants)).expect("write config");
+    let config = crate::support::write_config(dir.path(), &tenants);
     let weir = WeirProcess::start(&config);
     (dir, weir)
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::StatusCode;
 use weir_test_plugins as wasm;
 
-use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, WeirProcess, config_toml, weir_bin};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, WeirProcess, weir_bin};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -250,9 +250,8 @@ fn traced_child(strace: u32) -> i32 {
 async fn every_system_call_weir_makes_passes_the_units_filter() {
     let up = Upstream::start(Mode::Ok).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
     let extra = format!("[forward]\nupstreams = [\"{}\"]\n", up.url());
-    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("write");
+    let config = crate::support::write_config(dir.path(), &extra);
     let trace = dir.path().join("weir.strace");
     let wrapper: Vec<&OsStr> = vec![OsStr::new("strace"), OsStr::new("-f"), OsStr::new("-qq"), OsStr::new("-o"), trace.as_os_str()];
     let mut weir = WeirProcess::start_wrapped(&wrapper, &config, &[]);

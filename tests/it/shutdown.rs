@@ -7,7 +7,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Client, TOKEN, WeirProcess, config_toml};
+use crate::support::{Client, TOKEN, WeirProcess};
 
 /// Opens a request whose body is only half sent: it stays in flight.
 async fn half_sent_request(weir: &WeirProcess) -> TcpStream {
@@ -19,8 +19,7 @@ async fn half_sent_request(weir: &WeirProcess) -> TcpStream {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("write");
+    let config = crate::support::write_config(dir.path(), "");
     let mut weir = WeirProcess::start(&config);
     let mut s = half_sent_request(&weir).await;
     // The server has read the headers once it is waiting for the body; make
@@ -52,8 +51,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("write");
+    let config = crate::support::write_config(dir.path(), "");
     let mut weir = WeirProcess::start(&config);
     let _held = half_sent_request(&weir).await;
     let warm = Client::new().post(&format!("http://{}/ingest/acme/warm", weir.ingest), &[], "w").await;
@@ -72,9 +70,8 @@ async fn a_second_signal_exits_at_once() {
 #[tokio::test]
 async fn a_replay_job_stopped_by_sigterm_resumes_after_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
     // No upstream: the triggers stay pending, only the replay moves them.
-    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("write");
+    let config = crate::support::write_config(dir.path(), "");
     let mut weir = WeirProcess::start(&config);
     let c = Client::new();
     for i in 0..400 {
@@ -124,9 +121,8 @@ async fn a_replay_job_stopped_by_sigterm_resumes_after_restart() {
 async fn spans_of_requests_draining_at_sigterm_are_exported() {
     let otlp = crate::traces::Receiver::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
     let extra = format!("\n[telemetry]\notlp_endpoint = \"http://{}\"\n", otlp.addr);
-    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("write");
+    let config = crate::support::write_config(dir.path(), &extra);
     let mut weir = WeirProcess::start(&config);
     let mut s = half_sent_request(&weir).await;
     let warm = Client::new().post(&format!("http://{}/ingest/acme/warm", weir.ingest), &[], "w").await;

@@ -76,8 +76,7 @@ fn store_check_needs_a_store_and_names_what_is_missing() {
     let out = Command::new(weir_bin()).args(["store", "check"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "neither --config nor --data-dir is a usage error");
     // --config takes store.path from the file.
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("write");
+    let config = crate::support::write_config(dir.path(), "");
     let (code, text) = weir(&["store", "check", "--config"], &config);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("data"), "{text}");

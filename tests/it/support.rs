@@ -46,6 +46,14 @@ id = "globex"
     )
 }
 
+/// Writes `config_toml` (store under `dir/data`, then `extra`) to
+/// `dir/weir.toml` for a `WeirProcess`; returns its path.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let file = dir.join("weir.toml");
+    std::fs::write(&file, config_toml(&dir.join("data"), extra)).expect("write weir.toml");
+    file
+}
+
 /// A gateway running inside the test process.
 pub struct Gateway {
     pub ingest: SocketAddr,

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::metrics::{get as metric, scrape};
 use crate::pki::{self, Ca, Leaf};
-use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, WeirProcess, config_toml, eventually};
+use crate::support::{Client, Gateway, Mode, TOKEN, Upstream, WeirProcess, eventually};
 
 /// `[server.tls]` for `leaf` written into `dir`, plus `extra` keys.
 fn server_tls(dir: &Path, leaf: &Leaf, extra: &str) -> String {
@@ -368,8 +368,7 @@ fn sighup_reloads_the_certificate_of_the_real_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     // No file watching: only the signal can make it reload.
     let extra = server_tls(dir.path(), &first, "watch_interval_ms = 0");
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
+    let config = crate::support::write_config(dir.path(), &extra);
     let weir = WeirProcess::start(&config);
 
     let (seen, _) = rt.block_on(connect(weir.ingest, &ca, &[b"http/1.1"]));
@@ -386,8 +385,7 @@ fn sighup_reloads_the_certificate_of_the_real_binary() {
 #[test]
 fn sighup_does_not_stop_a_gateway_without_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), "")).expect("config");
+    let config = crate::support::write_config(dir.path(), "");
     let mut weir = WeirProcess::start(&config);
     weir.signal(libc::SIGHUP);
     weir.wait_for_log("SIGHUP", Duration::from_secs(30));
@@ -555,8 +553,7 @@ async fn otlp_exports_go_to_an_https_collector_trusted_through_ssl_cert_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = ca.write(dir.path(), "ca.pem");
     let extra = format!("\n[telemetry]\notlp_endpoint = \"https://{}\"\notlp_metrics_interval_secs = 1\n", collector.addr);
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
+    let config = crate::support::write_config(dir.path(), &extra);
     // The system's trust store, replaced by the test CA (rustls-native-certs honours SSL_CERT_FILE).
     let weir =
         tokio::task::block_in_place(|| WeirProcess::start_with_env(&config, &[("SSL_CERT_FILE", ca_file.to_str().expect("utf8 path"))]));
@@ -577,8 +574,7 @@ async fn otlp_grpc_exports_go_to_a_tls_collector() {
         "\n[telemetry]\notlp_endpoint = \"https://localhost:{}\"\notlp_protocol = \"grpc\"\notlp_metrics_interval_secs = 1\n",
         collector.addr.port()
     );
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, config_toml(&dir.path().join("data"), &extra)).expect("config");
+    let config = crate::support::write_config(dir.path(), &extra);
     let weir =
         tokio::task::block_in_place(|| WeirProcess::start_with_env(&config, &[("SSL_CERT_FILE", ca_file.to_str().expect("utf8 path"))]));
     let r = Client::new().post(&format!("http://{}/ingest/acme/otlp", weir.ingest), &[], "{}").await;
@@ -600,8 +596,7 @@ fn unusable_certificate_files_are_named_by_check_config() {
     let (cert, _) = leaf.write(dir.path(), "ingest");
     let (_, other_key) = ca.server("other", 365).write(dir.path(), "other");
     let check = |tls: &str| {
-        let config = dir.path().join("weir.toml");
-        std::fs::write(&config, config_toml(&dir.path().join("data"), tls)).expect("config");
+        let config = crate::support::write_config(dir.path(), tls);
         let out = std::process::Command::new(crate::support::weir_bin()).arg("check-config").arg(&config).output().expect("run");
         (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
     };

@@ -362,8 +362,7 @@ async fn tracing_spans_join_the_trigger_trace_and_log_lines_carry_its_ids() {
         up.url(),
         otlp.addr
     );
-    let config = dir.path().join("weir.toml");
-    std::fs::write(&config, crate::support::config_toml(&dir.path().join("data"), &extra)).expect("write");
+    let config = crate::support::write_config(dir.path(), &extra);
     // The plugin call's steps are debug spans: asked for by the log level.
     let mut weir = crate::support::WeirProcess::start_with_env(&config, &[("RUST_LOG", "info,weir::plugin=debug")]);
     let c = Client::new();
