@@ -18,7 +18,7 @@ pub const EVERY: Duration = Duration::from_secs(10);
 pub const CAPACITY: usize = 360;
 
 /// One reading of the totals (wall-clock time of the reading, Unix ms).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Sample {
     pub at_ms: u64,
     /// Every trigger in the store (pending + delivered + dead + quarantined).
@@ -32,12 +32,8 @@ pub struct Sample {
 /// A sample as `/v1/history` answers it, with the rates since the sample before.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Point {
-    pub at_ms: u64,
-    pub stored: u64,
-    pub delivered: u64,
-    pub dead: u64,
-    pub pending: u64,
-    pub oldest_pending_age_ms: Option<u64>,
+    #[serde(flatten)]
+    pub sample: Sample,
     /// Per second since the previous point; `null` on the first one. A total that shrank (a purge,
     /// retention) counts as 0, not negative.
     pub stored_per_sec: Option<f64>,
@@ -82,12 +78,7 @@ impl History {
                 let rate =
                     |now: u64, before: fn(&Sample) -> u64| prev.and_then(|p| per_sec(before(p), now, s.at_ms.saturating_sub(p.at_ms)));
                 let point = Point {
-                    at_ms: s.at_ms,
-                    stored: s.stored,
-                    delivered: s.delivered,
-                    dead: s.dead,
-                    pending: s.pending,
-                    oldest_pending_age_ms: s.oldest_pending_age_ms,
+                    sample: *s,
                     stored_per_sec: rate(s.stored, |p| p.stored),
                     delivered_per_sec: rate(s.delivered, |p| p.delivered),
                 };
@@ -182,7 +173,7 @@ mod tests {
             h.push(sample(i * 10_000, i * 100, i * 50));
         }
         let points = h.points();
-        assert_eq!(points.iter().map(|p| p.at_ms).collect::<Vec<_>>(), vec![20_000, 30_000, 40_000]);
+        assert_eq!(points.iter().map(|p| p.sample.at_ms).collect::<Vec<_>>(), vec![20_000, 30_000, 40_000]);
         assert_eq!(points[0].stored_per_sec, None, "the oldest kept point has nothing before it");
         assert_eq!(points[1].stored_per_sec, Some(10.0));
         assert_eq!(points[2].delivered_per_sec, Some(5.0));
@@ -223,8 +214,8 @@ mod tests {
         let points = h.points();
         assert_eq!(reads.load(Ordering::SeqCst), 21, "one reading per interval");
         assert_eq!(points.len(), 6, "never more than the capacity");
-        assert_eq!(points.last().map(|p| p.at_ms), Some(200_000));
-        assert!(points.windows(2).all(|w| w[1].at_ms - w[0].at_ms == 10_000));
+        assert_eq!(points.last().map(|p| p.sample.at_ms), Some(200_000));
+        assert!(points.windows(2).all(|w| w[1].sample.at_ms - w[0].sample.at_ms == 10_000));
         assert!(points[1..].iter().all(|p| p.stored_per_sec == Some(7.0)), "{points:?}");
         trigger.trigger();
         tasks.wait().await;
