@@ -274,6 +274,14 @@ pub fn rfc3339(ms: u64) -> String {
     format!("{:04}-{month:02}-{:02}T{:02}:{:02}:{:02}.{ms:03}Z", t.year(), t.day(), t.hour(), t.minute(), t.second())
 }
 
+/// RFC 3339 (`2026-11-24T02:49:51.123Z`, or with an offset) to Unix ms;
+/// `None` before 1970 or for anything else. The one parser of the API's
+/// times, also used by the CLI to check `--since`/`--until` before sending.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,7 +53,7 @@ impl TimeArg {
         match self {
             TimeArg::Ms(ms) => Ok(*ms),
             TimeArg::Text(t) => {
-                t.parse::<u64>().ok().or_else(|| parse_rfc3339(t)).ok_or_else(|| {
+                t.parse::<u64>().ok().or_else(|| h::parse_rfc3339(t)).ok_or_else(|| {
                     bad_request(&format!("`{key}` = {t:?} is neither Unix milliseconds nor RFC 3339 (2026-11-24T02:49:51Z)"))
                 })
             }
@@ -104,13 +104,6 @@ impl FilterArgs {
 
 pub(super) fn bad_request(message: &str) -> Resp {
     h::error(StatusCode::BAD_REQUEST, "invalid_request", message)
-}
-
-/// RFC 3339 (`2026-11-24T02:49:51.123Z`, or with an offset) to Unix ms;
-/// `None` before 1970 or for anything else.
-pub fn parse_rfc3339(s: &str) -> Option<u64> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// The query string of `GET /v1/triggers`, parsed: pure, so the property
@@ -375,13 +368,13 @@ mod tests {
     #[test]
     fn rfc3339_round_trips_with_the_formatter() {
         for ms in [0u64, 951_782_400_000, 1_795_488_591_123] {
-            assert_eq!(parse_rfc3339(&h::rfc3339(ms)), Some(ms));
+            assert_eq!(h::parse_rfc3339(&h::rfc3339(ms)), Some(ms));
         }
-        assert_eq!(parse_rfc3339("2026-11-24T02:49:51Z"), Some(1_795_488_591_000));
-        assert_eq!(parse_rfc3339("2026-11-24T03:49:51+01:00"), Some(1_795_488_591_000), "an offset is honoured");
-        assert_eq!(parse_rfc3339("2026-13-24T02:49:51Z"), None);
-        assert_eq!(parse_rfc3339("2026-02-30T02:49:51Z"), None, "no such day");
-        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(h::parse_rfc3339("2026-11-24T02:49:51Z"), Some(1_795_488_591_000));
+        assert_eq!(h::parse_rfc3339("2026-11-24T03:49:51+01:00"), Some(1_795_488_591_000), "an offset is honoured");
+        assert_eq!(h::parse_rfc3339("2026-13-24T02:49:51Z"), None);
+        assert_eq!(h::parse_rfc3339("2026-02-30T02:49:51Z"), None, "no such day");
+        assert_eq!(h::parse_rfc3339("yesterday"), None);
     }
 
     /// The status and the `message` of an error response.
@@ -454,7 +447,7 @@ mod tests {
         ]) {
             use proptest::prelude::*;
             match TimeArg::Text(text.clone()).ms("since") {
-                Ok(ms) => prop_assert!(text.parse::<u64>() == Ok(ms) || parse_rfc3339(&text) == Some(ms)),
+                Ok(ms) => prop_assert!(text.parse::<u64>() == Ok(ms) || h::parse_rfc3339(&text) == Some(ms)),
                 Err(resp) => {
                     let (status, message) = error_of(resp);
                     prop_assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -73,8 +73,8 @@ pub fn now_ms() -> u64 {
 }
 
 /// What `--since` / `--until` take, as the admin API takes it: Unix ms and
-/// RFC 3339 pass through (the API checks them), a relative duration becomes
-/// that long before `now_ms`.
+/// RFC 3339 (checked by the API's own parser) pass through, a relative
+/// duration becomes that long before `now_ms`.
 pub fn time_arg(flag: &str, text: &str, now_ms: u64) -> Result<String, String> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -83,8 +83,8 @@ pub fn time_arg(flag: &str, text: &str, now_ms: u64) -> Result<String, String> {
     if let Some(ago) = parse_duration_ms(text) {
         return Ok(now_ms.saturating_sub(ago).to_string());
     }
-    // An RFC 3339 time starts with its four-digit year and a dash.
-    if text.len() >= 10 && text.as_bytes()[..4].iter().all(u8::is_ascii_digit) && text.as_bytes()[4] == b'-' {
+    // The admin API's own parser: a time it would refuse is refused here, with the flag's name.
+    if crate::http::parse_rfc3339(text).is_some() {
         return Ok(text.to_string());
     }
     Err(format!(
