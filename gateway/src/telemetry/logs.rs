@@ -38,15 +38,16 @@ use tracing_subscriber::{EnvFilter, Layer, filter, reload};
 
 type Bridge = tracing_opentelemetry::OpenTelemetryLayer<Registry, SdkTracer>;
 
-/// The bridge's slot in the installed subscriber, and which connection holds it.
+/// The bridge's slot in the installed subscriber.
 struct Slot {
     handle: reload::Handle<Option<Bridge>, Registry>,
-    /// The connection holding the bridge (0: none).
-    owner: Mutex<u64>,
+    /// Held while the bridge and `CONNECTED` change together.
+    changing: Mutex<()>,
 }
 
 static SLOT: OnceLock<Slot> = OnceLock::new();
-/// The connection now holding the bridge (0: none): the filter's switch.
+/// The connection now holding the bridge (0: none): the filter's switch,
+/// and what a dropped guard checks before it disconnects.
 static CONNECTED: AtomicU64 = AtomicU64::new(0);
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
@@ -85,7 +86,7 @@ pub fn init_logging(format: &str, level: &str) {
         Registry::default().with(bridge).with(lines.with_filter(filter)).try_init()
     };
     if installed.is_ok() {
-        let _ = SLOT.set(Slot { handle, owner: Mutex::new(0) });
+        let _ = SLOT.set(Slot { handle, changing: Mutex::new(()) });
     }
 }
 
@@ -116,7 +117,7 @@ pub struct BridgeGuard(u64);
 /// by [`init_logging`] (in-process tests), so there is nothing to bridge.
 pub fn connect(tracer: SdkTracer) -> Option<BridgeGuard> {
     let slot = SLOT.get()?;
-    let mut owner = slot.owner.lock().unwrap_or_else(|e| e.into_inner());
+    let _changing = slot.changing.lock().unwrap_or_else(|e| e.into_inner());
     // Attributes a span pays for at 100 % sampling, left out: thread ids (a
     // trigger's work moves between worker threads) and the source location
     // and target (the span's name says where it is; four strings per span).
@@ -126,7 +127,6 @@ pub fn connect(tracer: SdkTracer) -> Option<BridgeGuard> {
         return None;
     }
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    *owner = id;
     CONNECTED.store(id, Ordering::Relaxed);
     Some(BridgeGuard(id))
 }
@@ -134,11 +134,10 @@ pub fn connect(tracer: SdkTracer) -> Option<BridgeGuard> {
 impl Drop for BridgeGuard {
     fn drop(&mut self) {
         let Some(slot) = SLOT.get() else { return };
-        let mut owner = slot.owner.lock().unwrap_or_else(|e| e.into_inner());
+        let _changing = slot.changing.lock().unwrap_or_else(|e| e.into_inner());
         // A later connection keeps the bridge.
-        if *owner == self.0 {
+        if CONNECTED.load(Ordering::Relaxed) == self.0 {
             CONNECTED.store(0, Ordering::Relaxed);
-            *owner = 0;
             let _ = slot.handle.reload(None);
         }
     }
