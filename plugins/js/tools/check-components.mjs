@@ -206,6 +206,27 @@ for (const component of ['js-json-transform.wasm', 'ts-json-transform.wasm']) {
 }
 flush();
 
+// --- crypto.js's native paths, inside QuickJS -------------------------------
+{
+  const { componentize } = await import('componentize-qjs');
+  const root = new URL('..', import.meta.url).pathname;
+  const entry = join(root, 'test', 'qjs-selftest.js');
+  const { component } = await componentize({
+    witPath: join(root, '..', '..', 'wit'), world: 'trigger-plugin', jsSource: readFileSync(entry, 'utf8'),
+    jsPath: entry, moduleRoot: root, sync: true, optSize: true,
+  });
+  const selftest = join(tmp, 'selftest.wasm');
+  writeFileSync(selftest, component);
+  const { createHash } = await import('node:crypto');
+  for (const size of [0, 1, 55, 56, 63, 64, 65, 1000, 4096]) {
+    const body = Buffer.from(Array.from({ length: size }, (_, i) => (i * 7 + size) & 0xff));
+    queue(selftest, { body, headers: { 'x-sha256': createHash('sha256').update(body).digest('hex') } }, (r) =>
+      expect(r.verdict === 'accept', `qjs self-test (body ${size} bytes): ${r.reason ?? r.verdict}`),
+    );
+  }
+  flush();
+}
+
 // --- passthrough and costs ----------------------------------------------
 const kib = `{"data":"${'x'.repeat(1024 - 11)}"}`;
 const pass = run(wasm('js-passthrough.wasm'), { body: kib });
