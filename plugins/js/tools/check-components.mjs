@@ -210,7 +210,7 @@ flush();
 {
   const { componentize } = await import('componentize-qjs');
   const root = new URL('..', import.meta.url).pathname;
-  const entry = join(root, 'test', 'qjs-selftest.js');
+  const entry = join(root, 'tools', 'qjs-selftest.js');
   const { component } = await componentize({
     witPath: join(root, '..', '..', 'wit'), world: 'trigger-plugin', jsSource: readFileSync(entry, 'utf8'),
     jsPath: entry, moduleRoot: root, sync: true, optSize: true,

@@ -1,7 +1,7 @@
 //! Crypto self-test that runs INSIDE the component (QuickJS), where
 //! sdk/crypto.js takes its native fast paths (Uint8Array base64/hex,
 //! URI-function UTF-8) that node 20 lacks: the same rules as
-//! crypto.test.mjs holds the JavaScript paths to. Built and run by
+//! test/crypto.test.mjs holds the JavaScript paths to. Built and run by
 //! tools/check-components.mjs; rejects with the failures, accepts when all pass.
 
 import * as c from '../sdk/crypto.js';
