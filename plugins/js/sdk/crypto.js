@@ -12,12 +12,7 @@
 // UTF-8
 // ---------------------------------------------------------------------------
 
-/**
- * UTF-8 bytes of `text`. A lone surrogate (a string that is not valid
- * UTF-16) becomes U+FFFD, as TextEncoder does.
- * @param {string} text
- * @returns {Uint8Array}
- */
+// utf8Encode in JavaScript (node, and lone surrogates in QuickJS).
 function utf8EncodeJs(text) {
   const n = text.length;
   const out = new Uint8Array(n * 3);
@@ -63,15 +58,8 @@ export function toBytes(data) {
 
 const CHUNK = 4096;
 
-/**
- * Decode UTF-8. Strict by default: `null` for any invalid sequence
- * (overlong forms, surrogates, values over U+10FFFF, truncations), as
- * Rust's `str::from_utf8`. With `lossy`, each maximal invalid subpart
- * becomes U+FFFD instead (as TextDecoder and `String::from_utf8_lossy`).
- * @param {Uint8Array} bytes
- * @param {{lossy?: boolean}} [options]
- * @returns {string | null}
- */
+// utf8Decode in JavaScript (node, and lossy decoding of invalid input in
+// QuickJS).
 function utf8DecodeJs(bytes, options) {
   const lossy = !!(options && options.lossy);
   const n = bytes.length;
@@ -141,11 +129,6 @@ function utf8DecodeJs(bytes, options) {
 
 const HEX = '0123456789abcdef';
 
-/**
- * Lower-case hexadecimal of `bytes`.
- * @param {Uint8Array} bytes
- * @returns {string}
- */
 function hexEncodeJs(bytes) {
   let s = '';
   for (let i = 0; i < bytes.length; i++) {
@@ -162,14 +145,6 @@ function nibble(c) {
   return -1;
 }
 
-/**
- * Decode hexadecimal (either case, no separators, even length); `null` on
- * any other input. With `length`, `null` unless it decodes to exactly that
- * many bytes.
- * @param {string} hex
- * @param {number} [length]
- * @returns {Uint8Array | null}
- */
 function hexDecodeJs(hex, length) {
   if (hex.length % 2 !== 0) return null;
   if (length !== undefined && hex.length !== 2 * length) return null;
