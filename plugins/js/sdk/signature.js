@@ -218,8 +218,8 @@ function firstMatch(keys, tags, message) {
 
 /** Throws unless `signed` (BigInt) is within `toleranceSecs` of `nowSecs`; 0 disables. */
 function checkTolerance(signed, nowSecs, toleranceSecs) {
-  const tolerance = BigInt(toleranceSecs);
-  const age = BigInt(nowSecs) - signed;
+  const tolerance = BigInt(Math.floor(Number(toleranceSecs)));
+  const age = BigInt(Math.floor(Number(nowSecs))) - signed;
   if (tolerance > 0n && (age < 0n ? -age : age) > tolerance) {
     throw SignatureError.timestampOutOfTolerance(age, toleranceSecs);
   }
