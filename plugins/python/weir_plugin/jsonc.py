@@ -3,7 +3,7 @@ Rust twin's byte for byte: the same inputs refused, compact output with object k
 
 Python's `json` alone differs at the edges: it takes `NaN`/`Infinity`, lone UTF-16 surrogates (`"\\ud800"`),
 out-of-range numbers (`1e400` becomes inf) and any nesting depth, keeps integers beyond 64 bits exact, and
-writes `1e-05`/`1e+16` where serde_json writes `0.00001`/`1e16`. `loads` refuses what serde_json refuses and
+writes `1e-05`/`1e-07` where serde_json writes `0.00001`/`1e-7`. `loads` refuses what serde_json refuses and
 reads as it does (an integer beyond i64/u64 becomes a float, `-0` is `-0.0`); `dumps` writes numbers as
 serde_json (Ryu) does. The common case (no float outside Python's and Ryu's shared notation) takes the C
 encoder's fast path.
@@ -83,10 +83,8 @@ def _ryu(x):
         text = digits[:kk] + "." + digits[kk:]
     elif -5 < kk <= 0:
         text = "0." + "0" * -kk + digits
-    elif n == 1:
-        text = f"{digits}e{kk - 1}"
-    else:
-        text = f"{digits[0]}.{digits[1:]}e{kk - 1}"
+    else:  # serde_json 1.0.154 (zmij) writes a sign on the exponent: 1e+16, 1.5e-7
+        text = (digits if n == 1 else f"{digits[0]}.{digits[1:]}") + ("e+" if kk > 0 else "e") + str(kk - 1)
     return "-" + text if x < 0 else text
 
 
@@ -159,3 +157,8 @@ def _encodable(value):
 
 
 _INF = float("inf")
+
+
+# Pre-initialisation (see weir_plugin/crypto.py): every path once, at import, so whatever it imports is in the
+# component's snapshot.
+assert dumps(loads('{"b":[1.5e-7,-0,1e20,"\\u00e9"],"a":null}')) == '{"a":null,"b":[1.5e-7,-0.0,1e+20,"\u00e9"]}'.encode()
