@@ -157,7 +157,17 @@ impl PluginHost {
         let bytes = Arc::new(bytes);
         let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
         let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
-        let loaded = Arc::new(Loaded { version, sha256, pre: probe.pre });
+        // Run from the artifact's file (file-backed code, as after a
+        // restart); the copy `prepare` linked is kept only if that fails.
+        let pre = match self.file_backed(&sha256).await.map(|c| c.map(|c| self.link(c, version, &sha256))) {
+            Ok(Some(Ok(loaded))) => loaded.pre,
+            Ok(Some(Err(e))) | Err(e) => {
+                tracing::warn!(tenant, sha256 = %sha256, error = %e, "plugin artifact file unusable; running the in-memory copy");
+                probe.pre
+            }
+            Ok(None) => probe.pre,
+        };
+        let loaded = Arc::new(Loaded { version, sha256, pre });
         self.set_slot(tenant, Slot::Ready(loaded.clone()));
         tracing::info!(tenant, version, sha256 = %loaded.sha256, source, "plugin version activated");
         Ok(loaded)

@@ -21,6 +21,13 @@
 //! | `fleet_values` | control-bucket key (`tenants.<id>`) | the value last applied from the fleet (JSON, as received) |
 //! | `fleet_cursors` | a watcher's name (`tenants`, `plugins`) | the control-bucket revision it has applied up to |
 //! | `fleet_plugins` | tenant | JSON: the fleet plugin this PoP took for the tenant (`fleet::plugins`) |
+//!
+//! Beside it, `store.path/artifacts/SHA256-COMPAT.cwasm` holds each artifact
+//! the host loads as a file ([`ControlFile::artifact_file`]), written from
+//! the `artifacts` table: the engine maps it, so compiled code is
+//! file-backed (paged in as it runs, shared with the page cache, dropped
+//! under memory pressure) instead of a private copy per plugin. The table
+//! stays the truth; a missing file is written again from it.
 
 use std::path::{Path, PathBuf};
 
@@ -464,6 +471,45 @@ impl ControlFile {
         Ok((revision, out))
     }
 
+    /// The artifact of `sha256` for engine `compat` as a file the engine
+    /// can map (`None` when the table has none). Written from the table
+    /// when missing, completely or not at all (a temporary file, synced,
+    /// then renamed), so an existing file is a whole artifact Weir wrote
+    /// and a restart reads no artifact bytes through redb.
+    pub fn artifact_file(&self, sha256: &str, compat: u64) -> Result<Option<PathBuf>, StoreError> {
+        // The key is Weir's own hex digest; refuse anything else as a name.
+        if sha256.is_empty() || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::Io(format!("not a sha256 digest: {sha256:?}")));
+        }
+        let dir = self.path.parent().unwrap_or(Path::new(".")).join("artifacts");
+        let file = dir.join(format!("{sha256}-{compat:016x}.cwasm"));
+        if file.is_file() {
+            return Ok(Some(file));
+        }
+        let Some(bytes) = self.artifact(sha256, compat)? else { return Ok(None) };
+        let io = |what: &str, e: std::io::Error| StoreError::Io(format!("{what} {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
+        let tmp = dir.join(format!(".{sha256}-{compat:016x}.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &file)
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("cannot write an artifact file in", e));
+        }
+        Ok(Some(file))
+    }
+
+    /// Removes an artifact file the engine refused (a newer weir, or a file
+    /// changed behind Weir's back): the next load writes it again.
+    pub fn drop_artifact_file(&self, file: &Path) {
+        let _ = std::fs::remove_file(file);
+    }
+
     pub fn put_artifact(&self, sha256: &str, compat: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(io_err)?;
         txn.open_table(ARTIFACTS).map_err(io_err)?.insert((sha256, compat), bytes).map_err(io_err)?;
@@ -474,6 +520,29 @@ impl ControlFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_artifact_file_is_written_once_from_the_table_and_then_read_from_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = ControlFile::open(dir.path()).expect("open");
+        assert_eq!(repo.artifact_file("ab12", 7).expect("lookup"), None, "no artifact, no file");
+        repo.put_artifact("ab12", 7, b"compiled").expect("put");
+        let file = repo.artifact_file("ab12", 7).expect("write").expect("a file");
+        assert_eq!(std::fs::read(&file).expect("read"), b"compiled");
+        assert!(file.starts_with(dir.path().join("artifacts")));
+        // Once there, the file is what is used (the table is not read again).
+        std::fs::write(&file, b"on disk").expect("overwrite");
+        assert_eq!(repo.artifact_file("ab12", 7).expect("again"), Some(file.clone()));
+        assert_eq!(std::fs::read(&file).expect("read"), b"on disk");
+        // A dropped file is written again from the table.
+        repo.drop_artifact_file(&file);
+        assert_eq!(std::fs::read(repo.artifact_file("ab12", 7).expect("rewrite").expect("file")).expect("read"), b"compiled");
+        // Another engine's artifact is another file; a digest is hex only.
+        assert_eq!(repo.artifact_file("ab12", 8).expect("lookup"), None);
+        assert!(repo.artifact_file("../x", 7).is_err());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("artifacts")).expect("ls").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left: {leftovers:?}");
+    }
 
     #[test]
     fn versions_count_up_per_tenant_and_survive_reopen() {
