@@ -22,6 +22,8 @@ compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(faketi
 # playwright-core from tests/console (no browser download: it uses /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+# componentize-py builds the Python example plugins (plugins/python), in a venv.
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   $sudo_cmd apt-get install -y -qq "${missing[@]}"
@@ -31,4 +33,21 @@ fi
 lock=tests/console/package-lock.json installed=tests/console/node_modules/.package-lock.json
 if [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; then
   npm ci --prefix tests/console --no-audit --no-fund
+fi
+
+# The JavaScript/TypeScript plugin toolchain (componentize-qjs, jco, typescript),
+# pinned by plugins/js/package-lock.json: tests/components/build.rs builds the
+# JS examples with it (again only when the lockfile changed).
+lock=plugins/js/package-lock.json installed=plugins/js/node_modules/.package-lock.json
+if [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; then
+  npm ci --prefix plugins/js --no-audit --no-fund
+fi
+
+# The Python plugin toolchain (componentize-py), pinned with hashes by
+# plugins/python/requirements.txt, in a venv of its own.
+venv=plugins/python/.venv
+if [ ! -x "$venv/bin/componentize-py" ] || [ plugins/python/requirements.txt -nt "$venv/bin/componentize-py" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes -r plugins/python/requirements.txt
+  touch "$venv/bin/componentize-py"
 fi

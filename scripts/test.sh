@@ -19,3 +19,7 @@ cargo run --locked -q -p weir-bench -- all --quick --weir "$target_dir/debug/wei
 echo "weir-bench quick mode: every scenario ran (report in $target_dir/weir-bench/ci-quick.txt)"
 # Plugin SDK: its pure helpers (HMAC, signature parsing) run on the host.
 cargo test --locked --manifest-path plugins/Cargo.toml -p weir-plugin-sdk
+# The JavaScript and Python plugin SDKs on the host: every shared signature
+# vector, crypto against the platform's own, JSON as serde_json writes it.
+npm test --prefix plugins/js
+plugins/python/.venv/bin/python -m unittest discover -s plugins/python/tests

@@ -399,7 +399,7 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
             concurrency: 32,
-            max_component_bytes: 16 * 1024 * 1024,
+            max_component_bytes: 32 * 1024 * 1024,
             max_functions: 50_000,
             compile_timeout_ms: 60_000,
             compile_memory_mb: 512,

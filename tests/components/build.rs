@@ -17,7 +17,8 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     for entry in std::fs::read_dir(&plugins).unwrap_or_else(|e| panic!("{}: {e}", plugins.display())).flatten() {
         let name = entry.file_name();
-        if name != "target" {
+        // js/ and python/ are not crates: `other_languages` watches them.
+        if name != "target" && name != "js" && name != "python" {
             println!("cargo:rerun-if-changed={}", entry.path().display());
         }
     }
@@ -48,6 +49,7 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     consts.push_str(&random_modules(&out_dir));
     consts.push_str(&world_components(&root, &out_dir));
+    consts.push_str(&other_languages(&plugins, &out_dir));
     let out = out_dir.join("components.rs");
     std::fs::write(&out, consts).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 }
@@ -251,4 +253,49 @@ fn spec_imports(funcs: &[(String, String, Signature)]) -> Vec<u8> {
     let mut m = wasm_encoder::Module::new();
     m.section(&types).section(&imports);
     m.finish()
+}
+
+/// The JavaScript/TypeScript and Python example plugins (`plugins/js`,
+/// `plugins/python`), built by their own build scripts with the toolchains
+/// `scripts/deps.sh` installs from their lock files: one constant per
+/// component (`JS_HMAC_VERIFY`, `TS_JSON_TRANSFORM`, `PY_HMAC_VERIFY`, ...).
+fn other_languages(plugins: &Path, out_dir: &Path) -> String {
+    let js = plugins.join("js");
+    let py = plugins.join("python");
+    for watched in ["sdk", "examples", "build.mjs", "package-lock.json", "types"] {
+        println!("cargo:rerun-if-changed={}", js.join(watched).display());
+    }
+    for watched in ["weir_plugin", "examples", "build.py", "requirements.txt"] {
+        println!("cargo:rerun-if-changed={}", py.join(watched).display());
+    }
+    println!("cargo:rerun-if-changed={}", plugins.join("../wit").display());
+    let dir = out_dir.join("languages");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let node_modules = js.join("node_modules");
+    if !node_modules.is_dir() {
+        panic!("{} is missing: run ./scripts/deps.sh (npm ci --prefix plugins/js)", node_modules.display());
+    }
+    run(Command::new("node").arg(js.join("build.mjs")).arg(&dir).current_dir(&js), "node plugins/js/build.mjs");
+    let python = py.join(".venv/bin/python");
+    if !python.is_file() {
+        panic!("{} is missing: run ./scripts/deps.sh (the componentize-py venv)", python.display());
+    }
+    run(Command::new(&python).arg(py.join("build.py")).arg(&dir).current_dir(&py), "plugins/python/build.py");
+    let mut consts = String::new();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "wasm")) {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().replace('-', "_").to_ascii_uppercase();
+        consts.push_str(&format!("pub const {stem}: &str = {:?};\n", canonical(&path)));
+    }
+    consts
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    if !status.success() {
+        panic!("{what} failed ({status}; see above)");
+    }
 }

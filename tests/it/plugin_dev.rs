@@ -275,27 +275,15 @@ fn a_case_directory_runs_each_case_with_its_settings_and_expectation() {
 /// builds from may come from this repository.
 #[test]
 fn a_new_rust_project_builds_tests_and_checks_without_this_repository() {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo");
-    let home = tempfile::tempdir().expect("tempdir");
-    let project = home.path().join("acme-filter");
-    assert!(!project.starts_with(&repo));
-
-    let run = weir_in(Some(home.path()), &["plugin", "new", "acme-filter", "--lang", "rust"]);
-    assert_eq!(run.code, Some(0), "{}", run.text());
-    let files = walk(&project);
-    assert!(files.iter().any(|f| f.ends_with("wit/plugin.wit")) && files.iter().any(|f| f.ends_with("vendor/weir-plugin-sdk/src/lib.rs")));
-    // Every path dependency stays inside the project, and no file names the repository.
-    for manifest in files.iter().filter(|f| f.ends_with("Cargo.toml")) {
+    let (home, project) = new_project("acme-filter", "rust", &["vendor/weir-plugin-sdk/src/lib.rs"]);
+    // Every path dependency stays inside the project.
+    for manifest in walk(&project).iter().filter(|f| f.ends_with("Cargo.toml")) {
         let text = std::fs::read_to_string(manifest).expect("read");
         for line in text.lines().filter(|l| l.contains("path =")) {
             let rel = line.split("path = \"").nth(1).and_then(|r| r.split('"').next()).expect("a path value");
             let target = manifest.parent().expect("dir").join(rel).canonicalize().expect("the path exists");
             assert!(target.starts_with(project.canonicalize().expect("project")), "{} points outside: {line}", manifest.display());
         }
-    }
-    for f in &files {
-        let text = String::from_utf8_lossy(&std::fs::read(f).expect("read")).into_owned();
-        assert!(!text.contains(repo.to_str().expect("utf8")), "{} names the repository", f.display());
     }
     // A second project over the first is refused; a directory without one cannot be built.
     let run = weir_in(Some(home.path()), &["plugin", "new", "acme-filter", "--lang", "rust"]);
@@ -304,14 +292,84 @@ fn a_new_rust_project_builds_tests_and_checks_without_this_repository() {
     let run = weir_in(Some(home.path()), &["plugin", "build"]);
     assert_eq!(run.code, Some(1), "{}", run.text());
     assert!(run.stderr.contains("is not a plugin project"), "{}", run.stderr);
-    // The same request for another language answers clearly.
-    let run = weir_in(Some(home.path()), &["plugin", "new", "other", "--lang", "python"]);
-    assert_eq!(run.code, Some(2), "{}", run.text());
-    assert!(run.stderr.contains("not yet available"), "{}", run.stderr);
 
     // Build with the project's own lock file, from the registry cache.
+    let component = build_project(&project, &["--", "--locked", "--offline"]);
+    assert_eq!(component, project.join("target/wasm32-wasip2/release/acme_filter.wasm"));
+    test_and_check(home.path(), &project, &component);
+}
+
+/// The same loop in JavaScript: npm installs componentize-qjs from the
+/// registry (at the version `plugins/js` pins), the unit test runs in
+/// Node.js, the component under the gateway's host.
+#[test]
+fn a_new_javascript_project_builds_tests_and_checks_without_this_repository() {
+    let (home, project) =
+        new_project("acme-js", "js", &["weir/index.js", "weir/signature.js", "types/trigger-plugin.d.ts", "src/plugin.js"]);
+    let component = build_project(&project, &[]);
+    assert_eq!(component, project.join("dist/acme-js.wasm").canonicalize().expect("made"));
+    run_in(&project, "npm", &["test"]);
+    test_and_check(home.path(), &project, &component);
+}
+
+/// TypeScript: `npm run build` type-checks with tsc against the SDK's
+/// typings and the WIT types, then componentizes the JavaScript tsc wrote.
+#[test]
+fn a_new_typescript_project_builds_tests_and_checks_without_this_repository() {
+    let (home, project) =
+        new_project("acme-ts", "ts", &["tsconfig.json", "src/plugin.ts", "weir/index.d.ts", "types/interfaces/weir-plugin-types.d.ts"]);
+    let component = build_project(&project, &[]);
+    assert_eq!(component, project.join("dist/acme-ts.wasm").canonicalize().expect("made"));
+    run_in(&project, "npm", &["test"]);
+    test_and_check(home.path(), &project, &component);
+    // A type error stops the build before a component is made.
+    let plugin = project.join("src/plugin.ts");
+    let broken = std::fs::read_to_string(&plugin).expect("read").replace("return drop();", "return 42;");
+    std::fs::write(&plugin, broken).expect("write");
+    let out = build_command(&project, &[]).output().expect("run weir plugin build");
+    assert!(!out.status.success(), "a type error must fail the build");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty(), "no component path is printed");
+}
+
+/// Python: `weir plugin build` makes the project's `.venv` with the
+/// hash-pinned componentize-py of `requirements.txt`.
+#[test]
+fn a_new_python_project_builds_tests_and_checks_without_this_repository() {
+    let (home, project) =
+        new_project("acme_py", "python", &["weir_plugin/__init__.py", "weir_plugin/signature.py", "app.py", "requirements.txt"]);
+    let component = build_project(&project, &[]);
+    assert_eq!(component, project.join("dist/acme_py.wasm").canonicalize().expect("made"));
+    assert!(project.join(".venv/bin/componentize-py").is_file(), "the build made the project's venv");
+    run_in(&project, "python3", &["-m", "unittest"]);
+    test_and_check(home.path(), &project, &component);
+}
+
+/// `weir plugin new NAME --lang LANG` in a new temporary directory outside
+/// the repository; checks the project holds `expected` and names nothing of
+/// the repository.
+fn new_project(name: &str, lang: &str, expected: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo");
+    let home = tempfile::tempdir().expect("tempdir");
+    let project = home.path().join(name);
+    assert!(!project.starts_with(&repo));
+    let run = weir_in(Some(home.path()), &["plugin", "new", name, "--lang", lang]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let files = walk(&project);
+    assert!(files.iter().any(|f| f.ends_with("wit/plugin.wit")), "{files:?}");
+    for e in expected {
+        assert!(files.iter().any(|f| f.ends_with(e)), "{lang}: no {e} in {files:?}");
+    }
+    for f in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).expect("read")).into_owned();
+        assert!(!text.contains(repo.to_str().expect("utf8")), "{} names the repository", f.display());
+    }
+    (home, project)
+}
+
+/// `weir plugin build` in `project`, without this build's settings.
+fn build_command(project: &Path, args: &[&str]) -> Command {
     let mut build = Command::new(weir_bin());
-    build.args(["plugin", "build", "--", "--locked", "--offline"]).current_dir(&project);
+    build.args(["plugin", "build"]).args(args).current_dir(project);
     // The outer build's settings are for the host target and this repository.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
@@ -323,25 +381,38 @@ fn a_new_rust_project_builds_tests_and_checks_without_this_repository() {
     ] {
         build.env_remove(var);
     }
-    let out = build.output().expect("run weir plugin build");
+    build
+}
+
+/// Builds `project`; the one component path `weir plugin build` printed.
+fn build_project(project: &Path, args: &[&str]) -> PathBuf {
+    let out = build_command(project, args).output().expect("run weir plugin build");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "weir plugin build failed: {stderr}");
     let component = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert_eq!(component, project.join("target/wasm32-wasip2/release/acme_filter.wasm"), "the path printed: {stderr}");
-    assert!(component.is_file());
-    let component = component.to_str().expect("utf8");
+    assert!(component.is_file(), "{}: {stderr}", component.display());
+    component
+}
 
-    // Its sample cases pass under the gateway's host...
-    let config = roomy(home.path());
-    let run = weir_in(Some(&project), &["plugin", "test", component, "--request", "cases/", "--weir-config", &config, "--json"]);
+/// Runs the project's own unit tests with its language's tool.
+fn run_in(project: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).current_dir(project).output().expect("run the project's tests");
+    assert!(out.status.success(), "{program} {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The sample cases pass under the gateway's host, with the JSON diff and
+/// the log line the sample makes, and an upload would take the component.
+fn test_and_check(home: &Path, project: &Path, component: &Path) {
+    let component = component.to_str().expect("utf8");
+    let config = roomy(home);
+    let run = weir_in(Some(project), &["plugin", "test", component, "--request", "cases/", "--weir-config", &config, "--json"]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     let v = run.json();
     assert_eq!((v["passed"].as_u64(), v["failed"].as_u64()), (Some(3), Some(0)), "{v}");
     let accepted = v["cases"].as_array().expect("cases").iter().find(|c| c["verdict"] == "accept").expect("an accepted case");
     assert!(accepted["body"]["diff"].as_str().is_some_and(|d| d.contains("-  \"internal_note\"")), "{accepted}");
     assert!(accepted["logs"][0]["message"].as_str().is_some_and(|m| m.contains("issues event")), "{accepted}");
-    // ...and an upload would take it.
-    let run = weir_in(Some(&project), &["plugin", "check", component]);
+    let run = weir_in(Some(project), &["plugin", "check", component]);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert!(run.stdout.contains("OK, an upload would accept it"), "{}", run.stdout);
 }

@@ -12,7 +12,7 @@ use sha2::Sha256;
 use weir::config::{OnPluginError, TenantConfig};
 use weir_test_plugins as wasm;
 
-use crate::support::{Client, Gateway, Reply, TOKEN};
+use crate::support::{Client, Gateway, Lang, Reply, TOKEN};
 
 fn tenant(id: &str, plugin: Option<&str>, config: &[(&str, &str)]) -> TenantConfig {
     TenantConfig {
@@ -103,26 +103,47 @@ async fn hmac_verify_checks_stripe_signatures_and_their_age() {
     gw.stop().await;
 }
 
+/// `json-transform` in every SDK language: the same request gives each the
+/// same verdict, reason and stored bytes (compact JSON, keys sorted at every
+/// level), so the examples are twins, not look-alikes.
+const JSON_TRANSFORMS: [Lang; 4] = [Lang::RUST_JSON_TRANSFORM, Lang::JS_JSON_TRANSFORM, Lang::TS_JSON_TRANSFORM, Lang::PY_JSON_TRANSFORM];
+
 #[tokio::test]
 async fn json_transform_rewrites_the_body_and_keeps_the_raw_one() {
-    let gw = gateway(vec![tenant("js", Some(wasm::JSON_TRANSFORM), &[("drop", "password, ssn")])]).await;
+    let tenants: Vec<_> = JSON_TRANSFORMS.iter().map(|l| tenant(l.name, Some(l.component), &[("drop", "password, ssn")])).collect();
+    let gw = Gateway::start_with("", move |c| c.tenants.extend(tenants)).await;
     let c = Client::new();
-    let url = gw.ingest_url("/ingest/js/crm");
-    let raw = r#"{"name":"ada","password":"hunter2","ssn":"123","n":1}"#;
-    let r = c.post(&url, &[("content-type", "application/json")], raw).await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
-    let t = trigger(&c, &gw, &id_of(&r)).await;
-    assert_eq!(t["body"]["data"], raw, "the raw body is kept for replay");
-    let out: serde_json::Value = serde_json::from_str(t["transformed_body"]["data"].as_str().expect("transformed")).expect("JSON");
-    assert_eq!(out["name"], "ada");
-    assert!(out.get("password").is_none() && out.get("ssn").is_none());
-    assert_eq!(out["_weir"]["tenant"], "js");
-    assert_eq!(out["_weir"]["source"], "crm");
-    for bad in ["[1,2]", "not json", "42"] {
-        let r = c.post(&url, &[], bad).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(r.json()["error"], "rejected");
+    let raw = r#"{"name":"ada","password":"hunter2","ssn":"123","n":1,"z":{"b":[1,{"y":2,"x":"é😀"}],"a":null},"_weir":"sender's"}"#;
+    let mut stored = Vec::new();
+    for lang in &JSON_TRANSFORMS {
+        let url = gw.ingest_url(&format!("/ingest/{}/crm", lang.name));
+        let r = c.post(&url, &[("content-type", "text/plain")], raw).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}: {:?}", lang.name, r.body);
+        let t = trigger(&c, &gw, &id_of(&r)).await;
+        assert_eq!(t["body"]["data"], raw, "{}: the raw body is kept for replay", lang.name);
+        let data = t["transformed_body"]["data"].as_str().expect("transformed").to_owned();
+        let out: serde_json::Value = serde_json::from_str(&data).expect("JSON");
+        assert_eq!(out["name"], "ada");
+        assert!(out.get("password").is_none() && out.get("ssn").is_none(), "{}: {out}", lang.name);
+        assert_eq!(out["_weir"]["tenant"], lang.name);
+        assert_eq!(out["_weir"]["source"], "crm");
+        let headers: Vec<(String, String)> = serde_json::from_value(t["headers"].clone()).expect("headers");
+        assert!(headers.contains(&("content-type".into(), "application/json".into())), "{}: {headers:?}", lang.name);
+        stored.push((lang.name, data.replace(&format!(r#""tenant":"{}""#, lang.name), r#""tenant":"T""#)));
+        for (bad, reason) in
+            [("[1,2]", "body must be a JSON object"), ("not json", "body is not valid JSON"), ("42", "body must be a JSON object")]
+        {
+            let r = c.post(&url, &[], bad).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}: {bad}", lang.name);
+            assert_eq!(r.json()["error"], "rejected");
+            let message = r.json()["message"].as_str().expect("reason").to_owned();
+            assert!(message.starts_with(reason), "{}: {bad}: {message}", lang.name);
+        }
     }
+    for (name, data) in &stored[1..] {
+        assert_eq!(data, &stored[0].1, "{name} stores the bytes the Rust example stores");
+    }
+    assert_eq!(stored[0].1, r#"{"_weir":{"source":"crm","tenant":"T"},"n":1,"name":"ada","z":{"a":null,"b":[1,{"x":"é😀","y":2}]}}"#);
     gw.stop().await;
 }
 
@@ -301,7 +322,7 @@ async fn upload_validates_activates_lists_and_rolls_back() {
         ("core module", core_module, 400, "core_module"),
         ("other world", read(wasm::WRONG_WORLD), 422, "wrong_world"),
         ("truncated", truncated, 422, "compile_failed"),
-        ("too large", vec![0u8; 17 * 1024 * 1024], 400, "component_too_large"),
+        ("too large", vec![0u8; 33 * 1024 * 1024], 400, "component_too_large"),
     ];
     for (what, bytes, status, code) in bad {
         let r = c.put(&plugin_url, TOKEN, bytes).await;
@@ -340,6 +361,43 @@ async fn upload_validates_activates_lists_and_rolls_back() {
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(trigger(&c, &gw, &id_of(&r)).await["plugin_version"], 1);
     gw.stop().await;
+}
+
+/// Compiled code runs from a file beside the store (`artifacts/`), written
+/// from the control file: one per content, shared by the tenants that run
+/// it, and a file that is missing or damaged is written again, never run.
+#[tokio::test]
+async fn plugins_run_from_artifact_files_that_a_restart_rewrites_when_damaged() {
+    let tenants = vec![tenant("a", Some(wasm::REJECT_TEAPOT), &[]), tenant("b", Some(wasm::REJECT_TEAPOT), &[])];
+    let gw = gateway(tenants.clone()).await;
+    let c = Client::new();
+    for t in ["a", "b"] {
+        assert_eq!(c.post(&gw.ingest_url(&format!("/ingest/{t}/x")), &[], "x").await.status.as_u16(), 418);
+    }
+    let dir = gw.stop().await;
+    let artifacts = |dir: &std::path::Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir.join("artifacts")).expect("artifacts/").flatten().map(|e| e.path()).collect()
+    };
+    let files = artifacts(dir.path());
+    assert_eq!(files.len(), 1, "one file for one content, whatever the tenants: {files:?}");
+    let whole = std::fs::read(&files[0]).expect("read");
+    assert!(whole.starts_with(b"\x7fELF"), "a wasmtime artifact");
+
+    // Damaged (cut in half): refused by the engine, recompiled, rewritten.
+    std::fs::write(&files[0], &whole[..whole.len() / 2]).expect("damage");
+    let gw = Gateway::start_in(dir, "", move |c| c.tenants.extend(tenants.clone())).await;
+    for t in ["a", "b"] {
+        assert_eq!(c.post(&gw.ingest_url(&format!("/ingest/{t}/x")), &[], "x").await.status.as_u16(), 418, "{t} runs its plugin");
+    }
+    let dir = gw.stop().await;
+    assert_eq!(std::fs::read(&files[0]).expect("read").len(), whole.len(), "the file is whole again");
+
+    // Missing: written again from the control file.
+    std::fs::remove_dir_all(dir.path().join("artifacts")).expect("rm");
+    let gw = Gateway::start_in(dir, "", |c| c.tenants.push(tenant("a", Some(wasm::REJECT_TEAPOT), &[]))).await;
+    assert_eq!(c.post(&gw.ingest_url("/ingest/a/x"), &[], "x").await.status.as_u16(), 418);
+    let dir = gw.stop().await;
+    assert_eq!(artifacts(dir.path()).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -536,3 +536,22 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One example plugin in one SDK language. Each runs under the gateway's
+/// default limits (a Python component, CPython and all, is ~19 MB: under
+/// the default `plugins.max_component_bytes`).
+pub struct Lang {
+    /// `rust`, `js`, `ts` or `py`: a prefix for tenant ids.
+    pub name: &'static str,
+    pub component: &'static str,
+}
+
+impl Lang {
+    pub const RUST_HMAC_VERIFY: Lang = Lang { name: "rust", component: weir_test_plugins::HMAC_VERIFY };
+    pub const JS_HMAC_VERIFY: Lang = Lang { name: "js", component: weir_test_plugins::JS_HMAC_VERIFY };
+    pub const PY_HMAC_VERIFY: Lang = Lang { name: "py", component: weir_test_plugins::PY_HMAC_VERIFY };
+    pub const RUST_JSON_TRANSFORM: Lang = Lang { name: "rust", component: weir_test_plugins::JSON_TRANSFORM };
+    pub const JS_JSON_TRANSFORM: Lang = Lang { name: "js", component: weir_test_plugins::JS_JSON_TRANSFORM };
+    pub const TS_JSON_TRANSFORM: Lang = Lang { name: "ts", component: weir_test_plugins::TS_JSON_TRANSFORM };
+    pub const PY_JSON_TRANSFORM: Lang = Lang { name: "py", component: weir_test_plugins::PY_JSON_TRANSFORM };
+}

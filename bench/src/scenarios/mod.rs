@@ -233,6 +233,32 @@ impl Plugins {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.wasm"))
     }
+
+    /// The JavaScript/TypeScript and Python examples (`js-passthrough`,
+    /// `py-hmac-verify`, ...), built by their own build scripts into
+    /// `plugins/target/languages` with the toolchains `scripts/deps.sh`
+    /// installs; built again when one is missing.
+    pub fn languages() -> anyhow::Result<Plugins> {
+        let root = workspace_root();
+        let dir = root.join("plugins/target/languages");
+        let names = ["js-passthrough", "js-hmac-verify", "js-json-transform", "py-passthrough", "py-hmac-verify", "py-json-transform"];
+        if names.iter().any(|n| !dir.join(format!("{n}.wasm")).is_file()) {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            eprintln!("weir-bench: building the JavaScript and Python example plugins into {}", dir.display());
+            let python = root.join("plugins/python/.venv/bin/python");
+            for (program, script) in [(PathBuf::from("node"), "plugins/js/build.mjs"), (python, "plugins/python/build.py")] {
+                let status = std::process::Command::new(&program)
+                    .arg(root.join(script))
+                    .arg(&dir)
+                    .status()
+                    .with_context(|| format!("running {} (install the toolchains first: ./scripts/deps.sh)", program.display()))?;
+                if !status.success() {
+                    bail!("{script} failed ({status}); ./scripts/deps.sh installs what it needs");
+                }
+            }
+        }
+        Ok(Plugins { dir })
+    }
 }
 
 /// Throughput, p50 and p99 metrics of one server across runs.

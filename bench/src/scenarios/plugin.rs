@@ -1,7 +1,10 @@
 //! `plugin`: what one trigger's plugin call costs, in process, through the
 //! gateway library: a fresh Store + instance + `handle` call per trigger
 //! (`PluginHost::run_inline`, an async call awaited in one task), with the
-//! 1 KiB JSON body and a valid GitHub signature. No HTTP, no store.
+//! 1 KiB JSON body and a valid GitHub signature. No HTTP, no store. The
+//! same three examples in each SDK language (Rust, JavaScript on QuickJS,
+//! Python on CPython), and per language the component's size and its
+//! compile time at upload (`weir plugin check`, the upload's compile).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,21 +17,57 @@ use weir::plugin::{Decision, Input, Phase, PluginHost};
 use super::{Ctx, Plugins, SECRET, body_1k, github_signature};
 use crate::report::{Metric, Report, Unit};
 
-/// (tenant id, plugin file stem, label).
-const PLUGINS: [(&str, &str, &str); 3] =
-    [("pass", "passthrough", "passthrough"), ("hmac", "hmac_verify", "hmac-verify"), ("json", "json_transform", "json-transform")];
+/// One example plugin of one language.
+struct Example {
+    tenant: &'static str,
+    lang: Lang,
+    /// The component's file stem.
+    file: &'static str,
+    label: &'static str,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Lang {
+    Rust,
+    Js,
+    Python,
+}
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Js => "JavaScript",
+            Lang::Python => "Python",
+        }
+    }
+}
+
+/// Per language: passthrough, hmac-verify, json-transform (in that order).
+const EXAMPLES: [Example; 9] = [
+    Example { tenant: "pass", lang: Lang::Rust, file: "passthrough", label: "passthrough" },
+    Example { tenant: "hmac", lang: Lang::Rust, file: "hmac_verify", label: "hmac-verify" },
+    Example { tenant: "json", lang: Lang::Rust, file: "json_transform", label: "json-transform" },
+    Example { tenant: "js-pass", lang: Lang::Js, file: "js-passthrough", label: "js passthrough" },
+    Example { tenant: "js-hmac", lang: Lang::Js, file: "js-hmac-verify", label: "js hmac-verify" },
+    Example { tenant: "js-json", lang: Lang::Js, file: "js-json-transform", label: "js json-transform" },
+    Example { tenant: "py-pass", lang: Lang::Python, file: "py-passthrough", label: "py passthrough" },
+    Example { tenant: "py-hmac", lang: Lang::Python, file: "py-hmac-verify", label: "py hmac-verify" },
+    Example { tenant: "py-json", lang: Lang::Python, file: "py-json-transform", label: "py json-transform" },
+];
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
-    let plugins = Plugins::ensure()?;
+    let (rust, languages) = (Plugins::ensure()?, Plugins::languages()?);
+    let path = |e: &Example| if e.lang == Lang::Rust { rust.path(e.file) } else { languages.path(e.file) };
     let dir = ctx.workdir("plugin")?;
     let mut config = weir::Config::default();
     config.store.path = dir.path().to_path_buf();
     // This process is weir-bench: plugins compile in the weir binary.
     config.plugins.compiler = Some(ctx.weir()?.to_path_buf());
-    for (id, file, _) in PLUGINS {
+    for e in &EXAMPLES {
         config.tenants.push(TenantConfig {
-            id: id.into(),
-            plugin: Some(plugins.path(file)),
+            id: e.tenant.into(),
+            plugin: Some(path(e)),
             config: [("secret".to_string(), SECRET.to_string())].into(),
             ..TenantConfig::default()
         });
@@ -40,20 +79,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "plugin",
         format!(
             "in process, one thread: fresh instance + handle() per trigger, {}-byte JSON body, {iterations} timed calls \
-             after {} warm-up calls, {} run(s); harness built {}",
+             (Python: a tenth) after a tenth as many warm-up calls, {} run(s); sizes and compile times from `weir plugin check`; harness built {}",
             body_1k().len(),
-            iterations / 10,
             ctx.runs,
             if cfg!(debug_assertions) { "DEBUG (figures meaningless)" } else { "release" }
         ),
     );
     let mut p50s = Vec::new();
-    for (tenant, _, label) in PLUGINS {
-        let mut p50 = Metric::new(format!("{label}: p50"), Unit::Micros);
-        let mut p99 = Metric::new(format!("{label}: p99"), Unit::Micros);
-        let mut mean = Metric::new(format!("{label}: mean"), Unit::Micros);
+    for e in &EXAMPLES {
+        let n = if e.lang == Lang::Python { (iterations / 10).max(50) } else { iterations };
+        let mut p50 = Metric::new(format!("{}: p50", e.label), Unit::Micros);
+        let mut p99 = Metric::new(format!("{}: p99", e.label), Unit::Micros);
+        let mut mean = Metric::new(format!("{}: mean", e.label), Unit::Micros);
         for _ in 0..ctx.runs {
-            let (a, b, c) = time_calls(host.clone(), tenant, iterations).await?;
+            let (a, b, c) = time_calls(host.clone(), e.tenant, n).await?;
             p50.samples.push(a);
             p99.samples.push(b);
             mean.samples.push(c);
@@ -63,16 +102,45 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         report.push(p99);
         report.push(mean);
     }
+    for e in EXAMPLES.iter().filter(|e| e.label.ends_with("hmac-verify")) {
+        let (size, compile_ms, native) = check(ctx, &path(e))?;
+        report.push(Metric::with_samples(format!("{} component: size", e.lang.name()), Unit::MiB, vec![size / MIB]));
+        report.push(Metric::with_samples(format!("{} component: compile at upload", e.lang.name()), Unit::Millis, vec![compile_ms]));
+        report.push(Metric::with_samples(format!("{} component: native code", e.lang.name()), Unit::MiB, vec![native / MIB]));
+    }
     let pass = p50s[0];
     report.goal("passthrough ≤ 10 µs (p50)", format!("{pass:.1} µs"), Some(pass <= 10.0));
-    let both = p50s[1] + p50s[2];
+    let both = |lang: usize| p50s[lang * 3 + 1] + p50s[lang * 3 + 2];
     report.goal(
         "HMAC + JSON ≤ 30 µs (p50 of hmac-verify + p50 of json-transform: two plugins, no single one does both)",
-        format!("{both:.1} µs"),
-        Some(both <= 30.0),
+        format!("{:.1} µs", both(0)),
+        Some(both(0) <= 30.0),
     );
+    report.goal(
+        "JavaScript HMAC + JSON ≤ 250 µs (the same sum, JavaScript examples)",
+        format!("{:.1} µs", both(1)),
+        Some(both(1) <= 250.0),
+    );
+    report.goal("Python ≤ 2 ms per trigger (HMAC + JSON, the same sum)", format!("{:.2} ms", both(2) / 1000.0), Some(both(2) <= 2000.0));
     report.note(format!("median of per-run p50s: {}", p50s.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(" / ")));
     Ok(report)
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// `weir plugin check --json` on a component under the default limits:
+/// (size in bytes, compile ms, native code bytes), the upload's own figures.
+fn check(ctx: &Ctx, component: &std::path::Path) -> anyhow::Result<(f64, f64, f64)> {
+    let out = std::process::Command::new(ctx.weir()?)
+        .args(["plugin", "check", "--json"])
+        .arg(component)
+        .env_remove("WEIR_CONFIG")
+        .output()
+        .context("running weir plugin check")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("weir plugin check {}: {}", component.display(), String::from_utf8_lossy(&out.stderr)))?;
+    let num = |k: &str| v[k].as_f64().with_context(|| format!("weir plugin check --json has no {k}: {v}"));
+    Ok((num("size")?, num("compile_ms")?, num("artifact_bytes")?))
 }
 
 /// Times `iterations` calls, one after the other: (p50, p99, mean) in µs.

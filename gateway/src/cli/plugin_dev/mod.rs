@@ -45,7 +45,7 @@ pub enum PluginDevCommand {
     New {
         /// The plugin's (package's) name: letters, digits, '-' and '_'
         name: String,
-        /// rust (js, ts and python are not yet available)
+        /// rust, js, ts or python
         #[arg(long, default_value = "rust")]
         lang: String,
         /// Where to make it [default: ./NAME]; must not exist or be empty
@@ -173,10 +173,12 @@ fn new(name: &str, lang: &str, dir: Option<PathBuf>) -> Result<(), CliError> {
     let files = lang::new_project(language, name, &dir).map_err(CliError::Usage)?;
     let mut out = String::new();
     out!(out, "made {} ({} plugin, {} files):", dir.display(), language.name, files.len());
-    for f in files.iter().filter(|f| !f.starts_with("vendor")) {
+    for f in files.iter().filter(|f| !language.carried.iter().any(|d| f.starts_with(d))) {
         out!(out, "  {}", f.display());
     }
-    out!(out, "  vendor/ (the plugin SDK, from this weir)");
+    for d in language.carried {
+        out!(out, "  {d}/ (carried by this weir: the plugin SDK, the WIT types)");
+    }
     out!(out, "next: cd {} && weir plugin build   (or: {})", dir.display(), language.build_command);
     emit(&out);
     Ok(())

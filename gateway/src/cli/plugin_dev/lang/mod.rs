@@ -7,11 +7,13 @@
 //! A new project needs nothing of the Weir repository: everything it
 //! builds from is written into it from this binary.
 
+mod js;
+mod python;
 mod rust;
 
 use std::path::{Path, PathBuf};
 
-/// One supported (or announced) plugin language.
+/// One supported plugin language.
 pub struct Language {
     /// The `--lang` value.
     pub name: &'static str,
@@ -19,6 +21,9 @@ pub struct Language {
     pub marker: &'static str,
     /// The toolchain command that builds the component, as the README gives it.
     pub build_command: &'static str,
+    /// Top-level directories of a new project that hold what this binary
+    /// carries (the SDK, generated types), listed as one line each.
+    pub carried: &'static [&'static str],
     pub kind: Kind,
 }
 
@@ -30,18 +35,51 @@ pub enum Kind {
         /// returns the components it made.
         build: fn(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String>,
     },
-    /// Named, so `--lang` answers clearly, but not in this build.
-    NotYet,
 }
 
 /// The table. Detection (`build`) takes the first row whose marker exists,
 /// so a more specific marker comes first (TypeScript's before JavaScript's).
 pub const LANGUAGES: &[Language] = &[
-    Language { name: "rust", marker: "Cargo.toml", build_command: rust::BUILD_COMMAND, kind: rust::KIND },
-    Language { name: "ts", marker: "tsconfig.json", build_command: "", kind: Kind::NotYet },
-    Language { name: "js", marker: "package.json", build_command: "", kind: Kind::NotYet },
-    Language { name: "python", marker: "pyproject.toml", build_command: "", kind: Kind::NotYet },
+    Language { name: "rust", marker: "Cargo.toml", build_command: rust::BUILD_COMMAND, carried: &["vendor"], kind: rust::KIND },
+    Language { name: "ts", marker: "tsconfig.json", build_command: js::BUILD_COMMAND, carried: &["weir", "types"], kind: js::TS_KIND },
+    Language { name: "js", marker: "package.json", build_command: js::BUILD_COMMAND, carried: &["weir", "types"], kind: js::JS_KIND },
+    Language {
+        name: "python",
+        marker: "pyproject.toml",
+        build_command: python::BUILD_COMMAND,
+        carried: &["weir_plugin"],
+        kind: python::KIND,
+    },
 ];
+
+/// Runs one toolchain step in `dir`. Its output goes to stderr: stdout is
+/// only the paths of the components made (`weir plugin test $(weir plugin
+/// build)`). `install` says what to install when the program is missing.
+fn run_tool(program: &Path, args: &[&str], dir: &Path, install: &str) -> Result<(), String> {
+    let shown = std::iter::once(program.to_string_lossy()).chain(args.iter().map(|a| (*a).into())).collect::<Vec<_>>().join(" ");
+    let status = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::io::stderr())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .map_err(|e| format!("cannot run `{shown}` ({e}); {install}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`{shown}` failed ({status}; its messages are above)")) }
+}
+
+/// The component a build made at `path` (relative to `dir`), which must be
+/// newer than `started`: an old file left by an earlier build is not this
+/// build's result.
+fn made_since(dir: &Path, path: &str, started: std::time::SystemTime) -> Result<PathBuf, String> {
+    let file = dir.join(path);
+    let modified = std::fs::metadata(&file).and_then(|m| m.modified()).map_err(|e| format!("the build made no {}: {e}", file.display()))?;
+    if modified < started {
+        return Err(format!("the build did not write {} (it is older than the build)", file.display()));
+    }
+    // Absolute, as cargo prints its artifacts: usable from any directory.
+    file.canonicalize().map_err(|e| format!("{}: {e}", file.display()))
+}
 
 /// What a template is filled with.
 pub struct Project {
@@ -52,8 +90,8 @@ pub struct Project {
 }
 
 impl Project {
-    /// `{{name}}`, `{{crate}}` (the name with `-` as `_`, as Rust names the
-    /// component file) and `{{weir_version}}` replaced.
+    /// `{{name}}`, `{{crate}}` (the name with `-` as `_`, as Rust and
+    /// Python name modules) and `{{weir_version}}` replaced.
     pub fn fill(&self, template: &str) -> String {
         template
             .replace("{{name}}", &self.name)
@@ -72,10 +110,6 @@ impl File {
     pub fn new(path: &str, contents: impl Into<Vec<u8>>) -> File {
         File { path: PathBuf::from(path), contents: contents.into() }
     }
-}
-
-fn not_yet(name: &str) -> String {
-    format!("--lang {name} is not yet available in this build of weir; see docs/plugins.md (Rust is: --lang rust)")
 }
 
 pub fn by_name(name: &str) -> Result<&'static Language, String> {
@@ -103,7 +137,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// empty); returns the files written, relative to `dir`.
 pub fn new_project(lang: &Language, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
-    let Kind::Available { files, .. } = lang.kind else { return Err(not_yet(lang.name)) };
+    let Kind::Available { files, .. } = lang.kind;
     if dir.exists() && std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.next().is_some() {
         return Err(format!("{} exists and is not empty; give a new directory (--dir)", dir.display()));
     }
@@ -130,7 +164,7 @@ pub fn detect(dir: &Path) -> Result<&'static Language, String> {
 /// Builds the project in `dir`: the components it made.
 pub fn build(dir: &Path, extra: &[String]) -> Result<(&'static Language, Vec<PathBuf>), String> {
     let lang = detect(dir)?;
-    let Kind::Available { build, .. } = lang.kind else { return Err(not_yet(lang.name)) };
+    let Kind::Available { build, .. } = lang.kind;
     Ok((lang, build(dir, extra)?))
 }
 
@@ -149,15 +183,20 @@ mod tests {
     }
 
     #[test]
-    fn every_language_is_named_and_the_missing_ones_say_so() {
+    fn every_language_is_named_and_found_by_its_marker() {
         for l in LANGUAGES {
             assert!(by_name(l.name).is_ok());
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        for name in ["js", "ts", "python"] {
-            let err = new_project(by_name(name).expect("listed"), "x", &dir.path().join(name)).expect_err("not yet");
-            assert!(err.contains("not yet available") && err.contains("docs/plugins.md"), "{err}");
+        assert!(by_name("cobol").err().is_some_and(|e| e.contains("rust") && e.contains("python")));
+        for (marker, lang) in [("Cargo.toml", "rust"), ("package.json", "js"), ("tsconfig.json", "ts"), ("pyproject.toml", "python")] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join(marker), "").expect("write");
+            assert_eq!(detect(dir.path()).map(|l| l.name), Ok(lang), "{marker}");
         }
-        assert!(by_name("cobol").err().is_some_and(|e| e.contains("rust")));
+        // TypeScript's marker wins over package.json, which both have.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("package.json"), "").expect("write");
+        std::fs::write(dir.path().join("tsconfig.json"), "").expect("write");
+        assert_eq!(detect(dir.path()).map(|l| l.name), Ok("ts"));
     }
 }
