@@ -1,6 +1,10 @@
 //! `footprint`: resident memory (VmRSS) of an idle Weir, and of one with
 //! many tenants each configured with its own copy of the passthrough plugin,
-//! with the startup times that go with it.
+//! with the startup times that go with it; then the same with many tenants
+//! each running a *distinct* JavaScript (QuickJS) or Python (CPython)
+//! component, as a thousand customers' plugins would be (each copy carries
+//! its own custom section, so each is its own content, compiled and mapped
+//! on its own).
 //!
 //! Identical plugin content is not shared across tenants: each tenant's file
 //! is registered, compiled and deserialized on its own (see
@@ -10,7 +14,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use http::{Method, StatusCode};
 
 use super::{Ctx, Plugins, ingest_target};
@@ -33,8 +37,78 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         ),
     );
     let idle_rss = idle(ctx, settle, &mut report).await?;
-    many(ctx, &plugins, tenants, settle, idle_rss, &mut report).await?;
+    let rust = vec![plugins.path("passthrough"); tenants];
+    let worst = many(ctx, "plugin tenants", &rust, settle, &mut report).await?;
+    goal(&mut report, "RSS with 1,000 plugin tenants ≤ 512 MiB", idle_rss, worst.rss, tenants, 512.0);
+
+    let languages = Plugins::languages()?;
+    let work = ctx.workdir("footprint-distinct")?;
+    let js = distinct(&languages.path("js-passthrough"), if ctx.quick { 5 } else { 1000 }, &work.path().join("js"))?;
+    let worst = many(ctx, "distinct JavaScript tenants", &js, settle, &mut report).await?;
+    goal(&mut report, "RSS with 1,000 distinct JavaScript tenants ≤ 2 GiB", idle_rss, worst.rss, js.len(), 2048.0);
+    let restart = format!("{:.2} s with {}", worst.restart, js.len());
+    let met = (js.len() >= 1000).then_some(worst.restart <= 5.0);
+    report.goal("restart with 1,000 JavaScript tenants (artifacts cached) ready ≤ 5 s", restart, met);
+    let py = distinct(&languages.path("py-passthrough"), if ctx.quick { 1 } else { 20 }, &work.path().join("py"))?;
+    let worst = many(ctx, "distinct Python tenants", &py, settle, &mut report).await?;
+    let per = (worst.rss - idle_rss) / py.len() as f64;
+    report.note(format!("Python: {per:.1} MiB per distinct tenant after one trigger each ({} tenants measured)", py.len()));
     Ok(report)
+}
+
+/// `n` copies of `component` in `dir`, each made distinct by a custom
+/// section of its own (what distinct customers' plugins are to Weir: another
+/// sha256, another compile, another artifact).
+fn distinct(component: &Path, n: usize, dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("t{i:04}.wasm"));
+            let mut copy = bytes.clone();
+            copy.extend(custom_section("weir-bench-tenant", i.to_string().as_bytes()));
+            std::fs::write(&path, copy).with_context(|| format!("writing {}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// A custom section (id 0): its name and payload, LEB128 lengths.
+fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = vec![0];
+    leb(body.len(), &mut out);
+    out.extend(body);
+    out
+}
+
+/// The goal on the worst RSS with `n` tenants, extrapolated to 1,000 when
+/// fewer were measured (quick mode).
+fn goal(report: &mut Report, text: &str, idle: f64, worst: f64, n: usize, limit_mib: f64) {
+    if n >= 1000 {
+        report.goal(text, format!("{worst:.1} MiB"), Some(worst <= limit_mib));
+    } else {
+        let per = (worst - idle) / n as f64;
+        report.goal(
+            format!("{text} (quick: {n} tenants, extrapolated)"),
+            format!("{worst:.1} MiB with {n}; ≈ {:.0} MiB at 1,000 ({per:.2} MiB per tenant)", idle + per * 1000.0),
+            None,
+        );
+    }
 }
 
 /// Idle RSS over the runs; returns its median.
@@ -60,11 +134,20 @@ async fn idle(ctx: &Ctx, settle: Duration, report: &mut Report) -> anyhow::Resul
     Ok(idle)
 }
 
-async fn many(ctx: &Ctx, plugins: &Plugins, n: usize, settle: Duration, idle: f64, report: &mut Report) -> anyhow::Result<()> {
+/// The worst RSS of a run with many tenants, and its restart time.
+struct Many {
+    rss: f64,
+    restart: f64,
+}
+
+/// Tenant `tNNNN` runs `components[NNNN]`: a first start (compiles), one
+/// trigger each, a restart (cached artifacts).
+async fn many(ctx: &Ctx, what: &str, components: &[std::path::PathBuf], settle: Duration, report: &mut Report) -> anyhow::Result<Many> {
+    let n = components.len();
     let work = ctx.workdir("footprint-many")?;
-    let setup = Setup::new((0..n).map(|i| Tenant::with_plugin(&format!("t{i:04}"), &plugins.path("passthrough"))).collect());
+    let setup = Setup::new(components.iter().enumerate().map(|(i, c)| Tenant::with_plugin(&format!("t{i:04}"), c)).collect());
     let timeout = Duration::from_secs(3600);
-    eprintln!("  starting weir with {n} plugin tenants (first start compiles each)");
+    eprintln!("  starting weir with {n} {what} (first start compiles each)");
     let mut weir = Weir::start(ctx.weir()?, work.path(), &setup, timeout).await?;
     let first_start = weir.spawned_at.elapsed().as_secs_f64();
     tokio::time::sleep(settle).await;
@@ -74,32 +157,24 @@ async fn many(ctx: &Ctx, plugins: &Plugins, n: usize, settle: Duration, idle: f6
     weir.stop().await?;
     let repo_mib = file_mib(&work.path().join("data/plugins.redb"));
 
-    eprintln!("  restarting weir with {n} plugin tenants (artifacts from plugins.redb)");
+    eprintln!("  restarting weir with {n} {what} (cached artifacts)");
     let mut weir = Weir::start(ctx.weir()?, work.path(), &setup, timeout).await?;
     let restart = weir.spawned_at.elapsed().as_secs_f64();
     tokio::time::sleep(settle).await;
     let rss_restarted = weir.rss_mib()?;
+    one_trigger_each(&weir, n).await?;
+    let rss_restarted_used = weir.rss_mib()?;
     weir.stop().await?;
 
-    let label = |s: &str| format!("{n} plugin tenants: {s}");
+    let label = |s: &str| format!("{n} {what}: {s}");
     report.push(Metric::with_samples(label("first start to /healthz (compiles)"), Unit::Seconds, vec![first_start]));
     report.push(Metric::with_samples(label("RSS after first start"), Unit::MiB, vec![rss_started]));
     report.push(Metric::with_samples(label("RSS after one trigger each"), Unit::MiB, vec![rss_used]));
     report.push(Metric::with_samples(label("restart to /healthz (cached artifacts)"), Unit::Seconds, vec![restart]));
     report.push(Metric::with_samples(label("RSS after restart"), Unit::MiB, vec![rss_restarted]));
+    report.push(Metric::with_samples(label("RSS after restart and one trigger each"), Unit::MiB, vec![rss_restarted_used]));
     report.push(Metric::with_samples(label("plugins.redb size"), Unit::MiB, vec![repo_mib]));
-    let worst = rss_used.max(rss_restarted);
-    if n >= 1000 {
-        report.goal("RSS with 1,000 plugin tenants ≤ 512 MiB", format!("{worst:.1} MiB"), Some(worst <= 512.0));
-    } else {
-        let per = (worst - idle) / n as f64;
-        report.goal(
-            format!("RSS with 1,000 plugin tenants ≤ 512 MiB (quick: {n} tenants, extrapolated)"),
-            format!("{worst:.1} MiB with {n}; ≈ {:.0} MiB at 1,000 ({per:.2} MiB per tenant)", idle + per * 1000.0),
-            None,
-        );
-    }
-    Ok(())
+    Ok(Many { rss: rss_used.max(rss_restarted_used), restart })
 }
 
 /// One ingest per tenant, so every tenant's plugin has run once.
