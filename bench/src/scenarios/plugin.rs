@@ -154,7 +154,7 @@ async fn time_calls(host: Arc<PluginHost>, tenant: &'static str, iterations: usi
             let ns = t.elapsed().as_nanos() as u64;
             match r {
                 Ok(Decision::Accept(_)) => {}
-                other => bail!("{tenant}: expected accept, got {other:?}"),
+                other => bail!("{tenant}: call {i}: expected accept, got {other:?}"),
             }
             if i >= iterations / 10 {
                 hist.saturating_record(ns.max(1));

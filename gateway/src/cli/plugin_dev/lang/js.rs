@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{File, Kind, Project, made_since, run_tool};
+use super::{CASES, File, Kind, Project, made_since, run_tool};
 
 pub const BUILD_COMMAND: &str = "npm install && npm run build";
 pub const JS_KIND: Kind = Kind::Available { files: js_files, build };
@@ -49,15 +49,6 @@ const TYPES: &[(&str, &str)] = &[
     ("trigger-plugin.d.ts", include_str!("../../../../../plugins/js/types/trigger-plugin.d.ts")),
     ("interfaces/weir-plugin-host.d.ts", include_str!("../../../../../plugins/js/types/interfaces/weir-plugin-host.d.ts")),
     ("interfaces/weir-plugin-types.d.ts", include_str!("../../../../../plugins/js/types/interfaces/weir-plugin-types.d.ts")),
-];
-
-const CASES: &[(&str, &str)] = &[
-    ("cases/issue-opened.http", include_str!("../templates/cases/issue-opened.http")),
-    ("cases/issue-opened.toml", include_str!("../templates/cases/issue-opened.toml")),
-    ("cases/ping.http", include_str!("../templates/cases/ping.http")),
-    ("cases/ping.toml", include_str!("../templates/cases/ping.toml")),
-    ("cases/not-json.http", include_str!("../templates/cases/not-json.http")),
-    ("cases/not-json.toml", include_str!("../templates/cases/not-json.toml")),
 ];
 
 const JS_TEMPLATES: &[(&str, &str)] = &[

@@ -52,6 +52,17 @@ pub const LANGUAGES: &[Language] = &[
     },
 ];
 
+/// The sample requests of a new project, the same in every language: the
+/// sample plugins behave alike, so one set of cases checks each.
+const CASES: &[(&str, &str)] = &[
+    ("cases/issue-opened.http", include_str!("../templates/cases/issue-opened.http")),
+    ("cases/issue-opened.toml", include_str!("../templates/cases/issue-opened.toml")),
+    ("cases/ping.http", include_str!("../templates/cases/ping.http")),
+    ("cases/ping.toml", include_str!("../templates/cases/ping.toml")),
+    ("cases/not-json.http", include_str!("../templates/cases/not-json.http")),
+    ("cases/not-json.toml", include_str!("../templates/cases/not-json.toml")),
+];
+
 /// Runs one toolchain step in `dir`. Its output goes to stderr: stdout is
 /// only the paths of the components made (`weir plugin test $(weir plugin
 /// build)`). `install` says what to install when the program is missing.

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{File, Kind, Project, made_since, run_tool};
+use super::{CASES, File, Kind, Project, made_since, run_tool};
 
 pub const BUILD_COMMAND: &str = "componentize-py -d wit -w trigger-plugin componentize app -o dist/NAME.wasm";
 pub const KIND: Kind = Kind::Available { files, build };
@@ -46,16 +46,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("app.py", include_str!("../templates/python/app.py.in")),
     ("reshape.py", include_str!("../templates/python/reshape.py.in")),
     ("test_reshape.py", include_str!("../templates/python/test_reshape.py.in")),
-    ("cases/issue-opened.http", include_str!("../templates/cases/issue-opened.http")),
-    ("cases/issue-opened.toml", include_str!("../templates/cases/issue-opened.toml")),
-    ("cases/ping.http", include_str!("../templates/cases/ping.http")),
-    ("cases/ping.toml", include_str!("../templates/cases/ping.toml")),
-    ("cases/not-json.http", include_str!("../templates/cases/not-json.http")),
-    ("cases/not-json.toml", include_str!("../templates/cases/not-json.toml")),
 ];
 
 fn files(project: &Project) -> Result<Vec<File>, String> {
-    let mut out: Vec<File> = TEMPLATES.iter().map(|(path, t)| File::new(path, project.fill(t))).collect();
+    let mut out: Vec<File> = TEMPLATES.iter().chain(CASES).map(|(path, t)| File::new(path, project.fill(t))).collect();
     out.push(File::new("requirements.txt", REQUIREMENTS));
     out.push(File::new("wit/plugin.wit", WIT));
     out.extend(SDK_SOURCES.iter().map(|(path, text)| File::new(&format!("weir_plugin/{path}"), *text)));

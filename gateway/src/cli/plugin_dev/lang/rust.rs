@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{File, Kind, Project};
+use super::{CASES, File, Kind, Project};
 
 pub const BUILD_COMMAND: &str = "cargo build --release --target wasm32-wasip2";
 pub const KIND: Kind = Kind::Available { files, build };
@@ -56,17 +56,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("README.md", include_str!("../templates/rust/README.md.in")),
     (".gitignore", include_str!("../templates/rust/gitignore.in")),
     ("src/lib.rs", include_str!("../templates/rust/lib.rs.in")),
-    ("cases/issue-opened.http", include_str!("../templates/cases/issue-opened.http")),
-    ("cases/issue-opened.toml", include_str!("../templates/cases/issue-opened.toml")),
-    ("cases/ping.http", include_str!("../templates/cases/ping.http")),
-    ("cases/ping.toml", include_str!("../templates/cases/ping.toml")),
-    ("cases/not-json.http", include_str!("../templates/cases/not-json.http")),
-    ("cases/not-json.toml", include_str!("../templates/cases/not-json.toml")),
 ];
 
 fn files(project: &Project) -> Result<Vec<File>, String> {
     let workspace = parse(WORKSPACE_MANIFEST, "plugins/Cargo.toml")?;
-    let mut out: Vec<File> = TEMPLATES.iter().map(|(path, t)| File::new(path, project.fill(t))).collect();
+    let mut out: Vec<File> = TEMPLATES.iter().chain(CASES).map(|(path, t)| File::new(path, project.fill(t))).collect();
     // The project's dependency lines, from the workspace's pins.
     let deps = PROJECT_DEPS.iter().map(|d| dependency_line(&workspace, d)).collect::<Result<Vec<_>, _>>()?.join("\n");
     if let Some(manifest) = out.iter_mut().find(|f| f.path == Path::new("Cargo.toml")) {
