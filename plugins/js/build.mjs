@@ -1,7 +1,8 @@
 //! Builds every JS/TS example into a Weir plugin component:
 //! `node plugins/js/build.mjs OUT_DIR` writes OUT_DIR/js-hmac-verify.wasm,
 //! js-json-transform.wasm, js-passthrough.wasm and ts-json-transform.wasm
-//! (names the Rust test build relies on) and prints one line per component.
+//! (names the Rust test build relies on), and the hostile test plugins of
+//! hostile/ as js-hostile-NAME.wasm, and prints one line per component.
 //! Exits non-zero, saying what failed, on any error.
 //
 // Each example is an ES module exporting `handle`; componentize-qjs embeds
@@ -81,6 +82,10 @@ async function main() {
     ['js-passthrough.wasm', 'passthrough.js'],
   ]) {
     await build(name, join(ROOT, 'examples', file), ROOT);
+  }
+  // Hostile plugins for the gateway's containment tests (tests/it/hostile.rs).
+  for (const file of ['spin', 'memory-hog', 'deep-recursion']) {
+    await build(`js-hostile-${file}.wasm`, join(ROOT, 'hostile', `${file}.js`), ROOT);
   }
   const tmp = compileTypeScript();
   try {

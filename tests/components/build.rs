@@ -262,7 +262,7 @@ fn spec_imports(funcs: &[(String, String, Signature)]) -> Vec<u8> {
 fn other_languages(plugins: &Path, out_dir: &Path) -> String {
     let js = plugins.join("js");
     let py = plugins.join("python");
-    for watched in ["sdk", "examples", "build.mjs", "package-lock.json", "types"] {
+    for watched in ["sdk", "examples", "hostile", "build.mjs", "package-lock.json", "types"] {
         println!("cargo:rerun-if-changed={}", js.join(watched).display());
     }
     for watched in ["weir_plugin", "examples", "build.py", "requirements.txt"] {

@@ -308,3 +308,27 @@ async fn a_trigger_that_finds_no_free_slot_within_its_deadline_is_refused_not_qu
     assert!(load.finish().await > 0);
     assert_no_panic(&weir);
 }
+
+/// The same sandbox holds for JavaScript (QuickJS, `plugins/js/hostile`):
+/// an endless loop ends at its CPU budget (`deadline`), a hoard of arrays
+/// at the instance's memory limit (`memory`), endless recursion at the
+/// Wasm stack limit (`trap`), each quarantined, while the calm tenant is
+/// served and no gateway thread panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_javascript_plugins_fault_contained_while_another_tenant_is_served() {
+    let hostile = hostile_tenant("js-spin", wasm::JS_HOSTILE_SPIN, 100, &[])
+        + &hostile_tenant("js-hog", wasm::JS_HOSTILE_MEMORY_HOG, 2_000, &[])
+        + &hostile_tenant("js-deep", wasm::JS_HOSTILE_DEEP_RECURSION, 2_000, &[]);
+    let (_dir, weir) = start(&hostile, "");
+    let c = Client::new();
+    let load = Load::start(&weir, 2);
+    for (tenant, kind, also) in
+        [("js-spin", "deadline", "budget"), ("js-hog", "memory", "memory limit"), ("js-deep", "trap", "stack overflow")]
+    {
+        for r in burst(&weir, tenant, 3).await {
+            assert_quarantined(&c, &weir, &r, kind, also).await;
+        }
+    }
+    assert!(load.finish().await > 0);
+    assert_no_panic(&weir);
+}

@@ -110,7 +110,8 @@ const JSON_TRANSFORMS: [Lang; 4] = [Lang::RUST_JSON_TRANSFORM, Lang::JS_JSON_TRA
 
 #[tokio::test]
 async fn json_transform_rewrites_the_body_and_keeps_the_raw_one() {
-    let tenants: Vec<_> = JSON_TRANSFORMS.iter().map(|l| tenant(l.name, Some(l.component), &[("drop", "password, ssn")])).collect();
+    let tenants: Vec<_> =
+        JSON_TRANSFORMS.iter().map(|l| l.tenant(tenant(l.name, Some(l.component), &[("drop", "password, ssn")]))).collect();
     let gw = Gateway::start_with("", move |c| c.tenants.extend(tenants)).await;
     let c = Client::new();
     let raw = r#"{"name":"ada","password":"hunter2","ssn":"123","n":1,"z":{"b":[1,{"y":2,"x":"é😀"}],"a":null},"_weir":"sender's"}"#;

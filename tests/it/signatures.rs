@@ -36,12 +36,12 @@ const LANGS: [crate::support::Lang; 3] =
     [crate::support::Lang::RUST_HMAC_VERIFY, crate::support::Lang::JS_HMAC_VERIFY, crate::support::Lang::PY_HMAC_VERIFY];
 
 fn hmac_tenant(lang: &crate::support::Lang, id: &str, config: &[(&str, String)]) -> TenantConfig {
-    TenantConfig {
+    lang.tenant(TenantConfig {
         id: format!("{}-{id}", lang.name),
         plugin: Some(PathBuf::from(lang.component)),
         config: config.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
         ..TenantConfig::default()
-    }
+    })
 }
 
 /// The receiver of a vector file as `hmac-verify` config. The gateway's
