@@ -64,11 +64,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     config.store.path = dir.path().to_path_buf();
     // This process is weir-bench: plugins compile in the weir binary.
     config.plugins.compiler = Some(ctx.weir()?.to_path_buf());
-    for e in &EXAMPLES {
+    // Quick mode (CI, a debug weir compiling CPython in ~30 s a copy) keeps
+    // one Python example: enough to keep the path working.
+    let examples: Vec<&Example> = EXAMPLES.iter().filter(|e| !ctx.quick || e.lang != Lang::Python || e.label == "py passthrough").collect();
+    for e in &examples {
         config.tenants.push(TenantConfig {
             id: e.tenant.into(),
             plugin: Some(path(e)),
             config: [("secret".to_string(), SECRET.to_string())].into(),
+            // This measures cost, not the limit: a debug weir starts CPython
+            // in ~25 ms, too close to the default 50 ms budget to finish a run.
+            plugin_timeout_ms: if e.lang == Lang::Python { 1_000 } else { TenantConfig::default().plugin_timeout_ms },
             ..TenantConfig::default()
         });
     }
@@ -85,8 +91,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             if cfg!(debug_assertions) { "DEBUG (figures meaningless)" } else { "release" }
         ),
     );
-    let mut p50s = Vec::new();
-    for e in &EXAMPLES {
+    let mut p50s: Vec<(&str, f64)> = Vec::new();
+    for e in &examples {
         let n = if e.lang == Lang::Python { (iterations / 10).max(50) } else { iterations };
         let mut p50 = Metric::new(format!("{}: p50", e.label), Unit::Micros);
         let mut p99 = Metric::new(format!("{}: p99", e.label), Unit::Micros);
@@ -97,32 +103,35 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             p99.samples.push(b);
             mean.samples.push(c);
         }
-        p50s.push(p50.median());
+        p50s.push((e.label, p50.median()));
         report.push(p50);
         report.push(p99);
         report.push(mean);
     }
-    for e in EXAMPLES.iter().filter(|e| e.label.ends_with("hmac-verify")) {
+    for e in examples.iter().filter(|e| e.label.ends_with("hmac-verify")) {
         let (size, compile_ms, native) = check(ctx, &path(e))?;
         report.push(Metric::with_samples(format!("{} component: size", e.lang.name()), Unit::MiB, vec![size / MIB]));
         report.push(Metric::with_samples(format!("{} component: compile at upload", e.lang.name()), Unit::Millis, vec![compile_ms]));
         report.push(Metric::with_samples(format!("{} component: native code", e.lang.name()), Unit::MiB, vec![native / MIB]));
     }
-    let pass = p50s[0];
-    report.goal("passthrough ≤ 10 µs (p50)", format!("{pass:.1} µs"), Some(pass <= 10.0));
-    let both = |lang: usize| p50s[lang * 3 + 1] + p50s[lang * 3 + 2];
-    report.goal(
+    let p50 = |label: &str| p50s.iter().find(|(l, _)| *l == label).map(|(_, v)| *v);
+    let goal = |report: &mut Report, text: &str, value: Option<f64>, limit_us: f64| match value {
+        Some(v) => report.goal(text, format!("{v:.1} µs"), Some(v <= limit_us)),
+        None => report.goal(text, "not measured (quick)".to_string(), None),
+    };
+    goal(&mut report, "passthrough ≤ 10 µs (p50)", p50("passthrough"), 10.0);
+    let both = |prefix: &str| Some(p50(&format!("{prefix}hmac-verify"))? + p50(&format!("{prefix}json-transform"))?);
+    goal(
+        &mut report,
         "HMAC + JSON ≤ 30 µs (p50 of hmac-verify + p50 of json-transform: two plugins, no single one does both)",
-        format!("{:.1} µs", both(0)),
-        Some(both(0) <= 30.0),
+        both(""),
+        30.0,
     );
-    report.goal(
-        "JavaScript HMAC + JSON ≤ 250 µs (the same sum, JavaScript examples)",
-        format!("{:.1} µs", both(1)),
-        Some(both(1) <= 250.0),
-    );
-    report.goal("Python ≤ 2 ms per trigger (HMAC + JSON, the same sum)", format!("{:.2} ms", both(2) / 1000.0), Some(both(2) <= 2000.0));
-    report.note(format!("median of per-run p50s: {}", p50s.iter().map(|v| format!("{v:.1}")).collect::<Vec<_>>().join(" / ")));
+    goal(&mut report, "JavaScript HMAC + JSON ≤ 250 µs (the same sum, JavaScript examples)", both("js "), 250.0);
+    let python = ["py passthrough", "py hmac-verify", "py json-transform"].map(p50);
+    let worst = python.iter().all(Option::is_some).then(|| python.iter().flatten().fold(0.0, |a: f64, b| a.max(*b)));
+    goal(&mut report, "Python ≤ 2 ms per trigger (p50 of each example; the worst)", worst, 2000.0);
+    report.note(format!("median of per-run p50s: {}", p50s.iter().map(|(_, v)| format!("{v:.1}")).collect::<Vec<_>>().join(" / ")));
     Ok(report)
 }
 
