@@ -79,6 +79,10 @@ fn ts_files(project: &Project) -> Result<Vec<File>, String> {
 }
 
 fn files(project: &Project, templates: &[(&str, &str)]) -> Result<Vec<File>, String> {
+    // npm refuses upper-case package names; say so before writing anything.
+    if project.name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!("{:?}: npm package names are lower case; try {:?}", project.name, project.name.to_ascii_lowercase()));
+    }
     let pins = Pins::of(PACKAGE)?;
     let mut out: Vec<File> = templates.iter().chain(CASES).map(|(path, t)| File::new(path, pins.fill(&project.fill(t)))).collect();
     out.push(File::new("wit/plugin.wit", WIT));
@@ -172,5 +176,7 @@ mod tests {
             }
         }
         assert!(Pins::of("{}").is_err());
+        let upper = Project { name: "Acme".into(), weir_version: "0" };
+        assert!(js_files(&upper).err().is_some_and(|e| e.contains("lower case") && e.contains("\"acme\"")));
     }
 }
