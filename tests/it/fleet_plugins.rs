@@ -415,7 +415,10 @@ no_auth_user: operator
     let (code, _, err) = upload(&nats, "acme", wasm::PASSTHROUGH).await;
     assert_eq!(code, 0, "the operator's credentials create the buckets: {err}");
     pop.wait_active(&c, "acme", &sha(&read(wasm::PASSTHROUGH))).await;
-    assert_eq!(pop.fleet_status(&c).await["following"], true);
+    // The watcher marks itself following after it has applied the batch
+    // that activated the plugin: wait for that event, not the next read.
+    eventually(WAIT, || async { (pop.fleet_status(&c).await["following"] == true).then_some(()) }).await;
+    assert!(pop.fleet_status(&c).await["last_error"].is_null(), "following, so no error is shown");
 }
 
 /// A control bucket deleted and created again numbers its revisions from 1:
