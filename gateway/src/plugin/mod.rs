@@ -281,23 +281,23 @@ impl PluginHost {
     /// Links a stored version, from Weir's own artifact when it deserializes,
     /// otherwise recompiling from the component (never trusting a bad artifact).
     async fn load_stored(self: &Arc<Self>, tenant: &str, v: &PluginVersion) -> Result<Loaded, UploadError> {
-        if let Some(component) = self.file_backed(&v.sha256).await? {
+        if let Some(component) = self.file_backed(&v.sha256, None).await? {
             return self.link(component, v.version, &v.sha256);
         }
         let (repo, sha) = (self.repo.clone(), v.sha256.clone());
         let component = blocking(move || repo.component(&sha))
             .await?
             .ok_or_else(|| UploadError::NotFound(format!("component {} is missing from the plugin store", v.sha256)))?;
-        let artifact = self.compile(tenant, &component).await?;
-        let (repo, sha, compat) = (self.repo.clone(), v.sha256.clone(), self.compat);
-        let art = artifact.clone();
+        let artifact = Arc::new(self.compile(tenant, &component).await?);
+        let (repo, sha, compat, art) = (self.repo.clone(), v.sha256.clone(), self.compat, artifact.clone());
         blocking(move || repo.put_artifact(&sha, compat, &art)).await?;
-        if let Some(component) = self.file_backed(&v.sha256).await? {
+        if let Some(component) = self.file_backed(&v.sha256, Some(artifact.clone())).await? {
             return self.link(component, v.version, &v.sha256);
         }
         // SAFETY: `artifact` was just produced by Weir's own compiler process
         // (this binary, or plugins.compiler) with this engine's configuration.
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| UploadError::Compile(format!("{e:#}")))?;
+        let component =
+            unsafe { Component::deserialize(&self.engine, artifact.as_slice()) }.map_err(|e| UploadError::Compile(format!("{e:#}")))?;
         self.link(component, v.version, &v.sha256)
     }
 
@@ -305,10 +305,13 @@ impl PluginHost {
     /// (`ControlFile::artifact_file`): compiled code is file-backed, so a
     /// thousand tenants' plugins cost the pages their triggers run, not a
     /// private copy of every artifact. `None` when there is no artifact, or
-    /// the engine refuses it (logged; the caller recompiles).
-    pub(super) async fn file_backed(self: &Arc<Self>, sha256: &str) -> Result<Option<Component>, UploadError> {
+    /// the engine refuses it (logged; the caller recompiles). `known`: the
+    /// artifact's bytes when the caller holds them (no read of the table).
+    pub(super) async fn file_backed(self: &Arc<Self>, sha256: &str, known: Option<Arc<Vec<u8>>>) -> Result<Option<Component>, UploadError> {
         let (repo, sha, compat) = (self.repo.clone(), sha256.to_string(), self.compat);
-        let Some(file) = blocking(move || repo.artifact_file(&sha, compat)).await? else { return Ok(None) };
+        let Some(file) = blocking(move || repo.artifact_file(&sha, compat, known.as_deref().map(Vec::as_slice))).await? else {
+            return Ok(None);
+        };
         // SAFETY: the file is written only by `artifact_file`, from an
         // artifact this engine's precompile_component produced, whole
         // (synced, then renamed) and where tenants cannot write.

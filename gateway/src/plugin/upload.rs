@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::{Loaded, PluginHost, Slot, blocking};
+use super::{Loaded, PluginHost, Pre, Slot, blocking};
 use crate::store::{PluginVersion, StoreError};
 
 /// Why an upload (or a configured plugin file) was refused. The previous
@@ -154,23 +154,32 @@ impl PluginHost {
 
     async fn add(self: &Arc<Self>, tenant: &str, bytes: Vec<u8>, source: &'static str) -> Result<Arc<Loaded>, UploadError> {
         let Prepared { sha256, artifact, probe, .. } = self.prepare(tenant, &bytes).await?;
-        let bytes = Arc::new(bytes);
-        let (repo, t, sha, compat) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat);
-        let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &artifact)), source, now_ms())).await?;
+        let (bytes, artifact) = (Arc::new(bytes), Arc::new(artifact));
+        let (repo, t, sha, compat, art) = (self.repo.clone(), tenant.to_string(), sha256.clone(), self.compat, artifact.clone());
+        let version = blocking(move || repo.add_version(&t, &sha, &bytes, Some((compat, &art)), source, now_ms())).await?;
         // Run from the artifact's file (file-backed code, as after a
         // restart); the copy `prepare` linked is kept only if that fails.
-        let pre = match self.file_backed(&sha256).await.map(|c| c.map(|c| self.link(c, version, &sha256))) {
-            Ok(Some(Ok(loaded))) => loaded.pre,
-            Ok(Some(Err(e))) | Err(e) => {
+        let pre = match self.file_backed_pre(&sha256, version, artifact).await {
+            Ok(Some(pre)) => pre,
+            Ok(None) => probe.pre,
+            Err(e) => {
                 tracing::warn!(tenant, sha256 = %sha256, error = %e, "plugin artifact file unusable; running the in-memory copy");
                 probe.pre
             }
-            Ok(None) => probe.pre,
         };
         let loaded = Arc::new(Loaded { version, sha256, pre });
         self.set_slot(tenant, Slot::Ready(loaded.clone()));
         tracing::info!(tenant, version, sha256 = %loaded.sha256, source, "plugin version activated");
         Ok(loaded)
+    }
+
+    /// The linked instance-pre of the artifact's file, written from
+    /// `artifact` when missing.
+    async fn file_backed_pre(self: &Arc<Self>, sha256: &str, version: u32, artifact: Arc<Vec<u8>>) -> Result<Option<Pre>, UploadError> {
+        match self.file_backed(sha256, Some(artifact)).await? {
+            Some(component) => Ok(Some(self.link(component, version, sha256)?.pre)),
+            None => Ok(None),
+        }
     }
 
     /// Every check an upload makes, then compile and link: what may be

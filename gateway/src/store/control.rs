@@ -472,11 +472,12 @@ impl ControlFile {
     }
 
     /// The artifact of `sha256` for engine `compat` as a file the engine
-    /// can map (`None` when the table has none). Written from the table
-    /// when missing, completely or not at all (a temporary file, synced,
-    /// then renamed), so an existing file is a whole artifact Weir wrote
-    /// and a restart reads no artifact bytes through redb.
-    pub fn artifact_file(&self, sha256: &str, compat: u64) -> Result<Option<PathBuf>, StoreError> {
+    /// can map (`None` when there is none). Written when missing, from
+    /// `known` (the bytes a caller that just compiled or stored it holds)
+    /// or else from the table, completely or not at all (a temporary file,
+    /// synced, then renamed): an existing file is a whole artifact Weir
+    /// wrote, and a restart reads no artifact bytes through redb.
+    pub fn artifact_file(&self, sha256: &str, compat: u64, known: Option<&[u8]>) -> Result<Option<PathBuf>, StoreError> {
         // The key is Weir's own hex digest; refuse anything else as a name.
         if sha256.is_empty() || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::Io(format!("not a sha256 digest: {sha256:?}")));
@@ -486,14 +487,24 @@ impl ControlFile {
         if file.is_file() {
             return Ok(Some(file));
         }
-        let Some(bytes) = self.artifact(sha256, compat)? else { return Ok(None) };
+        let stored;
+        let bytes = match known {
+            Some(bytes) => bytes,
+            None => match self.artifact(sha256, compat)? {
+                Some(bytes) => {
+                    stored = bytes;
+                    &stored
+                }
+                None => return Ok(None),
+            },
+        };
         let io = |what: &str, e: std::io::Error| StoreError::Io(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
         let tmp = dir.join(format!(".{sha256}-{compat:016x}.{}.tmp", std::process::id()));
         let write = || -> std::io::Result<()> {
             use std::io::Write as _;
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
+            f.write_all(bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &file)
         };
@@ -525,23 +536,27 @@ mod tests {
     fn an_artifact_file_is_written_once_from_the_table_and_then_read_from_disk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = ControlFile::open(dir.path()).expect("open");
-        assert_eq!(repo.artifact_file("ab12", 7).expect("lookup"), None, "no artifact, no file");
+        assert_eq!(repo.artifact_file("ab12", 7, None).expect("lookup"), None, "no artifact, no file");
         repo.put_artifact("ab12", 7, b"compiled").expect("put");
-        let file = repo.artifact_file("ab12", 7).expect("write").expect("a file");
+        let file = repo.artifact_file("ab12", 7, None).expect("write").expect("a file");
         assert_eq!(std::fs::read(&file).expect("read"), b"compiled");
         assert!(file.starts_with(dir.path().join("artifacts")));
         // Once there, the file is what is used (the table is not read again).
         std::fs::write(&file, b"on disk").expect("overwrite");
-        assert_eq!(repo.artifact_file("ab12", 7).expect("again"), Some(file.clone()));
+        assert_eq!(repo.artifact_file("ab12", 7, None).expect("again"), Some(file.clone()));
+        assert_eq!(repo.artifact_file("ab12", 7, Some(b"other")).expect("again"), Some(file.clone()), "nor the caller's bytes");
         assert_eq!(std::fs::read(&file).expect("read"), b"on disk");
         // A dropped file is written again from the table.
         repo.drop_artifact_file(&file);
-        assert_eq!(std::fs::read(repo.artifact_file("ab12", 7).expect("rewrite").expect("file")).expect("read"), b"compiled");
-        // Another engine's artifact is another file; a digest is hex only.
-        assert_eq!(repo.artifact_file("ab12", 8).expect("lookup"), None);
-        assert!(repo.artifact_file("../x", 7).is_err());
+        assert_eq!(std::fs::read(repo.artifact_file("ab12", 7, None).expect("rewrite").expect("file")).expect("read"), b"compiled");
+        // Another engine's artifact is another file, written from the
+        // caller's bytes when it has them; a digest is hex only.
+        assert_eq!(repo.artifact_file("ab12", 8, None).expect("lookup"), None);
+        let known = repo.artifact_file("cd34", 7, Some(b"just compiled")).expect("write").expect("a file");
+        assert_eq!(std::fs::read(&known).expect("read"), b"just compiled");
+        assert!(repo.artifact_file("../x", 7, None).is_err());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("artifacts")).expect("ls").flatten().map(|e| e.file_name()).collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file is left: {leftovers:?}");
+        assert_eq!(leftovers.len(), 2, "no temporary file is left: {leftovers:?}");
     }
 
     #[test]
