@@ -177,7 +177,7 @@ fn new(name: &str, lang: &str, dir: Option<PathBuf>) -> Result<(), CliError> {
         out!(out, "  {}", f.display());
     }
     for d in language.carried {
-        out!(out, "  {d}/ (carried by this weir: the plugin SDK, the WIT types)");
+        out!(out, "  {d}/ (written by this weir: the plugin SDK; do not edit)");
     }
     out!(out, "next: cd {} && weir plugin build   (or: {})", dir.display(), language.build_command);
     emit(&out);

@@ -22,11 +22,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{CASES, File, Kind, Project, made_since, run_tool};
+use super::{CASES, File, Project, made_since, run_tool};
 
 pub const BUILD_COMMAND: &str = "npm install && npm run build";
-pub const JS_KIND: Kind = Kind::Available { files: js_files, build };
-pub const TS_KIND: Kind = Kind::Available { files: ts_files, build };
 
 const WIT: &str = include_str!("../../../../../wit/plugin.wit");
 /// The examples' package manifest: its pins are the scaffold's.
@@ -70,11 +68,11 @@ const TS_TEMPLATES: &[(&str, &str)] = &[
     ("test/reshape.test.js", include_str!("../templates/ts/reshape.test.js.in")),
 ];
 
-fn js_files(project: &Project) -> Result<Vec<File>, String> {
+pub fn js_files(project: &Project) -> Result<Vec<File>, String> {
     files(project, JS_TEMPLATES)
 }
 
-fn ts_files(project: &Project) -> Result<Vec<File>, String> {
+pub fn ts_files(project: &Project) -> Result<Vec<File>, String> {
     files(project, TS_TEMPLATES)
 }
 
@@ -119,7 +117,7 @@ impl Pins {
 /// `npm ci` (or `npm install` without a lock file) when `node_modules` is
 /// missing, then `npm run build`; the component is `weir.component` of
 /// `package.json`.
-fn build(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String> {
+pub fn build(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String> {
     let manifest = std::fs::read_to_string(dir.join("package.json")).map_err(|e| format!("{}: {e}", dir.join("package.json").display()))?;
     let manifest: serde_json::Value = serde_json::from_str(&manifest).map_err(|e| format!("package.json is not JSON: {e}"))?;
     let component = manifest["weir"]["component"]
@@ -158,6 +156,23 @@ mod tests {
         let mut known: Vec<String> = SDK_SOURCES.iter().map(|(p, _)| p.to_string()).collect();
         known.sort();
         assert_eq!(on_disk, known, "a file was added to or removed from plugins/js/sdk: list it in SDK_SOURCES");
+        // And every generated WIT type file, which the SDK's typings refer to.
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).expect("ls").flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), base, out);
+                } else {
+                    out.push(e.path().strip_prefix(base).expect("under").display().to_string());
+                }
+            }
+        }
+        let types = sdk_dir().join("../types");
+        let mut on_disk = Vec::new();
+        walk(&types, &types, &mut on_disk);
+        on_disk.sort();
+        let mut known: Vec<String> = TYPES.iter().map(|(p, _)| p.to_string()).collect();
+        known.sort();
+        assert_eq!(on_disk, known, "a file was added to or removed from plugins/js/types: list it in TYPES");
     }
 
     #[test]
@@ -176,6 +191,13 @@ mod tests {
             }
         }
         assert!(Pins::of("{}").is_err());
+        // A package.json that does not say where the component goes is
+        // refused before npm runs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("package.json"), r#"{"name":"x","scripts":{"build":"exit 1"}}"#).expect("write");
+        assert!(build(dir.path(), &[]).is_err_and(|e| e.contains("\"weir\": {\"component\"")));
+        std::fs::write(dir.path().join("package.json"), "not json").expect("write");
+        assert!(build(dir.path(), &[]).is_err_and(|e| e.contains("package.json is not JSON")));
         let upper = Project { name: "Acme".into(), weir_version: "0" };
         assert!(js_files(&upper).err().is_some_and(|e| e.contains("lower case") && e.contains("\"acme\"")));
     }

@@ -24,31 +24,47 @@ pub struct Language {
     /// Top-level directories of a new project that hold what this binary
     /// carries (the SDK, generated types), listed as one line each.
     pub carried: &'static [&'static str],
-    pub kind: Kind,
-}
-
-pub enum Kind {
-    Available {
-        /// The files of a new project, relative to its directory.
-        files: fn(&Project) -> Result<Vec<File>, String>,
-        /// Runs the toolchain in `dir` (with the user's extra arguments) and
-        /// returns the components it made.
-        build: fn(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String>,
-    },
+    /// The files of a new project, relative to its directory.
+    pub files: fn(&Project) -> Result<Vec<File>, String>,
+    /// Runs the toolchain in `dir` (with the user's extra arguments) and
+    /// returns the components it made.
+    pub build: fn(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String>,
 }
 
 /// The table. Detection (`build`) takes the first row whose marker exists,
 /// so a more specific marker comes first (TypeScript's before JavaScript's).
 pub const LANGUAGES: &[Language] = &[
-    Language { name: "rust", marker: "Cargo.toml", build_command: rust::BUILD_COMMAND, carried: &["vendor"], kind: rust::KIND },
-    Language { name: "ts", marker: "tsconfig.json", build_command: js::BUILD_COMMAND, carried: &["weir", "types"], kind: js::TS_KIND },
-    Language { name: "js", marker: "package.json", build_command: js::BUILD_COMMAND, carried: &["weir", "types"], kind: js::JS_KIND },
+    Language {
+        name: "rust",
+        marker: "Cargo.toml",
+        build_command: rust::BUILD_COMMAND,
+        carried: &["vendor"],
+        files: rust::files,
+        build: rust::build,
+    },
+    Language {
+        name: "ts",
+        marker: "tsconfig.json",
+        build_command: js::BUILD_COMMAND,
+        carried: &["weir", "types"],
+        files: js::ts_files,
+        build: js::build,
+    },
+    Language {
+        name: "js",
+        marker: "package.json",
+        build_command: js::BUILD_COMMAND,
+        carried: &["weir", "types"],
+        files: js::js_files,
+        build: js::build,
+    },
     Language {
         name: "python",
         marker: "pyproject.toml",
         build_command: python::BUILD_COMMAND,
         carried: &["weir_plugin"],
-        kind: python::KIND,
+        files: python::files,
+        build: python::build,
     },
 ];
 
@@ -148,12 +164,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// empty); returns the files written, relative to `dir`.
 pub fn new_project(lang: &Language, name: &str, dir: &Path) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
-    let Kind::Available { files, .. } = lang.kind;
     if dir.exists() && std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?.next().is_some() {
         return Err(format!("{} exists and is not empty; give a new directory (--dir)", dir.display()));
     }
     let project = Project { name: name.to_string(), weir_version: env!("CARGO_PKG_VERSION") };
-    let files = files(&project)?;
+    let files = (lang.files)(&project)?;
     for f in &files {
         let path = dir.join(&f.path);
         if let Some(parent) = path.parent() {
@@ -175,8 +190,7 @@ pub fn detect(dir: &Path) -> Result<&'static Language, String> {
 /// Builds the project in `dir`: the components it made.
 pub fn build(dir: &Path, extra: &[String]) -> Result<(&'static Language, Vec<PathBuf>), String> {
     let lang = detect(dir)?;
-    let Kind::Available { build, .. } = lang.kind;
-    Ok((lang, build(dir, extra)?))
+    Ok((lang, (lang.build)(dir, extra)?))
 }
 
 #[cfg(test)]
@@ -191,6 +205,18 @@ mod tests {
         for bad in ["", "1abc", "-x", "a b", "../x", "a/b", "é", &"a".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_build_result_must_be_newer_than_the_build() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(made_since(dir.path(), "dist/x.wasm", std::time::SystemTime::now()).is_err_and(|e| e.contains("made no")));
+        std::fs::create_dir(dir.path().join("dist")).expect("mkdir");
+        std::fs::write(dir.path().join("dist/x.wasm"), b"old").expect("write");
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        assert!(made_since(dir.path(), "dist/x.wasm", later).is_err_and(|e| e.contains("older than the build")));
+        let made = made_since(dir.path(), "dist/x.wasm", std::time::UNIX_EPOCH).expect("made");
+        assert!(made.is_absolute() && made.ends_with("dist/x.wasm"), "{}", made.display());
     }
 
     #[test]

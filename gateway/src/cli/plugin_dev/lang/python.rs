@@ -21,10 +21,9 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{CASES, File, Kind, Project, made_since, run_tool};
+use super::{CASES, File, Project, made_since, run_tool};
 
 pub const BUILD_COMMAND: &str = "componentize-py -d wit -w trigger-plugin componentize app -o dist/NAME.wasm";
-pub const KIND: Kind = Kind::Available { files, build };
 
 const WIT: &str = include_str!("../../../../../wit/plugin.wit");
 const REQUIREMENTS: &str = include_str!("../../../../../plugins/python/requirements.txt");
@@ -48,7 +47,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("test_reshape.py", include_str!("../templates/python/test_reshape.py.in")),
 ];
 
-fn files(project: &Project) -> Result<Vec<File>, String> {
+pub fn files(project: &Project) -> Result<Vec<File>, String> {
     let mut out: Vec<File> = TEMPLATES.iter().chain(CASES).map(|(path, t)| File::new(path, project.fill(t))).collect();
     out.push(File::new("requirements.txt", REQUIREMENTS));
     out.push(File::new("wit/plugin.wit", WIT));
@@ -90,7 +89,7 @@ fn componentize_py(dir: &Path) -> Result<PathBuf, String> {
     Ok(venv)
 }
 
-fn build(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String> {
+pub fn build(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String> {
     let (name, module) = project_of(dir)?;
     let tool = componentize_py(dir)?;
     let component = format!("dist/{name}.wasm");

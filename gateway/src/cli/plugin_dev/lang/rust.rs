@@ -19,10 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{CASES, File, Kind, Project};
+use super::{CASES, File, Project};
 
 pub const BUILD_COMMAND: &str = "cargo build --release --target wasm32-wasip2";
-pub const KIND: Kind = Kind::Available { files, build };
 
 const TARGET: &str = "wasm32-wasip2";
 /// Where the SDK goes in a project (the WIT is then at `../../wit` from it).
@@ -58,7 +57,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../templates/rust/lib.rs.in")),
 ];
 
-fn files(project: &Project) -> Result<Vec<File>, String> {
+pub fn files(project: &Project) -> Result<Vec<File>, String> {
     let workspace = parse(WORKSPACE_MANIFEST, "plugins/Cargo.toml")?;
     let mut out: Vec<File> = TEMPLATES.iter().chain(CASES).map(|(path, t)| File::new(path, project.fill(t))).collect();
     // The project's dependency lines, from the workspace's pins.
@@ -249,7 +248,7 @@ fn lock_file(project: &str) -> Result<String, String> {
 /// `cargo build --release --target wasm32-wasip2` (plus the user's extra
 /// arguments) in `dir`; the `.wasm` files of the cdylibs it built, as
 /// cargo reports them (so `CARGO_TARGET_DIR` and workspaces work).
-fn build(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String> {
+pub fn build(dir: &Path, extra: &[String]) -> Result<Vec<PathBuf>, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--release", "--target", TARGET, "--message-format", "json-render-diagnostics"])
