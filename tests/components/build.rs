@@ -36,16 +36,7 @@ fn main() {
              (./scripts/test.sh does this)."
         );
     }
-    let out_dir = plugins.join("target").join(TARGET).join("release");
-    let mut consts = String::new();
-    for entry in std::fs::read_dir(&out_dir).unwrap_or_else(|e| panic!("{}: {e}", out_dir.display())) {
-        let path = entry.expect("dir entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-            continue;
-        }
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_ascii_uppercase();
-        consts.push_str(&format!("pub const {stem}: &str = {:?};\n", canonical(&path)));
-    }
+    let mut consts = wasm_consts(&plugins.join("target").join(TARGET).join("release"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     consts.push_str(&random_modules(&out_dir));
     consts.push_str(&world_components(&root, &out_dir));
@@ -282,10 +273,17 @@ fn other_languages(plugins: &Path, out_dir: &Path) -> String {
         panic!("{} is missing: run ./scripts/deps.sh (the componentize-py venv)", python.display());
     }
     run(Command::new(&python).arg(py.join("build.py")).arg(&dir).current_dir(&py), "plugins/python/build.py");
-    let mut consts = String::new();
+    wasm_consts(&dir)
+}
+
+/// One constant per component in `dir`: its file stem in upper case, `-`
+/// as `_` (`hmac_verify.wasm` is `HMAC_VERIFY`, `js-hmac-verify.wasm` is
+/// `JS_HMAC_VERIFY`), holding the component's path.
+fn wasm_consts(dir: &Path) -> String {
     let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten().map(|e| e.path()).collect();
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten().map(|e| e.path()).collect();
     entries.sort();
+    let mut consts = String::new();
     for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "wasm")) {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().replace('-', "_").to_ascii_uppercase();
         consts.push_str(&format!("pub const {stem}: &str = {:?};\n", canonical(&path)));

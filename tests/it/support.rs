@@ -546,21 +546,31 @@ pub struct Lang {
     /// `rust`, `js`, `ts` or `py`: a prefix for tenant ids.
     pub name: &'static str,
     pub component: &'static str,
+    /// `plugin_timeout_ms` when the default is too tight for this build.
+    pub plugin_timeout_ms: Option<u64>,
 }
 
 impl Lang {
-    pub const RUST_HMAC_VERIFY: Lang = Lang { name: "rust", component: weir_test_plugins::HMAC_VERIFY };
-    pub const JS_HMAC_VERIFY: Lang = Lang { name: "js", component: weir_test_plugins::JS_HMAC_VERIFY };
-    pub const PY_HMAC_VERIFY: Lang = Lang { name: "py", component: weir_test_plugins::PY_HMAC_VERIFY };
-    pub const RUST_JSON_TRANSFORM: Lang = Lang { name: "rust", component: weir_test_plugins::JSON_TRANSFORM };
-    pub const JS_JSON_TRANSFORM: Lang = Lang { name: "js", component: weir_test_plugins::JS_JSON_TRANSFORM };
-    pub const TS_JSON_TRANSFORM: Lang = Lang { name: "ts", component: weir_test_plugins::TS_JSON_TRANSFORM };
-    pub const PY_JSON_TRANSFORM: Lang = Lang { name: "py", component: weir_test_plugins::PY_JSON_TRANSFORM };
+    const fn of(name: &'static str, component: &'static str) -> Lang {
+        Lang { name, component, plugin_timeout_ms: None }
+    }
+
+    const fn python(component: &'static str) -> Lang {
+        Lang { name: "py", component, plugin_timeout_ms: Some(1_000) }
+    }
+
+    pub const RUST_HMAC_VERIFY: Lang = Lang::of("rust", weir_test_plugins::HMAC_VERIFY);
+    pub const JS_HMAC_VERIFY: Lang = Lang::of("js", weir_test_plugins::JS_HMAC_VERIFY);
+    pub const PY_HMAC_VERIFY: Lang = Lang::python(weir_test_plugins::PY_HMAC_VERIFY);
+    pub const RUST_JSON_TRANSFORM: Lang = Lang::of("rust", weir_test_plugins::JSON_TRANSFORM);
+    pub const JS_JSON_TRANSFORM: Lang = Lang::of("js", weir_test_plugins::JS_JSON_TRANSFORM);
+    pub const TS_JSON_TRANSFORM: Lang = Lang::of("ts", weir_test_plugins::TS_JSON_TRANSFORM);
+    pub const PY_JSON_TRANSFORM: Lang = Lang::python(weir_test_plugins::PY_JSON_TRANSFORM);
 
     /// `tenant` with this language's CPU budget.
     pub fn tenant(&self, mut tenant: weir::config::TenantConfig) -> weir::config::TenantConfig {
-        if self.name == "py" {
-            tenant.plugin_timeout_ms = 1_000;
+        if let Some(ms) = self.plugin_timeout_ms {
+            tenant.plugin_timeout_ms = ms;
         }
         tenant
     }

@@ -69,34 +69,13 @@ fn distinct(component: &Path, n: usize, dir: &Path) -> anyhow::Result<Vec<std::p
         .map(|i| {
             let path = dir.join(format!("t{i:04}.wasm"));
             let mut copy = bytes.clone();
-            copy.extend(custom_section("weir-bench-tenant", i.to_string().as_bytes()));
+            let nonce = i.to_string();
+            let section = wasm_encoder::CustomSection { name: "weir-bench-tenant".into(), data: nonce.as_bytes().into() };
+            wasm_encoder::Section::append_to(&section, &mut copy);
             std::fs::write(&path, copy).with_context(|| format!("writing {}", path.display()))?;
             Ok(path)
         })
         .collect()
-}
-
-/// A custom section (id 0): its name and payload, LEB128 lengths.
-fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(payload);
-    let mut out = vec![0];
-    leb(body.len(), &mut out);
-    out.extend(body);
-    out
 }
 
 /// The goal on the worst RSS with `n` tenants, extrapolated to 1,000 when
