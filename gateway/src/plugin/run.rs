@@ -203,13 +203,20 @@ impl CpuMeter {
     /// it was ready but not running.
     async fn meter<F: Future>(self: &Arc<Self>, fut: F) -> F::Output {
         let mut fut = std::pin::pin!(fut);
+        // The noting waker is made again only when the task's waker changes
+        // (not on every poll: this runs at every epoch yield of every call).
+        let mut noting: Option<(std::task::Waker, std::task::Waker)> = None;
         std::future::poll_fn(|cx| {
             let (start, wall_start) = (thread_cpu_ns(), self.now_ns());
             let woken = self.woken_ns.swap(NOT_WOKEN, Ordering::Relaxed);
             let waiting = if woken == NOT_WOKEN { 0 } else { wall_start.saturating_sub(woken) };
             self.poll_start_ns.store(start, Ordering::Relaxed);
-            let waker = std::task::Waker::from(Arc::new(NoteWake { meter: self.clone(), inner: cx.waker().clone() }));
-            let r = fut.as_mut().poll(&mut std::task::Context::from_waker(&waker));
+            if !noting.as_ref().is_some_and(|(inner, _)| inner.will_wake(cx.waker())) {
+                let ours = std::task::Waker::from(Arc::new(NoteWake { meter: self.clone(), inner: cx.waker().clone() }));
+                noting = Some((cx.waker().clone(), ours));
+            }
+            let waker = noting.as_ref().map_or(cx.waker(), |(_, ours)| ours);
+            let r = fut.as_mut().poll(&mut std::task::Context::from_waker(waker));
             let cpu = thread_cpu_ns().saturating_sub(start);
             let preempted = self.now_ns().saturating_sub(wall_start).saturating_sub(cpu);
             self.spent_ns.fetch_add(cpu, Ordering::Relaxed);
@@ -312,13 +319,13 @@ const MAX_STALL_FACTOR: u32 = 10;
 /// loaded machine does not run is not cut for it, and is not quarantined.
 async fn within_own_time<F: Future>(wall: Duration, meter: &CpuMeter, call: F) -> Result<F::Output, tokio::time::error::Elapsed> {
     let started = tokio::time::Instant::now();
+    let deadline = || started + wall + meter.stalled().min(wall * MAX_STALL_FACTOR);
     let mut call = std::pin::pin!(call);
     loop {
-        let deadline = started + wall + meter.stalled().min(wall * MAX_STALL_FACTOR);
-        match tokio::time::timeout_at(deadline, call.as_mut()).await {
+        match tokio::time::timeout_at(deadline(), call.as_mut()).await {
             Ok(out) => return Ok(out),
             // Starved meanwhile: the cap moved; wait for it.
-            Err(_) if started + wall + meter.stalled().min(wall * MAX_STALL_FACTOR) > tokio::time::Instant::now() => continue,
+            Err(_) if deadline() > tokio::time::Instant::now() => continue,
             Err(elapsed) => return Err(elapsed),
         }
     }
