@@ -160,7 +160,12 @@ impl Setup {
             let _ =
                 writeln!(t, "[server.tls]\ncert = {}\nkey = {}\n", q(&tls.cert.display().to_string()), q(&tls.key.display().to_string()));
         }
-        let _ = writeln!(t, "[store]\npath = {}\nmax_bytes = {}\n", q(&data.display().to_string()), self.max_bytes);
+        let _ = writeln!(t, "[store]\npath = {}\nmax_bytes = {}", q(&data.display().to_string()), self.max_bytes);
+        // `--store KEY=VALUE`: store settings to compare in one run's conditions.
+        for line in store_overrides() {
+            let _ = writeln!(t, "{line}");
+        }
+        t.push('\n');
         let ups: Vec<String> = self.upstreams.iter().map(|u| q(u)).collect();
         let _ = writeln!(t, "[forward]\nupstreams = [{}]\n", ups.join(", "));
         let _ = writeln!(t, "[admin]\ntoken = {}\n", q(TOKEN));
@@ -322,6 +327,23 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 /// A `u64` field of `/v1/status`, with a clear error when it is missing.
 pub fn field(status: &serde_json::Value, pointer: &str) -> anyhow::Result<u64> {
     status.pointer(pointer).and_then(serde_json::Value::as_u64).with_context(|| format!("/v1/status has no number at {pointer}: {status}"))
+}
+
+/// `[store]` lines every weir this run starts gets (`weir-bench --store KEY=VALUE`).
+static STORE_OVERRIDES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Sets the `[store]` overrides once, from the command line.
+pub fn set_store_overrides(pairs: &[String]) -> Result<(), String> {
+    let mut lines = Vec::new();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("--store {pair}: expected KEY=VALUE, e.g. journal_bytes=4194304"))?;
+        lines.push(format!("{} = {}", key.trim(), value.trim()));
+    }
+    STORE_OVERRIDES.set(lines).map_err(|_| "store overrides set twice".to_string())
+}
+
+fn store_overrides() -> &'static [String] {
+    STORE_OVERRIDES.get().map_or(&[], Vec::as_slice)
 }
 
 #[cfg(test)]

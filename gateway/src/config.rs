@@ -119,6 +119,10 @@ pub struct StoreConfig {
     pub max_batch: u32,
     /// Most body bytes one group commit holds.
     pub max_batch_bytes: u64,
+    /// Size of each shard's journal file: group commits are made durable by
+    /// appending to it; when it is full, a checkpoint commits redb durably
+    /// and it starts over.
+    pub journal_bytes: u64,
     /// How long an `Idempotency-Key` is remembered, in seconds.
     pub idempotency_window_secs: u64,
     /// redb page cache per shard, in MiB (redb's own default is 1 GiB).
@@ -138,6 +142,7 @@ impl Default for StoreConfig {
             shards: 1,
             max_batch: 512,
             max_batch_bytes: 8 * 1024 * 1024,
+            journal_bytes: 1024 * 1024,
             idempotency_window_secs: 24 * 3600,
             cache_mb: 16,
             retention_secs: 24 * 3600,
@@ -565,6 +570,12 @@ impl Config {
         }
         if self.store.idempotency_window_secs == 0 {
             return Err(invalid("store.idempotency_window_secs", "must be at least 1".into()));
+        }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.store.journal_bytes) {
+            return Err(invalid(
+                "store.journal_bytes",
+                format!("must be between 65536 (64 KiB) and 1073741824 (1 GiB); got {}", self.store.journal_bytes),
+            ));
         }
         if !(1..=4096).contains(&self.store.cache_mb) {
             return Err(invalid("store.cache_mb", format!("must be between 1 and 4096; got {}", self.store.cache_mb)));

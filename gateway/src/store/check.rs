@@ -59,7 +59,7 @@ pub fn check_file(path: &Path) -> Result<FileCheck, StoreError> {
     }
     let copy = path.with_extension("redb.check");
     std::fs::copy(path, &copy).map_err(|e| StoreError::Io(format!("cannot copy {} to check it: {e}", path.display())))?;
-    let result = guarded(|| check_copy(&copy, &mut report)).unwrap_or_else(|e| {
+    let result = guarded(|| check_copy(path, &copy, &mut report)).unwrap_or_else(|e| {
         report.problems.push(format!("redb failed reading it: {e}"));
         Ok(())
     });
@@ -68,7 +68,7 @@ pub fn check_file(path: &Path) -> Result<FileCheck, StoreError> {
     Ok(report)
 }
 
-fn check_copy(copy: &Path, report: &mut FileCheck) -> Result<(), StoreError> {
+fn check_copy(original: &Path, copy: &Path, report: &mut FileCheck) -> Result<(), StoreError> {
     let mut db = match Database::builder().open(copy) {
         Ok(db) => db,
         Err(e) => {
@@ -82,6 +82,10 @@ fn check_copy(copy: &Path, report: &mut FileCheck) -> Result<(), StoreError> {
             report.problems.push("pages failed their checksums (redb could repair its own structures, not the data in them)".into())
         }
         Err(e) => report.problems.push(format!("integrity check failed: {e}")),
+    }
+    // Judged as the gateway would open it: with what its journal holds.
+    if let Err(e) = super::journal::replay_into(original, &db) {
+        report.problems.push(format!("its journal cannot be replayed: {e}"));
     }
     match audit(&db) {
         Ok(n) => report.triggers = Some(n),
@@ -144,7 +148,7 @@ fn rebuild(path: &Path, report: &mut FileRepair) -> Result<(), StoreError> {
     let io = |what: &str, e: &dyn std::fmt::Display| StoreError::Io(format!("{what} {}: {e}", path.display()));
     let copy = path.with_extension("redb.salvage");
     std::fs::copy(path, &copy).map_err(|e| io("cannot copy", &e))?;
-    let salvaged = guarded(|| salvage(&copy, report)).unwrap_or_default();
+    let salvaged = guarded(|| salvage(path, &copy, report)).unwrap_or_default();
     let _ = std::fs::remove_file(&copy);
     let fresh = path.with_extension("redb.repaired");
     let _ = std::fs::remove_file(&fresh);
@@ -154,6 +158,9 @@ fn rebuild(path: &Path, report: &mut FileRepair) -> Result<(), StoreError> {
     let aside = path.with_extension(format!("redb.damaged-{secs}"));
     std::fs::rename(path, &aside).map_err(|e| io("cannot move aside", &e))?;
     std::fs::rename(&fresh, path).map_err(|e| io("cannot put the rebuilt file in place of", &e))?;
+    // Its changes are in the rebuilt file now (which starts at journal epoch
+    // 0, so a journal left by a crash here is never replayed into it either).
+    let _ = std::fs::remove_file(super::journal::path_of(path));
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("cannot sync the directory of", &e))?;
     }
@@ -162,10 +169,12 @@ fn rebuild(path: &Path, report: &mut FileRepair) -> Result<(), StoreError> {
 }
 
 /// Reads every whole trigger that redb can still give back.
-fn salvage(copy: &Path, report: &mut FileRepair) -> Vec<Salvaged> {
+fn salvage(original: &Path, copy: &Path, report: &mut FileRepair) -> Vec<Salvaged> {
     let mut out = Vec::new();
     let Ok(mut db) = Database::builder().open(copy) else { return out };
     let _ = db.check_integrity();
+    // Triggers acknowledged after the last checkpoint are in the journal.
+    let _ = super::journal::replay_into(original, &db);
     let Ok(txn) = db.begin_read() else { return out };
     if let Ok(counters) = txn.open_table(tables::COUNTERS) {
         let mut total = 0;

@@ -11,6 +11,7 @@
 //! so deduplication is a single-shard lookup; others are spread round-robin.
 //! The shard count is fixed when the directory is created.
 
+mod apply;
 mod changes;
 pub mod check;
 pub mod clock;
@@ -18,6 +19,7 @@ mod control;
 mod disk;
 #[cfg(test)]
 pub(crate) mod fault;
+mod journal;
 mod list;
 mod record;
 pub mod retention;
@@ -177,6 +179,9 @@ pub(crate) struct Shard {
     /// Tests: this many next commits fail as a failed `commit()` would.
     #[cfg(test)]
     pub(crate) fail_commits: std::sync::atomic::AtomicU32,
+    /// Tests: the writer stops without its final checkpoint.
+    #[cfg(test)]
+    pub(crate) skip_final_checkpoint: AtomicBool,
 }
 
 impl Shard {
@@ -241,11 +246,11 @@ impl Store {
             );
         }
         let mut shards = Vec::with_capacity(shard_count);
+        let mut journals = Vec::with_capacity(shard_count);
         for index in 0..shard_count {
             let path = dir.join(format!("shard-{index:02}.redb"));
-            let db = open_database_in(&files, &path, config.cache_mb)?;
-            let (counts, used, tenant_pending) =
-                tables::init(&db).map_err(|e| StoreError::Open { path: path.clone(), reason: e.to_string() })?;
+            let (db, journal, (counts, used, tenant_pending)) = open_shard(&files, &path, config)?;
+            journals.push(journal);
             shards.push(Arc::new(Shard {
                 index,
                 path,
@@ -259,6 +264,8 @@ impl Store {
                 thread: Mutex::new(None),
                 #[cfg(test)]
                 fail_commits: std::sync::atomic::AtomicU32::new(0),
+                #[cfg(test)]
+                skip_final_checkpoint: AtomicBool::new(false),
             }));
         }
         let store = Store {
@@ -272,9 +279,16 @@ impl Store {
                 changes: Arc::new(changes::Announcer::default()),
             }),
         };
-        for shard in &store.inner.shards {
+        for (shard, journal) in store.inner.shards.iter().zip(journals) {
             let (tx, rx) = mpsc::channel(config.max_batch as usize * 4);
-            let w = writer::Writer::new(shard.clone(), store.clone_budget(), config.clone(), metrics.clone(), store.inner.changes.clone());
+            let w = writer::Writer::new(
+                shard.clone(),
+                store.clone_budget(),
+                config.clone(),
+                metrics.clone(),
+                store.inner.changes.clone(),
+                journal,
+            );
             let handle = std::thread::Builder::new()
                 .name(format!("weir-store-{}", shard.index))
                 .spawn(move || w.run(rx))
@@ -591,6 +605,21 @@ fn existing_shard_count(dir: &Path) -> Result<Option<usize>, StoreError> {
     Ok((count > 0).then_some(count))
 }
 
+/// Opens one shard: its redb file, then its journal, replaying into the
+/// file what the journal holds beyond it; then loads the counters.
+pub(crate) fn open_shard(
+    files: &Files,
+    path: &Path,
+    config: &StoreConfig,
+) -> Result<(Database, journal::Journal, tables::Loaded), StoreError> {
+    let open_err = |e: StoreError| StoreError::Open { path: path.to_path_buf(), reason: e.to_string() };
+    let db = open_database_in(files, path, config.cache_mb)?;
+    tables::init(&db).map_err(open_err)?;
+    let (journal, _) = journal::recover(files, path, config.journal_bytes, &db)?;
+    let loaded = tables::load(&db).map_err(open_err)?;
+    Ok((db, journal, loaded))
+}
+
 pub(crate) fn open_database(path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
     open_database_in(&Files::default(), path, cache_mb)
 }
@@ -649,6 +678,18 @@ impl Files {
         }
     }
 
+    /// A file opened for reading and writing (created if missing), as a
+    /// redb storage backend: the journal writes through the same interface
+    /// as redb, so the fault tests' disk covers both.
+    fn open_backend(&self, path: &Path) -> std::io::Result<Box<dyn redb::StorageBackend>> {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            return Ok(Box::new(disk.open(path)?));
+        }
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        Ok(Box::new(PlainFile(file)))
+    }
+
     fn remove_if_present(&self, path: &Path) -> std::io::Result<()> {
         #[cfg(test)]
         if let Some(disk) = &self.disk {
@@ -675,6 +716,32 @@ impl Files {
         self.remove_if_present(&fresh).map_err(fail)?;
         drop(open_redb(self, &fresh, cache_mb)?);
         self.rename(&fresh, path).map_err(fail)
+    }
+}
+
+/// A plain file as a redb storage backend, for the journal.
+#[derive(Debug)]
+pub(crate) struct PlainFile(std::fs::File);
+
+impl redb::StorageBackend for PlainFile {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, out, offset)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
     }
 }
 

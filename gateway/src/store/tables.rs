@@ -27,6 +27,9 @@ pub(crate) const IDEM_EXPIRY: TableDefinition<(u64, u128), (&str, &str)> = Table
 pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 pub(crate) const USED_BYTES: &str = "used_bytes";
+/// The journal position a shard file holds the changes of (see `journal.rs`).
+pub(crate) const JOURNAL_EPOCH: &str = "journal_epoch";
+pub(crate) const JOURNAL_SEQ: &str = "journal_seq";
 
 /// Bytes charged to the budget per trigger beyond its record and bodies:
 /// index entries and B-tree overhead, measured roughly on this format.
@@ -58,6 +61,11 @@ pub(crate) fn init(db: &Database) -> Result<Loaded, StoreError> {
         txn.open_table(COUNTERS).map_err(io_err)?;
     }
     txn.commit().map_err(io_err)?;
+    load(db)
+}
+
+/// Loads the counters.
+pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
     let read = db.begin_read().map_err(io_err)?;
     let counters = read.open_table(COUNTERS).map_err(io_err)?;
     let get = |name: &str| -> Result<u64, StoreError> { Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0)) };
@@ -74,6 +82,22 @@ pub(crate) fn init(db: &Database) -> Result<Loaded, StoreError> {
         }
     }
     Ok((counts, get(USED_BYTES)?, tenant_pending))
+}
+
+/// The journal position (epoch, last sequence number) `db` holds the changes of.
+pub(crate) fn journal_position(db: &Database) -> Result<(u64, u64), StoreError> {
+    let read = db.begin_read().map_err(io_err)?;
+    let counters = read.open_table(COUNTERS).map_err(io_err)?;
+    let get = |name: &str| -> Result<u64, StoreError> { Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0)) };
+    Ok((get(JOURNAL_EPOCH)?, get(JOURNAL_SEQ)?))
+}
+
+/// Records in `txn` that it holds the journal's changes up to (epoch, seq).
+pub(crate) fn set_journal_position(txn: &WriteTransaction, epoch: u64, seq: u64) -> Result<(), StoreError> {
+    let mut counters = txn.open_table(COUNTERS).map_err(io_err)?;
+    counters.insert(JOURNAL_EPOCH, epoch).map_err(io_err)?;
+    counters.insert(JOURNAL_SEQ, seq).map_err(io_err)?;
+    Ok(())
 }
 
 pub(crate) fn read_trigger(db: &Database, id: TriggerId) -> Result<Option<StoredTrigger>, StoreError> {

@@ -11,8 +11,10 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::StoreConfig;
 
+/// A small journal, so that the tests' batches reach checkpoints as well as
+/// journal appends (and the tmpfs of the full-disk test holds it).
 fn config(dir: &Path, shards: u32) -> StoreConfig {
-    StoreConfig { path: dir.to_path_buf(), shards, ..StoreConfig::default() }
+    StoreConfig { path: dir.to_path_buf(), shards, journal_bytes: 128 * 1024, ..StoreConfig::default() }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -463,5 +465,6 @@ fn a_restore_into_an_existing_directory_builds_in_place_and_marked() {
 
 mod full_disk;
 mod io_errors;
+mod journal;
 mod power_cut;
 mod restore_fuzz;

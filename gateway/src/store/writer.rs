@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use redb::{Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
+use super::apply::{self, Transformed};
+use super::journal::{Entry, Journal};
 use super::record::{State, TriggerMeta};
-use super::tables::{self, Deltas, PER_TRIGGER_OVERHEAD, Tables};
-use super::{Change, Inserted, NewTrigger, Shard, StoreError, io_err, open_database_in};
+use super::tables::{self, Deltas, Tables};
+use super::{Change, Inserted, NewTrigger, Shard, StoreError, io_err, open_shard};
 use crate::config::StoreConfig;
 use crate::id::TriggerId;
 
@@ -69,6 +71,8 @@ pub(crate) struct Writer {
     next_sweep: Instant,
     next_reopen: Instant,
     changes: Arc<super::changes::Announcer>,
+    /// `None` after a failed append, until the shard is reopened.
+    journal: Option<Journal>,
 }
 
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -82,9 +86,10 @@ impl Writer {
         config: StoreConfig,
         metrics: Arc<crate::telemetry::Metrics>,
         changes: Arc<super::changes::Announcer>,
+        journal: Journal,
     ) -> Writer {
         let now = Instant::now();
-        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now, changes }
+        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now, changes, journal: Some(journal) }
     }
 
     /// Runs until every sender is dropped and the queue is empty.
@@ -114,6 +119,16 @@ impl Writer {
                 }
             }
             self.commit_batch(batch);
+        }
+        #[cfg(test)]
+        if self.shard.skip_final_checkpoint.load(Ordering::Relaxed) {
+            return;
+        }
+        // A clean stop leaves nothing to replay.
+        if self.shard.writable.load(Ordering::Relaxed)
+            && let Err(e) = self.checkpoint()
+        {
+            tracing::warn!(shard = self.shard.index, error = %e, "final store checkpoint failed; the journal is replayed at the next start");
         }
         tracing::debug!(shard = self.shard.index, "store writer stopped");
     }
@@ -173,10 +188,9 @@ impl Writer {
             Ok(t) => t,
             Err(e) => return Err((placeholders(batch), io_err(e))),
         };
-        if let Err(e) = txn.set_durability(Durability::Immediate) {
-            return Err((placeholders(batch), StoreError::Io(e.to_string())));
-        }
         let mut deltas = Deltas::default();
+        // What the batch changed, as its journal record.
+        let mut entries = Vec::new();
         // Idempotency keys are stamped and expired by Weir's clock: a step of the
         // system clock forgets none (see `clock.rs`).
         let now_ms = super::clock::now_ms();
@@ -188,7 +202,7 @@ impl Writer {
         while let Some(cmd) = iter.next() {
             let result = match cmd {
                 Command::Insert { trigger, reply } => {
-                    let r = self.insert(&mut tables, trigger, now_ms, &mut deltas);
+                    let r = self.insert(&mut tables, trigger, now_ms, &mut deltas, &mut entries);
                     match r {
                         Err(e) if !is_logical(&e) => {
                             done.push(Done::Insert(reply, Err(StoreError::Io(String::new()))));
@@ -201,7 +215,7 @@ impl Writer {
                     }
                 }
                 Command::Update { id, change, reply } => {
-                    let r = update(&mut tables, id, change, &mut deltas);
+                    let r = update(&mut tables, id, change, &mut deltas, &mut entries);
                     match r {
                         Err(e) if !is_logical(&e) => {
                             done.push(Done::Update(reply, Err(StoreError::Io(String::new()))));
@@ -221,9 +235,11 @@ impl Writer {
         }
         if Instant::now() >= self.next_sweep {
             self.next_sweep = Instant::now() + SWEEP_EVERY;
-            if let Err(e) = sweep_idempotency(&mut tables, now_ms.saturating_sub(self.config.idempotency_window_secs * 1000)) {
+            let cutoff_ms = now_ms.saturating_sub(self.config.idempotency_window_secs * 1000);
+            if let Err(e) = apply::sweep_idempotency(&mut tables, cutoff_ms, SWEEP_MAX) {
                 return Err((done, e));
             }
+            Entry::Sweep { cutoff_ms, max: SWEEP_MAX as u32 }.encode(&mut entries);
         }
         drop(tables);
         if let Err(e) = deltas.write(&txn) {
@@ -234,50 +250,92 @@ impl Writer {
             // Dropping the transaction aborts it, as a failed commit leaves nothing.
             return Err((done, StoreError::Io("injected commit failure".into())));
         }
-        match txn.commit() {
-            Ok(()) => Ok((done, deltas)),
-            Err(e) => Err((done, io_err(e))),
+        match self.make_durable(&mut txn, &entries) {
+            Ok(checkpoint) => match txn.commit() {
+                Ok(()) => {
+                    if let (Some(epoch), Some(journal)) = (checkpoint, self.journal.as_mut()) {
+                        journal.restart(epoch);
+                    }
+                    Ok((done, deltas))
+                }
+                Err(e) => Err((done, io_err(e))),
+            },
+            // Dropping the transaction aborts it: nothing of the batch is stored.
+            Err(e) => Err((done, e)),
         }
     }
 
-    fn insert(&self, tables: &mut Tables<'_>, t: NewTrigger, now_ms: u64, deltas: &mut Deltas) -> Result<Inserted, StoreError> {
+    /// Makes the batch in `txn` durable before it is committed: appends its
+    /// entries to the journal and syncs them, or, when they do not fit, turns
+    /// the commit into a checkpoint. Returns the epoch a checkpoint starts.
+    fn make_durable(&mut self, txn: &mut redb::WriteTransaction, entries: &[u8]) -> Result<Option<u64>, StoreError> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(StoreError::Unavailable("the store journal failed and is being reopened".into()));
+        };
+        let set_durability = |txn: &mut redb::WriteTransaction, d| txn.set_durability(d).map_err(|e| StoreError::Io(e.to_string()));
+        if !journal.fits(entries.len()) {
+            set_durability(txn, Durability::Immediate)?;
+            let epoch = journal.epoch() + 1;
+            tables::set_journal_position(txn, epoch, 0)?;
+            self.metrics.checkpoint();
+            return Ok(Some(epoch));
+        }
+        set_durability(txn, Durability::None)?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        tables::set_journal_position(txn, journal.epoch(), journal.next_seq())?;
+        if let Err(e) = journal.append(entries) {
+            // After a failed sync the handle's cached pages cannot be trusted
+            // (fsyncgate): the shard is reopened, which reopens the journal.
+            self.journal = None;
+            return Err(StoreError::Io(format!("journal append failed: {e}")));
+        }
+        Ok(None)
+    }
+
+    /// Commits durably at the start of the next journal epoch: afterwards
+    /// the journal holds nothing to replay.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let db = self.shard.database()?;
+        let Some(journal) = self.journal.as_mut() else { return Ok(()) };
+        let mut txn = db.begin_write().map_err(io_err)?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+        let epoch = journal.epoch() + 1;
+        tables::set_journal_position(&txn, epoch, 0)?;
+        txn.commit().map_err(io_err)?;
+        journal.restart(epoch);
+        Ok(())
+    }
+
+    fn insert(
+        &self,
+        tables: &mut Tables<'_>,
+        t: NewTrigger,
+        now_ms: u64,
+        deltas: &mut Deltas,
+        entries: &mut Vec<u8>,
+    ) -> Result<Inserted, StoreError> {
         let id = t.id.as_u128();
-        let mut expired: Option<(u64, u128)> = None;
         if let Some(key) = &t.meta.idempotency_key {
             let seen = tables.idempotency.get((t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
-            if let Some((old_id, first_ms)) = seen {
-                if first_ms + self.config.idempotency_window_secs * 1000 > now_ms {
-                    let state = existing_state(tables, old_id)?.unwrap_or(t.meta.state);
-                    return Ok(Inserted { id: TriggerId::from_u128(old_id), duplicate: true, state, batch: 0 });
-                }
-                expired = Some((first_ms, old_id));
+            if let Some((old_id, first_ms)) = seen
+                && first_ms + self.config.idempotency_window_secs * 1000 > now_ms
+            {
+                let state = existing_state(tables, old_id)?.unwrap_or(t.meta.state);
+                return Ok(Inserted { id: TriggerId::from_u128(old_id), duplicate: true, state, batch: 0 });
             }
         }
         let record = t.meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let cost = record.len() as u64 + t.body.len() as u64 + t.transformed.as_ref().map_or(0, |b| b.len() as u64) + PER_TRIGGER_OVERHEAD;
+        let transformed = t.transformed.as_deref();
+        let cost = apply::insert_cost(&record, &t.body, transformed);
         // Checked before anything is written, so a refused trigger leaves no trace.
         let used = self.budget.used().saturating_add_signed(deltas.bytes);
         if used + cost > self.budget.limit {
             return Err(StoreError::Full { used, budget: self.budget.limit });
         }
-        if let Some(key) = &t.meta.idempotency_key {
-            if let Some(old) = expired {
-                tables.idem_expiry.remove(old).map_err(io_err)?;
-            }
-            tables.idem_expiry.insert((now_ms, id), (t.meta.tenant.as_str(), key.as_str())).map_err(io_err)?;
-            tables.idempotency.insert((t.meta.tenant.as_str(), key.as_str()), (id, now_ms)).map_err(io_err)?;
-        }
-        tables.triggers.insert(id, record.as_slice()).map_err(io_err)?;
-        tables.bodies.insert(id, t.body.as_ref()).map_err(io_err)?;
-        if let Some(tb) = &t.transformed {
-            tables.transformed.insert(id, tb.as_ref()).map_err(io_err)?;
-        }
-        tables.index_state(&t.meta.tenant, id, None, Some(t.meta.state))?;
-        deltas.state(&t.meta.tenant, t.meta.state, 1);
-        if t.meta.state == State::Pending {
-            deltas.became_pending(&t.meta.tenant, id);
-        }
-        deltas.bytes += cost as i64;
+        apply::insert(tables, id, &t.meta, &record, &t.body, transformed, now_ms, deltas)?;
+        Entry::Insert { id, now_ms, record: &record, body: &t.body, transformed }.encode(entries);
         Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state, batch: 0 })
     }
 
@@ -323,9 +381,9 @@ impl Writer {
                 }
             }
         }
-        match open_database_in(&self.shard.files, &self.shard.path, self.config.cache_mb).and_then(|db| tables::init(&db).map(|c| (db, c)))
-        {
-            Ok((db, (counts, used, tenant_pending))) => {
+        match open_shard(&self.shard.files, &self.shard.path, &self.config) {
+            Ok((db, journal, (counts, used, tenant_pending))) => {
+                self.journal = Some(journal);
                 for (slot, c) in self.shard.counts.iter().zip(counts) {
                     slot.store(c, Ordering::Relaxed);
                 }
@@ -344,14 +402,13 @@ impl Writer {
     }
 }
 
-fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut Deltas) -> Result<bool, StoreError> {
+fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut Deltas, entries: &mut Vec<u8>) -> Result<bool, StoreError> {
     let key = id.as_u128();
-    let Some(old) = tables.triggers.get(key).map_err(io_err)?.map(|v| v.value().to_vec()) else { return Ok(false) };
-    let mut meta = TriggerMeta::decode(&old).map_err(|source| StoreError::Corrupt { id, source })?;
-    let old_state = meta.state;
-    deltas.state(&meta.tenant, old_state, -1);
+    let Some((old, old_len)) = apply::read(tables, id)? else { return Ok(false) };
+    let encode = |meta: &TriggerMeta| meta.encode().map_err(|e| StoreError::Invalid(e.to_string()));
     match change {
         Change::SetState { state, attempt, note } => {
+            let mut meta = old.clone();
             meta.state = state;
             if let Some(a) = attempt {
                 meta.attempts.push(a);
@@ -359,41 +416,25 @@ fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut D
             if note.is_some() {
                 meta.note = note;
             }
-            let record = meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
-            tables.triggers.insert(key, record.as_slice()).map_err(io_err)?;
-            tables.index_state(&meta.tenant, key, Some(old_state), Some(state))?;
-            deltas.state(&meta.tenant, state, 1);
-            if state == State::Pending && old_state != State::Pending {
-                deltas.became_pending(&meta.tenant, key);
-            }
-            deltas.bytes += record.len() as i64 - old.len() as i64;
+            let record = encode(&meta)?;
+            apply::put(tables, key, (&old, old_len), &meta, &record, Transformed::Keep, deltas)?;
+            Entry::Put { id: key, record: &record, transformed: Transformed::Keep }.encode(entries);
         }
         Change::Replace { meta: new_meta, transformed } => {
-            let mut new_meta = *new_meta;
+            let mut meta = *new_meta;
             // Identity and the raw body are immutable; only the rest is replaced.
-            new_meta.tenant = meta.tenant.clone();
-            new_meta.received_at_ms = meta.received_at_ms;
-            new_meta.body_len = meta.body_len;
-            new_meta.has_transformed = transformed.is_some();
-            let record = new_meta.encode().map_err(|e| StoreError::Invalid(e.to_string()))?;
-            tables.triggers.insert(key, record.as_slice()).map_err(io_err)?;
-            tables.index_state(&meta.tenant, key, Some(old_state), Some(new_meta.state))?;
-            let old_t = match &transformed {
-                Some(t) => tables.transformed.insert(key, t.as_slice()).map_err(io_err)?.map_or(0, |b| b.value().len()),
-                None => tables.transformed.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len()),
-            };
-            deltas.state(&meta.tenant, new_meta.state, 1);
-            if new_meta.state == State::Pending && old_state != State::Pending {
-                deltas.became_pending(&meta.tenant, key);
-            }
-            deltas.bytes += record.len() as i64 - old.len() as i64 + transformed.as_ref().map_or(0, |t| t.len()) as i64 - old_t as i64;
+            meta.tenant = old.tenant.clone();
+            meta.received_at_ms = old.received_at_ms;
+            meta.body_len = old.body_len;
+            meta.has_transformed = transformed.is_some();
+            let record = encode(&meta)?;
+            let transformed = transformed.as_deref().map_or(Transformed::Remove, Transformed::Set);
+            apply::put(tables, key, (&old, old_len), &meta, &record, transformed, deltas)?;
+            Entry::Put { id: key, record: &record, transformed }.encode(entries);
         }
         Change::Delete => {
-            tables.triggers.remove(key).map_err(io_err)?;
-            tables.index_state(&meta.tenant, key, Some(old_state), None)?;
-            let body = tables.bodies.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
-            let transformed = tables.transformed.remove(key).map_err(io_err)?.map_or(0, |b| b.value().len());
-            deltas.bytes -= (old.len() + body + transformed) as i64 + PER_TRIGGER_OVERHEAD as i64;
+            apply::delete(tables, key, (&old, old_len), deltas)?;
+            Entry::Delete { id: key }.encode(entries);
         }
     }
     Ok(true)
@@ -402,24 +443,6 @@ fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut D
 fn existing_state(tables: &Tables<'_>, id: u128) -> Result<Option<State>, StoreError> {
     let raw = tables.triggers.get(id).map_err(io_err)?;
     Ok(raw.and_then(|r| TriggerMeta::decode(r.value()).ok()).map(|m| m.state))
-}
-
-/// Forgets idempotency keys first seen before `cutoff_ms`, a bounded number per batch.
-fn sweep_idempotency(tables: &mut Tables<'_>, cutoff_ms: u64) -> Result<(), StoreError> {
-    let mut old = Vec::new();
-    for entry in tables.idem_expiry.range((0, 0)..(cutoff_ms, 0)).map_err(io_err)?.take(SWEEP_MAX) {
-        let (k, v) = entry.map_err(io_err)?;
-        let (tenant, key) = v.value();
-        old.push((k.value(), tenant.to_string(), key.to_string()));
-    }
-    for ((first_ms, id), tenant, key) in old {
-        tables.idem_expiry.remove((first_ms, id)).map_err(io_err)?;
-        let current = tables.idempotency.get((tenant.as_str(), key.as_str())).map_err(io_err)?.map(|v| v.value());
-        if current == Some((id, first_ms)) {
-            tables.idempotency.remove((tenant.as_str(), key.as_str())).map_err(io_err)?;
-        }
-    }
-    Ok(())
 }
 
 /// Errors that concern one command only; the transaction is still sound.

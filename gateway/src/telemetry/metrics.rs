@@ -63,6 +63,11 @@ pub const CATALOGUE: &[(&str, Type, &str)] = &[
     ),
     ("weir_commit_batch_size", Type::Histogram, "Triggers per group commit."),
     ("weir_commit_duration_seconds", Type::Histogram, "Group commit time including fsync."),
+    (
+        "weir_store_checkpoints_total",
+        Type::Counter,
+        "Group commits made durable in redb itself, after which the store journal starts over.",
+    ),
     ("weir_forward_attempts_total", Type::Counter, "Delivery attempts by upstream and outcome (delivered, retry, dead)."),
     ("weir_fleet_updates_total", Type::Counter, "Fleet control values by kind (tenant, pause, plugin) and result (applied, rejected)."),
     ("weir_delivered_total", Type::Counter, "Triggers delivered."),
@@ -127,6 +132,7 @@ pub struct Metrics {
     plugin_slow_lane: Counter<u64>,
     commit_batch: Histogram<f64>,
     commit_seconds: Histogram<f64>,
+    checkpoints: Counter<u64>,
     forward_attempts: Counter<u64>,
     fleet_updates: Counter<u64>,
     delivered: Counter<u64>,
@@ -224,6 +230,7 @@ impl Metrics {
             plugin_slow_lane: counter(&meter, "weir_plugin_slow_lane_total"),
             commit_batch: histogram(&meter, "weir_commit_batch_size", BATCH),
             commit_seconds: histogram(&meter, "weir_commit_duration_seconds", LATENCY),
+            checkpoints: total(&meter, "weir_store_checkpoints_total"),
             forward_attempts: counter(&meter, "weir_forward_attempts_total"),
             fleet_updates: counter(&meter, "weir_fleet_updates_total"),
             delivered: total(&meter, "weir_delivered_total"),
@@ -267,6 +274,11 @@ impl Metrics {
         if let Some(kind) = failure {
             self.plugin_failures.add(1, &[t, kv("kind", kind)]);
         }
+    }
+
+    /// A group commit was a checkpoint (see `store/journal.rs`).
+    pub fn checkpoint(&self) {
+        self.checkpoints.add(1, &[]);
     }
 
     /// One group commit of `batch` triggers that took `elapsed`, fsync included.
