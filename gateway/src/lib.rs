@@ -17,6 +17,7 @@ pub mod http;
 pub mod id;
 pub mod ingest;
 pub mod plugin;
+mod priority;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -553,3 +553,42 @@ async fn a_plugins_headers_and_route_reach_the_routes_upstream() {
     assert_eq!(s["upstreams"][1]["url"], pushes.url());
     gw.stop().await;
 }
+
+/// The threads of process `pid`: (name, nice value), from /proc.
+fn threads_of(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?.trim().to_string();
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // Fields from the third (state) on; nice is the 19th field overall.
+            let nice = stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+/// In the real binary, deliveries run on a thread of their own at nice 10,
+/// so during a drain they take the CPU that ingest leaves over; the
+/// workers that serve ingest stay at normal priority.
+#[tokio::test]
+async fn the_binary_forwards_on_a_background_priority_thread_beside_normal_priority_ingest() {
+    let up = Upstream::start(Mode::Ok).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    // The [forward] table must come before [[tenants]]: put it first.
+    let text = format!("\n[forward]\nupstreams = [\"{}\"]\n{}", up.url(), crate::support::config_toml(&dir.path().join("data"), ""));
+    std::fs::write(&config, text).expect("write config");
+    let weir = crate::support::WeirProcess::start(&config);
+    let r = Client::new().post(&format!("http://{}/ingest/acme/src", weir.ingest), &[], "{}".to_string()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    up.wait_until(Duration::from_secs(30), |r| r.len() == 1).await;
+    let threads = threads_of(weir.child.id());
+    let forward: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("weir-forward")).collect();
+    assert!(!forward.is_empty(), "no forwarding thread in {threads:?}");
+    assert!(forward.iter().all(|(_, nice)| *nice == 10), "forwarding threads {forward:?}");
+    let workers: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("tokio-r")).collect();
+    assert!(!workers.is_empty(), "no tokio worker in {threads:?}");
+    assert!(workers.iter().all(|(_, nice)| *nice == 0), "ingest workers {workers:?}");
+}

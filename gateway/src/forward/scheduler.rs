@@ -7,6 +7,7 @@
 //! state; the rest of the gateway talks to it through [`Forwarder`].
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -146,7 +147,7 @@ impl Forwarder {
             done_rx,
             shutdown: shutdown.clone(),
         };
-        let task = tokio::spawn(scheduler.run(changes, control_rx, shutdown));
+        let task = spawn_in_background(scheduler.run(changes, control_rx, shutdown))?;
         Ok((Forwarder { control, status }, task))
     }
 
@@ -169,6 +170,28 @@ impl Forwarder {
         self.control.send(make(tx)).await.map_err(|_| ForwardError::Stopped)?;
         rx.await.map_err(|_| ForwardError::Stopped)?
     }
+}
+
+/// Runs the scheduler, and every attempt it spawns, on a thread of its own at
+/// background priority (`crate::priority`): during a drain, deliveries take
+/// the CPU that ingest leaves over instead of queueing ingest's requests
+/// behind them on the same workers (BENCHMARKS.md, "drain"). The returned
+/// handle ends when the scheduler has returned. On a current-thread runtime
+/// (tests that pause tokio's clock) it stays a task of that runtime.
+fn spawn_in_background(run: impl Future<Output = ()> + Send + 'static) -> Result<tokio::task::JoinHandle<()>, ForwardError> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        return Ok(tokio::spawn(run));
+    }
+    let runtime = crate::priority::BackgroundRuntime::start("weir-forward", 1)
+        .map_err(|e| ForwardError::Config(format!("cannot start the forwarding thread: {e}")))?;
+    let Some(handle) = runtime.handle() else { return Ok(tokio::spawn(run)) };
+    let scheduler = handle.spawn(run);
+    Ok(tokio::spawn(async move {
+        let _ = scheduler.await;
+        // Attempts still running were waited for by the scheduler; anything
+        // else on that runtime ends with it.
+        drop(runtime);
+    }))
 }
 
 /// The scheduler's one clock read per turn (tokio's, so a paused test clock applies).

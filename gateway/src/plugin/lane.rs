@@ -17,58 +17,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use super::PluginError;
+use crate::priority::BackgroundRuntime;
 
 /// Threads of the slow lane. One, not one per core: with two lane threads
 /// spinning, every wake-up of a request on this 2-core machine had to preempt
 /// one of them and the good tenant's p99 under a spinning attack was 20-100x
 /// its baseline; with one, a core is always free of plugin work (2.4-3.1x).
 const THREADS: usize = 1;
-/// Their nice value. Not 19: at 19 (weight 15 against 1024) a legitimate
-/// 5 ms plugin on a saturated machine would get ~1.5 % of a core and end at
-/// its 200 ms wall-clock cap; at 10 (weight 110) it gets ~10 % and finishes
-/// in ~50 ms, while a hostile one still takes at most ~10 % from requests.
-const NICE: libc::c_int = 10;
-
-/// A tokio runtime on low-priority threads; shut down (without waiting) on drop.
+/// A tokio runtime on low-priority threads (`crate::priority`); shut down
+/// (without waiting) on drop.
 pub struct SlowLane {
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: BackgroundRuntime,
 }
 
 impl SlowLane {
     pub fn start() -> Result<SlowLane, PluginError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(THREADS)
-            .thread_name("weir-plugin-slow")
-            .on_thread_start(lower_priority)
-            .enable_time()
-            .build()
+        let runtime = BackgroundRuntime::start("weir-plugin-slow", THREADS)
             .map_err(|e| PluginError::Engine(format!("cannot start the plugin slow lane: {e}")))?;
-        Ok(SlowLane { runtime: Some(runtime) })
+        Ok(SlowLane { runtime })
     }
 
     fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|r| r.handle())
-    }
-}
-
-impl Drop for SlowLane {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which an async context forbids; calls
-        // still on the lane are dropped (their requests are gone by now).
-        if let Some(r) = self.runtime.take() {
-            r.shutdown_background();
-        }
-    }
-}
-
-/// Lowers the calling thread's priority (on Linux `setpriority` with who = 0
-/// applies to the calling thread only).
-fn lower_priority() {
-    // SAFETY: setpriority takes plain integers; failure only leaves the
-    // thread at normal priority.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
-    if rc != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the plugin slow lane's priority");
+        self.runtime.handle()
     }
 }
 
