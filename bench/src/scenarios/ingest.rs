@@ -4,8 +4,9 @@
 //! Per run, interleaved: bare, then each Weir tenant, closed loop at the
 //! configured connections. Then an open loop at half of the first tenant's
 //! median maximum, bare and Weir again, with a fresh fsync probe per run (the
-//! disk drifts between a fast and a slow regime, see MACHINE.md), so the p99
-//! goal is judged against the fsync latency of the same minutes.
+//! disk drifts between a fast and a slow regime, see MACHINE.md), reported
+//! beside the p99 goal (issue 19: ≤ 5 ms, p99.9 reported) so a slow regime
+//! shows.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -41,12 +42,12 @@ impl Flavor {
     fn variants(self, p: &Plugins) -> Vec<(&'static str, Tenant, Option<f64>)> {
         match self {
             Flavor::Passthrough => vec![
-                ("weir passthrough", Tenant::with_plugin("pass", &p.path("passthrough")), Some(0.6)),
-                ("weir no plugin", Tenant::plain("plain"), None),
+                ("weir passthrough", Tenant::with_plugin("pass", &p.path("passthrough")), Some(0.4)),
+                ("weir no plugin", Tenant::plain("plain"), Some(0.5)),
             ],
             Flavor::Hmac => vec![
-                ("weir hmac-verify", Tenant::with_plugin("hmac", &p.path("hmac_verify")).config("secret", SECRET), Some(0.5)),
-                ("weir json-transform", Tenant::with_plugin("json", &p.path("json_transform")), Some(0.5)),
+                ("weir hmac-verify", Tenant::with_plugin("hmac", &p.path("hmac_verify")).config("secret", SECRET), Some(0.35)),
+                ("weir json-transform", Tenant::with_plugin("json", &p.path("json_transform")), None),
             ],
         }
     }
@@ -142,7 +143,7 @@ async fn open_loop(
     // Throughput in an open loop is the offered rate; keep it to show it was met.
     let mut out = vec![fsync_p50, fsync_p99];
     for m in [bare_m, weir_m] {
-        out.extend([m.throughput, m.p50, m.p99]);
+        out.extend([m.throughput, m.p50, m.p99, m.p999]);
     }
     Ok((out, p99s))
 }
@@ -153,10 +154,14 @@ fn goals(report: &mut Report, variants: &[(&str, Tenant, Option<f64>)], weir: &[
             report.goal(format!("{label} max throughput ≥ {g} × bare"), ratio_text(r), Some(r >= *g));
         }
     }
-    let Some(weir_p99) = open.last() else { return };
-    let limit = 2.0 * median(&fsync_p99) + 1.0;
+    // The open-loop figures end with weir's p99 and p99.9 (issue 19: p99 ≤ 5 ms, p99.9 reported).
+    let Some(weir_p99) = open.iter().rev().nth(1) else { return };
     let p99 = weir_p99.median();
-    report.goal(format!("{} ≤ 2 × fsync p99 + 1 ms = {limit:.2} ms", weir_p99.name), format!("{p99:.2} ms"), Some(p99 <= limit));
+    report.goal(
+        format!("{} ≤ 5 ms (fsync p99 in the same minutes: {:.2} ms)", weir_p99.name, median(&fsync_p99)),
+        format!("{p99:.2} ms"),
+        Some(p99 <= 5.0),
+    );
 }
 
 /// One request; anything but 202 means the setup is wrong, so stop early.

@@ -266,6 +266,7 @@ pub struct LoadMetrics {
     pub throughput: Metric,
     pub p50: Metric,
     pub p99: Metric,
+    pub p999: Metric,
 }
 
 impl LoadMetrics {
@@ -274,6 +275,7 @@ impl LoadMetrics {
             throughput: Metric::new(format!("{label}: throughput"), Unit::PerSec),
             p50: Metric::new(format!("{label}: p50"), Unit::Millis),
             p99: Metric::new(format!("{label}: p99"), Unit::Millis),
+            p999: Metric::new(format!("{label}: p99.9"), Unit::Millis),
         }
     }
 
@@ -281,6 +283,7 @@ impl LoadMetrics {
         self.throughput.samples.push(o.throughput());
         self.p50.samples.push(o.quantile_ms(0.50));
         self.p99.samples.push(o.quantile_ms(0.99));
+        self.p999.samples.push(o.quantile_ms(0.999));
     }
 
     /// Sets per-run ratios of throughput to the paired bare runs.
@@ -293,6 +296,7 @@ impl LoadMetrics {
         report.push(self.throughput);
         report.push(self.p50);
         report.push(self.p99);
+        report.push(self.p999);
     }
 }
 

@@ -4,9 +4,11 @@
 //! batch (about twenty page writes, the freed-page bookkeeping, checksums,
 //! an fdatasync); a non-durable one costs ~50 µs. So the writer commits each
 //! batch to redb without durability, after appending what the batch changed
-//! to this journal with one write and one fdatasync. Every so often (when the
-//! journal is full) a batch is committed durably instead: a checkpoint, after
-//! which the journal starts over.
+//! to this journal with one write and one fdatasync. Every so often (the
+//! journal is full, or holds enough records that the checkpoint would stall
+//! the writer long, or it holds a few and nothing is queued: see `writer.rs`)
+//! a batch is committed durably instead: a checkpoint, after which the
+//! journal starts over.
 //!
 //! The order within a batch is: apply to a redb transaction, append the
 //! journal record and fdatasync it, then commit the transaction. So nothing
@@ -87,6 +89,11 @@ impl Journal {
     /// The epoch records are written in now.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Records written since the last checkpoint.
+    pub(crate) fn records(&self) -> u64 {
+        self.seq
     }
 
     /// The sequence number the next record gets.

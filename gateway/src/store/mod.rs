@@ -182,6 +182,9 @@ pub(crate) struct Shard {
     /// Tests: the writer stops without its final checkpoint.
     #[cfg(test)]
     pub(crate) skip_final_checkpoint: AtomicBool,
+    /// Tests: checkpoints only when the journal is full (not by record count, not when idle).
+    #[cfg(test)]
+    pub(crate) checkpoint_only_when_full: AtomicBool,
 }
 
 impl Shard {
@@ -266,6 +269,8 @@ impl Store {
                 fail_commits: std::sync::atomic::AtomicU32::new(0),
                 #[cfg(test)]
                 skip_final_checkpoint: AtomicBool::new(false),
+                #[cfg(test)]
+                checkpoint_only_when_full: AtomicBool::new(false),
             }));
         }
         let store = Store {

@@ -75,6 +75,13 @@ pub(crate) struct Writer {
     journal: Option<Journal>,
 }
 
+/// A checkpoint costs redb ~0.5 ms plus ~40 µs for every non-durable commit
+/// since the last one (its freed-page bookkeeping, deferred; BENCHMARKS.md,
+/// "issue 19"). So journal records, one per commit, bound how long one
+/// checkpoint stalls the writer: at most `MAX_RECORDS` (~5 ms), and
+/// `IDLE_RECORDS` (~1.8 ms) when the queue is empty.
+const MAX_RECORDS: u64 = 128;
+const IDLE_RECORDS: u64 = 32;
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 const SWEEP_MAX: usize = 1000;
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
@@ -98,9 +105,16 @@ impl Writer {
         loop {
             let first = match carry.take() {
                 Some(c) => c,
-                None => match rx.blocking_recv() {
-                    Some(c) => c,
-                    None => break,
+                None => match rx.try_recv() {
+                    Ok(c) => c,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.checkpoint_when_idle();
+                        match rx.blocking_recv() {
+                            Some(c) => c,
+                            None => break,
+                        }
+                    }
                 },
             };
             let mut bytes = first.bytes();
@@ -269,11 +283,12 @@ impl Writer {
     /// entries to the journal and syncs them, or, when they do not fit, turns
     /// the commit into a checkpoint. Returns the epoch a checkpoint starts.
     fn make_durable(&mut self, txn: &mut redb::WriteTransaction, entries: &[u8]) -> Result<Option<u64>, StoreError> {
+        let max_records = self.max_records();
         let Some(journal) = self.journal.as_mut() else {
             return Err(StoreError::Unavailable("the store journal failed and is being reopened".into()));
         };
         let set_durability = |txn: &mut redb::WriteTransaction, d| txn.set_durability(d).map_err(|e| StoreError::Io(e.to_string()));
-        if !journal.fits(entries.len()) {
+        if !journal.fits(entries.len()) || journal.records() >= max_records {
             set_durability(txn, Durability::Immediate)?;
             let epoch = journal.epoch() + 1;
             tables::set_journal_position(txn, epoch, 0)?;
@@ -292,6 +307,38 @@ impl Writer {
             return Err(StoreError::Io(format!("journal append failed: {e}")));
         }
         Ok(None)
+    }
+
+    /// With nothing queued, checkpoints once the journal holds
+    /// [`IDLE_RECORDS`]: what arrives meanwhile waits for a short checkpoint
+    /// instead of a batch meeting a long one later.
+    fn checkpoint_when_idle(&mut self) {
+        let idle_records = if self.max_records() == u64::MAX { u64::MAX } else { IDLE_RECORDS };
+        let due = self.journal.as_ref().is_some_and(|j| j.records() >= idle_records);
+        if !due || !self.shard.writable.load(Ordering::Relaxed) {
+            return;
+        }
+        let started = Instant::now();
+        match self.checkpoint() {
+            Ok(()) => {
+                self.metrics.checkpoint();
+                tracing::trace!(shard = self.shard.index, elapsed_us = started.elapsed().as_micros() as u64, "idle checkpoint");
+            }
+            Err(e) => {
+                // redb refuses writes after a failed commit: the next batch reopens the shard.
+                tracing::error!(shard = self.shard.index, error = %e, "store checkpoint failed; reopening the file");
+                self.shard.writable.store(false, Ordering::Relaxed);
+                self.next_reopen = Instant::now();
+            }
+        }
+    }
+
+    fn max_records(&self) -> u64 {
+        #[cfg(test)]
+        if self.shard.checkpoint_only_when_full.load(Ordering::Relaxed) {
+            return u64::MAX;
+        }
+        MAX_RECORDS
     }
 
     /// Commits durably at the start of the next journal epoch: afterwards

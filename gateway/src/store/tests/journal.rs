@@ -75,6 +75,8 @@ fn setup(journal_bytes: u64) -> (tokio::runtime::Runtime, tempfile::TempDir, Sto
     let cfg = StoreConfig { cache_mb: 4, min_free_bytes: 0, journal_bytes, ..config(dir.path(), 1) };
     let disk = created(&rt, &cfg);
     let store = open_on(&disk, &cfg);
+    // Checkpoints happen where each test says: when the journal is full.
+    store.inner.shards[0].checkpoint_only_when_full.store(true, std::sync::atomic::Ordering::Relaxed);
     (rt, dir, cfg, disk, store)
 }
 
@@ -86,12 +88,8 @@ fn epoch(store: &Store) -> u64 {
 
 #[test]
 fn commits_only_the_journal_made_durable_survive_a_power_cut_and_replay_once() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
     // A journal far larger than the workload: no checkpoint before the cut.
-    let cfg = StoreConfig { cache_mb: 4, min_free_bytes: 0, journal_bytes: 4 << 20, ..config(dir.path(), 1) };
-    let disk = created(&rt, &cfg);
-    let store = open_on(&disk, &cfg);
+    let (rt, _dir, cfg, disk, store) = setup(4 << 20);
     let first = epoch(&store);
     let want = rt.block_on(workload(&store, 120));
     disk.cut_power(Loss::All);
@@ -135,6 +133,35 @@ fn a_full_journal_is_checkpointed_and_a_cut_after_replays_only_the_new_epoch() {
     let now = epoch(&store);
     assert!(now >= first + 3, "checkpoints: epoch {first} → {now}");
     disk.cut_power(Loss::Reordered { seed: 7 });
+    drop(store);
+    disk.power_on();
+    let store = open_on(&disk, &cfg);
+    rt.block_on(assert_holds(&store, &want));
+    rt.block_on(store.close());
+}
+
+#[test]
+fn an_idle_writer_checkpoints_a_short_journal_and_a_cut_after_replays_the_rest() {
+    let (rt, _dir, cfg, disk, store) = setup(4 << 20);
+    store.inner.shards[0].checkpoint_only_when_full.store(false, std::sync::atomic::Ordering::Relaxed);
+    let first = epoch(&store);
+    let mut want = Vec::new();
+    let mut insert = |i: usize| {
+        let body = format!("lone {i}").into_bytes();
+        let id = rt.block_on(store.insert(trigger(&store, "t0", None, &body, State::Pending))).expect("insert").id;
+        want.push((id, View::Present { state: State::Pending, body, transformed: None, attempts: 0 }));
+    };
+    // 40 records, far from a full journal; then nothing is queued, so the
+    // writer checkpoints before it waits (an event to wait for, not a time).
+    (0..40).for_each(&mut insert);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while epoch(&store) == first {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint of an idle writer with 40 journal records");
+        std::thread::yield_now();
+    }
+    // These are only in the journal when the power goes.
+    (40..50).for_each(&mut insert);
+    disk.cut_power(Loss::All);
     drop(store);
     disk.power_on();
     let store = open_on(&disk, &cfg);
