@@ -60,6 +60,10 @@ struct Cli {
     /// each transport of `drain-jetstream` (default 100,000; 2,000 with --quick).
     #[arg(long)]
     triggers: Option<u64>,
+    /// `ingest`, `ingest-hmac`: store this many triggers (held: nothing is forwarded) before measuring,
+    /// to see whether a large store erodes the figures (issue 19 asks for 0 and 10,000,000).
+    #[arg(long, value_name = "N")]
+    prefill: Option<u64>,
     /// A `[store]` setting every weir of the run gets, e.g. `--store journal_bytes=16777216` (repeatable).
     #[arg(long = "store", value_name = "KEY=VALUE")]
     store: Vec<String>,
@@ -125,6 +129,7 @@ fn context(cli: &Cli, need_weir: bool) -> anyhow::Result<Ctx> {
         warmup: Duration::from_secs_f64(warmup),
         duration: Duration::from_secs_f64(duration),
         triggers: cli.triggers,
+        prefill: cli.prefill,
         before: cli.before.clone(),
         weir: if need_weir { Some(weir::locate(cli.weir.clone())?) } else { None },
     })

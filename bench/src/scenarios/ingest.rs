@@ -82,6 +82,14 @@ pub async fn run(ctx: &Ctx, flavor: Flavor) -> anyhow::Result<Report> {
         ),
     );
 
+    if let Some(n) = ctx.prefill.filter(|n| *n > 0) {
+        eprintln!("  {}: storing {n} triggers before measuring", flavor.name());
+        let t = targets.last().context("no weir tenant")?;
+        let filled = super::fill(ctx, t, n, &mut report).await?;
+        report.push(Metric::with_samples("prefill: triggers stored before the runs", Unit::Count, vec![n as f64]));
+        report.push(Metric::with_samples("prefill: rate (closed loop, growing store)", Unit::PerSec, vec![filled.throughput()]));
+    }
+
     let mut bare_m = LoadMetrics::new("bare hyper 202");
     let mut weir_m: Vec<LoadMetrics> = variants.iter().map(|(label, _, _)| LoadMetrics::new(label)).collect();
     for run in 0..ctx.runs {

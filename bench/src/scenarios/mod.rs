@@ -108,6 +108,8 @@ pub struct Ctx {
     pub duration: Duration,
     /// Backlog size for `drain` and `restart` (overrides the mode's default).
     pub triggers: Option<u64>,
+    /// `--prefill`: triggers `ingest` stores before it measures.
+    pub prefill: Option<u64>,
     /// The `weir` binary.
     pub weir: Option<PathBuf>,
     /// `--before`: a second binary the `telemetry` scenario measures in the same rounds.
