@@ -78,6 +78,25 @@ impl Drop for Journal {
     }
 }
 
+/// One batch's record as it is built: room for the header, then the
+/// entries, so the bodies are copied once, not again behind a header.
+#[derive(Debug)]
+pub(crate) struct Record(Vec<u8>);
+
+impl Record {
+    pub(crate) fn new() -> Record {
+        Record(vec![0; HEADER])
+    }
+
+    pub(crate) fn push(&mut self, entry: Entry<'_>) {
+        entry.encode(&mut self.0);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.len() == HEADER
+    }
+}
+
 /// What recovery replayed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Replayed {
@@ -101,26 +120,25 @@ impl Journal {
         self.seq + 1
     }
 
-    /// Whether a record with a payload of `len` bytes fits before the end.
-    pub(crate) fn fits(&self, len: usize) -> bool {
-        self.offset + (HEADER + len) as u64 <= self.capacity
+    /// Whether `record` fits before the end.
+    pub(crate) fn fits(&self, record: &Record) -> bool {
+        self.offset + record.0.len() as u64 <= self.capacity
     }
 
-    /// Appends one record and syncs it. The caller commits the transaction
-    /// holding the same changes only when this returned Ok.
-    pub(crate) fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {
+    /// Appends `record` (its header filled in here) and syncs it. The caller
+    /// commits the transaction holding the same changes only when this
+    /// returned Ok.
+    pub(crate) fn append(&mut self, record: &mut Record) -> std::io::Result<()> {
         let seq = self.seq + 1;
-        let mut buf = Vec::with_capacity(HEADER + payload.len());
-        buf.extend_from_slice(&MAGIC);
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(&self.epoch.to_le_bytes());
-        buf.extend_from_slice(&seq.to_le_bytes());
-        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(payload);
+        let buf = &mut record.0;
+        let payload_len = (buf.len() - HEADER) as u32;
+        buf[..4].copy_from_slice(&MAGIC);
+        buf[8..16].copy_from_slice(&self.epoch.to_le_bytes());
+        buf[16..24].copy_from_slice(&seq.to_le_bytes());
+        buf[24..28].copy_from_slice(&payload_len.to_le_bytes());
         let crc = crc32fast::hash(&buf[8..]);
         buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.file.write(self.offset, &buf)?;
+        self.file.write(self.offset, buf)?;
         self.file.sync_data()?;
         self.offset += buf.len() as u64;
         self.seq = seq;
@@ -439,6 +457,13 @@ mod tests {
         Journal { file: Box::new(file), capacity: 4096, epoch, seq: 0, offset: 0 }
     }
 
+    /// A record whose payload is `payload` (not entries: the reader does not decode them).
+    fn raw(payload: &[u8]) -> Record {
+        let mut r = Record::new();
+        r.0.extend_from_slice(payload);
+        r
+    }
+
     fn read_all(file: &dyn StorageBackend, epoch: u64) -> Vec<Vec<u8>> {
         let len = file.len().expect("len");
         let mut r = Records { file, len, offset: 0, epoch, seq: 0 };
@@ -471,7 +496,7 @@ mod tests {
         file.set_len(4096).expect("len");
         let mut j = journal(file, 5);
         for p in [&b"one"[..], b"two", b"three"] {
-            j.append(p).expect("append");
+            j.append(&mut raw(p)).expect("append");
         }
         assert_eq!(read_all(j.file.as_ref(), 5), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
         assert!(read_all(j.file.as_ref(), 4).is_empty(), "another epoch's records are not replayed");
@@ -481,7 +506,7 @@ mod tests {
         assert_eq!(read_all(j.file.as_ref(), 5), vec![b"one".to_vec()]);
         // Records of the next epoch overwrite from the start; the old tail is not read as theirs.
         j.restart(6);
-        j.append(b"new").expect("append");
+        j.append(&mut raw(b"new")).expect("append");
         assert_eq!(read_all(j.file.as_ref(), 6), vec![b"new".to_vec()]);
         assert!(read_all(j.file.as_ref(), 5).is_empty());
     }
@@ -491,9 +516,9 @@ mod tests {
         let file = InMemoryBackend::new();
         file.set_len(4096).expect("len");
         let mut j = journal(file, 1);
-        assert!(j.fits(4096 - HEADER));
-        assert!(!j.fits(4096 - HEADER + 1));
-        j.append(&[1; 100]).expect("append");
-        assert!(!j.fits(4096 - HEADER - 100));
+        assert!(j.fits(&raw(&[0; 4096 - HEADER])));
+        assert!(!j.fits(&raw(&[0; 4096 - HEADER + 1])));
+        j.append(&mut raw(&[1; 100])).expect("append");
+        assert!(!j.fits(&raw(&[0; 4096 - HEADER - 100])));
     }
 }

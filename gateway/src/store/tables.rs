@@ -68,7 +68,7 @@ pub(crate) fn init(db: &Database) -> Result<Loaded, StoreError> {
 pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
     let read = db.begin_read().map_err(io_err)?;
     let counters = read.open_table(COUNTERS).map_err(io_err)?;
-    let get = |name: &str| -> Result<u64, StoreError> { Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0)) };
+    let get = |name: &str| counter(&counters, name);
     let mut counts = [0u64; 4];
     for st in State::ALL {
         counts[st.code() as usize] = get(counter_name(st))?;
@@ -84,12 +84,16 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
     Ok((counts, get(USED_BYTES)?, tenant_pending))
 }
 
+/// A counter's value (0 when it was never written).
+fn counter(counters: &impl ReadableTable<&'static str, u64>, name: &str) -> Result<u64, StoreError> {
+    Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0))
+}
+
 /// The journal position (epoch, last sequence number) `db` holds the changes of.
 pub(crate) fn journal_position(db: &Database) -> Result<(u64, u64), StoreError> {
     let read = db.begin_read().map_err(io_err)?;
     let counters = read.open_table(COUNTERS).map_err(io_err)?;
-    let get = |name: &str| -> Result<u64, StoreError> { Ok(counters.get(name).map_err(io_err)?.map(|v| v.value()).unwrap_or(0)) };
-    Ok((get(JOURNAL_EPOCH)?, get(JOURNAL_SEQ)?))
+    Ok((counter(&counters, JOURNAL_EPOCH)?, counter(&counters, JOURNAL_SEQ)?))
 }
 
 /// Records in `txn` that it holds the journal's changes up to (epoch, seq).

@@ -16,7 +16,7 @@ use redb::{Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{self, Transformed};
-use super::journal::{Entry, Journal};
+use super::journal::{Entry, Journal, Record};
 use super::record::{State, TriggerMeta};
 use super::tables::{self, Deltas, Tables};
 use super::{Change, Inserted, NewTrigger, Shard, StoreError, io_err, open_shard};
@@ -204,7 +204,7 @@ impl Writer {
         };
         let mut deltas = Deltas::default();
         // What the batch changed, as its journal record.
-        let mut entries = Vec::new();
+        let mut entries = Record::new();
         // Idempotency keys are stamped and expired by Weir's clock: a step of the
         // system clock forgets none (see `clock.rs`).
         let now_ms = super::clock::now_ms();
@@ -253,7 +253,7 @@ impl Writer {
             if let Err(e) = apply::sweep_idempotency(&mut tables, cutoff_ms, SWEEP_MAX) {
                 return Err((done, e));
             }
-            Entry::Sweep { cutoff_ms, max: SWEEP_MAX as u32 }.encode(&mut entries);
+            entries.push(Entry::Sweep { cutoff_ms, max: SWEEP_MAX as u32 });
         }
         drop(tables);
         if let Err(e) = deltas.write(&txn) {
@@ -264,7 +264,7 @@ impl Writer {
             // Dropping the transaction aborts it, as a failed commit leaves nothing.
             return Err((done, StoreError::Io("injected commit failure".into())));
         }
-        match self.make_durable(&mut txn, &entries) {
+        match self.make_durable(&mut txn, &mut entries) {
             Ok(checkpoint) => match txn.commit() {
                 Ok(()) => {
                     if let (Some(epoch), Some(journal)) = (checkpoint, self.journal.as_mut()) {
@@ -282,20 +282,16 @@ impl Writer {
     /// Makes the batch in `txn` durable before it is committed: appends its
     /// entries to the journal and syncs them, or, when they do not fit, turns
     /// the commit into a checkpoint. Returns the epoch a checkpoint starts.
-    fn make_durable(&mut self, txn: &mut redb::WriteTransaction, entries: &[u8]) -> Result<Option<u64>, StoreError> {
-        let max_records = self.max_records();
+    fn make_durable(&mut self, txn: &mut redb::WriteTransaction, entries: &mut Record) -> Result<Option<u64>, StoreError> {
+        let (max_records, _) = self.record_bounds();
         let Some(journal) = self.journal.as_mut() else {
             return Err(StoreError::Unavailable("the store journal failed and is being reopened".into()));
         };
-        let set_durability = |txn: &mut redb::WriteTransaction, d| txn.set_durability(d).map_err(|e| StoreError::Io(e.to_string()));
-        if !journal.fits(entries.len()) || journal.records() >= max_records {
-            set_durability(txn, Durability::Immediate)?;
-            let epoch = journal.epoch() + 1;
-            tables::set_journal_position(txn, epoch, 0)?;
+        if !journal.fits(entries) || journal.records() >= max_records {
             self.metrics.checkpoint();
-            return Ok(Some(epoch));
+            return start_checkpoint(txn, journal).map(Some);
         }
-        set_durability(txn, Durability::None)?;
+        txn.set_durability(Durability::None).map_err(|e| StoreError::Io(e.to_string()))?;
         if entries.is_empty() {
             return Ok(None);
         }
@@ -313,7 +309,7 @@ impl Writer {
     /// [`IDLE_RECORDS`]: what arrives meanwhile waits for a short checkpoint
     /// instead of a batch meeting a long one later.
     fn checkpoint_when_idle(&mut self) {
-        let idle_records = if self.max_records() == u64::MAX { u64::MAX } else { IDLE_RECORDS };
+        let (_, idle_records) = self.record_bounds();
         let due = self.journal.as_ref().is_some_and(|j| j.records() >= idle_records);
         if !due || !self.shard.writable.load(Ordering::Relaxed) {
             return;
@@ -333,12 +329,13 @@ impl Writer {
         }
     }
 
-    fn max_records(&self) -> u64 {
+    /// Journal records at which to checkpoint: (always, when idle).
+    fn record_bounds(&self) -> (u64, u64) {
         #[cfg(test)]
         if self.shard.checkpoint_only_when_full.load(Ordering::Relaxed) {
-            return u64::MAX;
+            return (u64::MAX, u64::MAX);
         }
-        MAX_RECORDS
+        (MAX_RECORDS, IDLE_RECORDS)
     }
 
     /// Commits durably at the start of the next journal epoch: afterwards
@@ -347,9 +344,7 @@ impl Writer {
         let db = self.shard.database()?;
         let Some(journal) = self.journal.as_mut() else { return Ok(()) };
         let mut txn = db.begin_write().map_err(io_err)?;
-        txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
-        let epoch = journal.epoch() + 1;
-        tables::set_journal_position(&txn, epoch, 0)?;
+        let epoch = start_checkpoint(&mut txn, journal)?;
         txn.commit().map_err(io_err)?;
         journal.restart(epoch);
         Ok(())
@@ -361,7 +356,7 @@ impl Writer {
         t: NewTrigger,
         now_ms: u64,
         deltas: &mut Deltas,
-        entries: &mut Vec<u8>,
+        entries: &mut Record,
     ) -> Result<Inserted, StoreError> {
         let id = t.id.as_u128();
         if let Some(key) = &t.meta.idempotency_key {
@@ -382,7 +377,7 @@ impl Writer {
             return Err(StoreError::Full { used, budget: self.budget.limit });
         }
         apply::insert(tables, id, &t.meta, &record, &t.body, transformed, now_ms, deltas)?;
-        Entry::Insert { id, now_ms, record: &record, body: &t.body, transformed }.encode(entries);
+        entries.push(Entry::Insert { id, now_ms, record: &record, body: &t.body, transformed });
         Ok(Inserted { id: t.id, duplicate: false, state: t.meta.state, batch: 0 })
     }
 
@@ -449,7 +444,7 @@ impl Writer {
     }
 }
 
-fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut Deltas, entries: &mut Vec<u8>) -> Result<bool, StoreError> {
+fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut Deltas, entries: &mut Record) -> Result<bool, StoreError> {
     let key = id.as_u128();
     let Some((old, old_len)) = apply::read(tables, id)? else { return Ok(false) };
     let encode = |meta: &TriggerMeta| meta.encode().map_err(|e| StoreError::Invalid(e.to_string()));
@@ -465,7 +460,7 @@ fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut D
             }
             let record = encode(&meta)?;
             apply::put(tables, key, (&old, old_len), &meta, &record, Transformed::Keep, deltas)?;
-            Entry::Put { id: key, record: &record, transformed: Transformed::Keep }.encode(entries);
+            entries.push(Entry::Put { id: key, record: &record, transformed: Transformed::Keep });
         }
         Change::Replace { meta: new_meta, transformed } => {
             let mut meta = *new_meta;
@@ -477,14 +472,23 @@ fn update(tables: &mut Tables<'_>, id: TriggerId, change: Change, deltas: &mut D
             let record = encode(&meta)?;
             let transformed = transformed.as_deref().map_or(Transformed::Remove, Transformed::Set);
             apply::put(tables, key, (&old, old_len), &meta, &record, transformed, deltas)?;
-            Entry::Put { id: key, record: &record, transformed }.encode(entries);
+            entries.push(Entry::Put { id: key, record: &record, transformed });
         }
         Change::Delete => {
             apply::delete(tables, key, (&old, old_len), deltas)?;
-            Entry::Delete { id: key }.encode(entries);
+            entries.push(Entry::Delete { id: key });
         }
     }
     Ok(true)
+}
+
+/// Makes `txn` a checkpoint: durable, and holding everything up to the
+/// start of the journal's next epoch, which it returns.
+fn start_checkpoint(txn: &mut redb::WriteTransaction, journal: &Journal) -> Result<u64, StoreError> {
+    txn.set_durability(Durability::Immediate).map_err(|e| StoreError::Io(e.to_string()))?;
+    let epoch = journal.epoch() + 1;
+    tables::set_journal_position(txn, epoch, 0)?;
+    Ok(epoch)
 }
 
 fn existing_state(tables: &Tables<'_>, id: u128) -> Result<Option<State>, StoreError> {
