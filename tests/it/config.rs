@@ -32,6 +32,7 @@ fn bad_configs_exit_2_naming_the_key_and_the_fix() {
     let cases: &[Case] = &[
         ("[server]\nlisten = \"127.0.0.1:8080\"\nmax_body = 5\n", &[], &["line 3", "max_body"]),
         ("[store]\nmax_bytes = 12\n", &[], &["store.max_bytes", "at least"]),
+        ("[store]\njournal_bytes = 4096\n", &[], &["store.journal_bytes", "between 65536"]),
         ("[forward]\nupstreams = [\"not a url\"]\n", &[], &["forward.upstreams[0]", "http://"]),
         ("[server]\nlisten = [1\n", &[], &["line"]),
         ("", &[("WEIR_SERVER_MAX_BODY_BYTES", "huge")], &["WEIR_SERVER_MAX_BODY_BYTES"]),

@@ -81,3 +81,26 @@ fn store_check_needs_a_store_and_names_what_is_missing() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("data"), "{text}");
 }
+
+/// After a SIGKILL the triggers acknowledged since the last checkpoint are
+/// only in the shard's journal: `weir store check` judges the store as the
+/// gateway will open it, with them (and leaves the journal as it was).
+#[tokio::test]
+async fn store_check_counts_what_only_the_journal_holds_after_a_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let weir_process = WeirProcess::start(&config);
+    let url = format!("http://{}/ingest/acme/github", weir_process.ingest);
+    // Fewer than the 32 journal records at which an idle writer checkpoints.
+    for i in 0..10 {
+        let r = Client::new().post(&url, &[], format!("{{\"n\":{i}}}")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    weir_process.sigkill();
+    let data = dir.path().join("data");
+    let journal = std::fs::read(data.join("shard-00.journal")).expect("journal");
+    let (code, text) = weir(&["store", "check", "--data-dir"], &data);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ok, 10 trigger(s)"), "{text}");
+    assert_eq!(std::fs::read(data.join("shard-00.journal")).expect("journal"), journal, "the check changed the journal");
+}
