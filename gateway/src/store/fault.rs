@@ -95,6 +95,8 @@ pub(crate) struct Stats {
 
 #[derive(Debug, Default)]
 struct File {
+    /// [`Disk::drop_cache`] calls for this file.
+    cache_drops: u64,
     durable: Vec<u8>,
     cache: Vec<u8>,
     unsynced: Vec<Pending>,
@@ -265,6 +267,7 @@ impl Disk {
     pub(crate) fn drop_cache(&self, path: &Path) {
         let mut s = self.lock();
         if let Some(f) = s.files.get_mut(path) {
+            f.cache_drops += 1;
             let mut image = f.durable.clone();
             for p in &f.unsynced {
                 apply(&mut image, p);
@@ -323,6 +326,11 @@ impl Disk {
             (Some(_), None) => false,
             (Some((failed_at, failed_handle)), Some((good_at, good_handle))) => good_at > failed_at && good_handle > failed_handle,
         }
+    }
+
+    /// How often `path`'s cache was evicted ([`Disk::drop_cache`]).
+    pub(crate) fn cache_drops(&self, path: &Path) -> u64 {
+        self.lock().files.get(path).map_or(0, |f| f.cache_drops)
     }
 
     /// Mutating operations so far.

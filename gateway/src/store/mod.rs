@@ -14,6 +14,7 @@
 mod apply;
 mod changes;
 pub mod check;
+mod clean_stop;
 pub mod clock;
 mod control;
 mod disk;
@@ -683,6 +684,22 @@ impl Files {
         }
     }
 
+    /// What tells this file apart from a replaced or changed one: the
+    /// clean-stop mark records it (see `clean_stop.rs`).
+    fn identity(&self, path: &Path) -> std::io::Result<String> {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            use redb::StorageBackend;
+            let file = disk.open(path)?;
+            let len = file.len();
+            file.close()?;
+            return Ok(format!("len {}", len?));
+        }
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(format!("dev {} ino {} len {} mtime {}.{:09}", m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    }
+
     /// A file opened for reading and writing (created if missing), as a
     /// redb storage backend: the journal writes through the same interface
     /// as redb, so the fault tests' disk covers both.
@@ -751,10 +768,13 @@ impl redb::StorageBackend for PlainFile {
 }
 
 /// Opens a store file, creating it (crash-safely) if it is missing, and
-/// reading it from the disk rather than from cached pages.
+/// reading it from the disk rather than from cached pages, unless the last
+/// process to use it stopped cleanly (`clean_stop.rs`).
 pub(crate) fn open_database_in(files: &Files, path: &Path, cache_mb: u64) -> Result<Database, StoreError> {
     files.create_if_missing(path, cache_mb)?;
-    files.drop_cache(path);
+    if !clean_stop::take(files, path) {
+        files.drop_cache(path);
+    }
     open_redb(files, path, cache_mb)
 }
 

@@ -463,6 +463,7 @@ fn a_restore_into_an_existing_directory_builds_in_place_and_marked() {
     );
 }
 
+mod clean_stop;
 mod full_disk;
 mod io_errors;
 mod journal;

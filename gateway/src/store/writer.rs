@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{self, Transformed};
@@ -138,13 +138,51 @@ impl Writer {
         if self.shard.skip_final_checkpoint.load(Ordering::Relaxed) {
             return;
         }
-        // A clean stop leaves nothing to replay.
-        if self.shard.writable.load(Ordering::Relaxed)
-            && let Err(e) = self.checkpoint()
-        {
-            tracing::warn!(shard = self.shard.index, error = %e, "final store checkpoint failed; the journal is replayed at the next start");
+        // A clean stop leaves nothing to replay, and a file whose cached pages the next start may trust.
+        if self.shard.writable.load(Ordering::Relaxed) {
+            match self.checkpoint() {
+                Ok(()) => self.close_cleanly(),
+                Err(e) => {
+                    tracing::warn!(shard = self.shard.index, error = %e, "final store checkpoint failed; the journal is replayed at the next start");
+                }
+            }
         }
         tracing::debug!(shard = self.shard.index, "store writer stopped");
+    }
+
+    /// Closes the file after the final checkpoint and, if redb's close synced
+    /// without error too, marks the stop clean (`clean_stop.rs`). Readers
+    /// after this find the shard unavailable, as during a reopen.
+    fn close_cleanly(&mut self) {
+        let Some(db) = self.take_database() else { return };
+        let closed = db
+            .close()
+            .map_err(io_err)
+            .and_then(|()| super::clean_stop::mark(&self.shard.files, &self.shard.path).map_err(|e| StoreError::Io(e.to_string())));
+        if let Err(e) = closed {
+            tracing::warn!(shard = self.shard.index, error = %e, "store file not closed cleanly; the next start reads it from the disk");
+        }
+    }
+
+    /// Takes the shard's database out of reach of new readers and waits out
+    /// the current ones (they hold clones for the length of one read). None
+    /// if there is none, or a reader held on for 5 s (it is put back).
+    fn take_database(&mut self) -> Option<Database> {
+        let mut arc = self.shard.db.write().unwrap_or_else(|e| e.into_inner()).take()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Arc::try_unwrap(arc) {
+                Ok(db) => return Some(db),
+                Err(a) if Instant::now() < deadline => {
+                    arc = a;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(a) => {
+                    *self.shard.db.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
+                    return None;
+                }
+            }
+        }
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>) {
@@ -402,25 +440,11 @@ impl Writer {
             return false;
         }
         self.next_reopen = Instant::now() + REOPEN_EVERY;
-        let old = self.shard.db.write().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut arc) = old {
-            // Readers hold clones only for the length of one read; wait them out.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match Arc::try_unwrap(arc) {
-                    Ok(db) => {
-                        drop(db);
-                        break;
-                    }
-                    Err(a) if Instant::now() < deadline => {
-                        arc = a;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(a) => {
-                        *self.shard.db.write().unwrap_or_else(|e| e.into_inner()) = Some(a);
-                        return false;
-                    }
-                }
+        let open = self.shard.db.read().unwrap_or_else(|e| e.into_inner()).is_some();
+        if open {
+            match self.take_database() {
+                Some(db) => drop(db),
+                None => return false,
             }
         }
         match open_shard(&self.shard.files, &self.shard.path, &self.config) {
