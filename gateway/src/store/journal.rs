@@ -84,8 +84,17 @@ impl Drop for Journal {
 pub(crate) struct Record(Vec<u8>);
 
 impl Record {
-    pub(crate) fn new() -> Record {
-        Record(vec![0; HEADER])
+    /// A record built in `buf`'s allocation: the writer reuses one buffer
+    /// for every batch rather than growing a new one (tens of KiB, by
+    /// doubling) and freeing it each time.
+    pub(crate) fn reuse(mut buf: Vec<u8>) -> Record {
+        buf.clear();
+        buf.resize(HEADER, 0);
+        Record(buf)
+    }
+
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.0
     }
 
     pub(crate) fn push(&mut self, entry: Entry<'_>) {
@@ -459,7 +468,7 @@ mod tests {
 
     /// A record whose payload is `payload` (not entries: the reader does not decode them).
     fn raw(payload: &[u8]) -> Record {
-        let mut r = Record::new();
+        let mut r = Record::reuse(Vec::new());
         r.0.extend_from_slice(payload);
         r
     }

@@ -73,6 +73,8 @@ pub(crate) struct Writer {
     changes: Arc<super::changes::Announcer>,
     /// `None` after a failed append, until the shard is reopened.
     journal: Option<Journal>,
+    /// The last batch's journal record buffer, reused by the next batch.
+    record_buffer: Vec<u8>,
 }
 
 /// A checkpoint costs redb ~0.5 ms plus ~40 µs for every non-durable commit
@@ -96,7 +98,8 @@ impl Writer {
         journal: Journal,
     ) -> Writer {
         let now = Instant::now();
-        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now, changes, journal: Some(journal) }
+        let record_buffer = Vec::new();
+        Writer { shard, metrics, budget, config, next_sweep: now, next_reopen: now, changes, journal: Some(journal), record_buffer }
     }
 
     /// Runs until every sender is dropped and the queue is empty.
@@ -195,7 +198,14 @@ impl Writer {
         }
         let started = Instant::now();
         let count = batch.len();
-        match self.apply(batch) {
+        let mut entries = Record::reuse(std::mem::take(&mut self.record_buffer));
+        let applied = self.apply(batch, &mut entries);
+        let buffer = entries.into_buffer();
+        // A record larger than the journal is never appended (the batch checkpoints): keep no more than that.
+        if buffer.capacity() as u64 <= self.config.journal_bytes {
+            self.record_buffer = buffer;
+        }
+        match applied {
             Ok((done, mut deltas)) => {
                 self.metrics.commit(count, started.elapsed());
                 // Announced before any reply: once a caller hears its commit
@@ -230,7 +240,7 @@ impl Writer {
     /// One transaction for the whole batch. On error, hands back every reply
     /// channel so each caller hears that nothing was committed.
     #[allow(clippy::type_complexity)]
-    fn apply(&mut self, batch: Vec<Command>) -> Result<(Vec<Done>, Deltas), (Vec<Done>, StoreError)> {
+    fn apply(&mut self, batch: Vec<Command>, entries: &mut Record) -> Result<(Vec<Done>, Deltas), (Vec<Done>, StoreError)> {
         let mut done = Vec::with_capacity(batch.len());
         let db = match self.shard.database() {
             Ok(db) => db,
@@ -241,8 +251,6 @@ impl Writer {
             Err(e) => return Err((placeholders(batch), io_err(e))),
         };
         let mut deltas = Deltas::default();
-        // What the batch changed, as its journal record.
-        let mut entries = Record::new();
         // Idempotency keys are stamped and expired by Weir's clock: a step of the
         // system clock forgets none (see `clock.rs`).
         let now_ms = super::clock::now_ms();
@@ -254,7 +262,7 @@ impl Writer {
         while let Some(cmd) = iter.next() {
             let result = match cmd {
                 Command::Insert { trigger, reply } => {
-                    let r = self.insert(&mut tables, trigger, now_ms, &mut deltas, &mut entries);
+                    let r = self.insert(&mut tables, trigger, now_ms, &mut deltas, entries);
                     match r {
                         Err(e) if !is_logical(&e) => {
                             done.push(Done::Insert(reply, Err(StoreError::Io(String::new()))));
@@ -267,7 +275,7 @@ impl Writer {
                     }
                 }
                 Command::Update { id, change, reply } => {
-                    let r = update(&mut tables, id, change, &mut deltas, &mut entries);
+                    let r = update(&mut tables, id, change, &mut deltas, entries);
                     match r {
                         Err(e) if !is_logical(&e) => {
                             done.push(Done::Update(reply, Err(StoreError::Io(String::new()))));
@@ -302,7 +310,7 @@ impl Writer {
             // Dropping the transaction aborts it, as a failed commit leaves nothing.
             return Err((done, StoreError::Io("injected commit failure".into())));
         }
-        match self.make_durable(&mut txn, &mut entries) {
+        match self.make_durable(&mut txn, entries) {
             Ok(checkpoint) => match txn.commit() {
                 Ok(()) => {
                     if let (Some(epoch), Some(journal)) = (checkpoint, self.journal.as_mut()) {
