@@ -67,6 +67,9 @@ struct Cli {
     /// A `[store]` setting every weir of the run gets, e.g. `--store journal_bytes=16777216` (repeatable).
     #[arg(long = "store", value_name = "KEY=VALUE")]
     store: Vec<String>,
+    /// A `[forward]` setting every weir of the run gets, e.g. `--forward max_in_flight=64` (repeatable).
+    #[arg(long = "forward", value_name = "KEY=VALUE")]
+    forward: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -114,7 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 fn context(cli: &Cli, need_weir: bool) -> anyhow::Result<Ctx> {
-    weir::set_store_overrides(&cli.store).map_err(anyhow::Error::msg)?;
+    weir::set_overrides(&cli.store, &cli.forward).map_err(anyhow::Error::msg)?;
     let (warmup, duration) = if cli.quick { (0.3, 1.0) } else { (1.0, 5.0) };
     let duration = cli.duration.unwrap_or(duration);
     anyhow::ensure!(duration > 0.0 && duration.is_finite(), "--duration must be a positive number of seconds");

@@ -161,13 +161,17 @@ impl Setup {
                 writeln!(t, "[server.tls]\ncert = {}\nkey = {}\n", q(&tls.cert.display().to_string()), q(&tls.key.display().to_string()));
         }
         let _ = writeln!(t, "[store]\npath = {}\nmax_bytes = {}", q(&data.display().to_string()), self.max_bytes);
-        // `--store KEY=VALUE`: store settings to compare in one run's conditions.
-        for line in store_overrides() {
+        // `--store KEY=VALUE`, `--forward KEY=VALUE`: settings to compare in one run's conditions.
+        for line in &overrides().store {
             let _ = writeln!(t, "{line}");
         }
         t.push('\n');
         let ups: Vec<String> = self.upstreams.iter().map(|u| q(u)).collect();
-        let _ = writeln!(t, "[forward]\nupstreams = [{}]\n", ups.join(", "));
+        let _ = writeln!(t, "[forward]\nupstreams = [{}]", ups.join(", "));
+        for line in &overrides().forward {
+            let _ = writeln!(t, "{line}");
+        }
+        t.push('\n');
         let _ = writeln!(t, "[admin]\ntoken = {}\n", q(TOKEN));
         let _ = writeln!(t, "[log]\nlevel = \"warn\"\nformat = \"json\"\n");
         for tenant in &self.tenants {
@@ -329,21 +333,35 @@ pub fn field(status: &serde_json::Value, pointer: &str) -> anyhow::Result<u64> {
     status.pointer(pointer).and_then(serde_json::Value::as_u64).with_context(|| format!("/v1/status has no number at {pointer}: {status}"))
 }
 
-/// `[store]` lines every weir this run starts gets (`weir-bench --store KEY=VALUE`).
-static STORE_OVERRIDES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-
-/// Sets the `[store]` overrides once, from the command line.
-pub fn set_store_overrides(pairs: &[String]) -> Result<(), String> {
-    let mut lines = Vec::new();
-    for pair in pairs {
-        let (key, value) = pair.split_once('=').ok_or_else(|| format!("--store {pair}: expected KEY=VALUE, e.g. journal_bytes=4194304"))?;
-        lines.push(format!("{} = {}", key.trim(), value.trim()));
-    }
-    STORE_OVERRIDES.set(lines).map_err(|_| "store overrides set twice".to_string())
+/// Lines every weir this run starts gets in `[store]` and `[forward]`
+/// (`weir-bench --store KEY=VALUE`, `--forward KEY=VALUE`).
+#[derive(Debug, Default)]
+struct Overrides {
+    store: Vec<String>,
+    forward: Vec<String>,
 }
 
-fn store_overrides() -> &'static [String] {
-    STORE_OVERRIDES.get().map_or(&[], Vec::as_slice)
+static OVERRIDES: std::sync::OnceLock<Overrides> = std::sync::OnceLock::new();
+
+/// Sets the `[store]` and `[forward]` overrides once, from the command line.
+pub fn set_overrides(store: &[String], forward: &[String]) -> Result<(), String> {
+    let lines = |flag: &str, example: &str, pairs: &[String]| -> Result<Vec<String>, String> {
+        pairs
+            .iter()
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').ok_or_else(|| format!("--{flag} {pair}: expected KEY=VALUE, e.g. {example}"))?;
+                Ok(format!("{} = {}", key.trim(), value.trim()))
+            })
+            .collect()
+    };
+    let overrides =
+        Overrides { store: lines("store", "journal_bytes=4194304", store)?, forward: lines("forward", "max_in_flight=64", forward)? };
+    OVERRIDES.set(overrides).map_err(|_| "overrides set twice".to_string())
+}
+
+fn overrides() -> &'static Overrides {
+    static NONE: Overrides = Overrides { store: Vec::new(), forward: Vec::new() };
+    OVERRIDES.get().unwrap_or(&NONE)
 }
 
 #[cfg(test)]
