@@ -158,7 +158,9 @@ pub struct ForwardConfig {
     pub upstreams: Vec<String>,
     /// Per-attempt timeout (connect, send, response headers and body).
     pub timeout_ms: u64,
-    /// Requests in flight to one upstream at most.
+    /// Requests in flight to one upstream at most. 64 by default: at 32, a
+    /// drain on 2 cores was bound by the round trip (store read, request,
+    /// state update) and fell behind half-rate ingest (BENCHMARKS.md, issue 19).
     pub max_in_flight: u32,
     /// Attempts before a trigger is dead.
     pub max_attempts: u32,
@@ -274,7 +276,7 @@ impl Default for ForwardConfig {
         ForwardConfig {
             upstreams: Vec::new(),
             timeout_ms: 10_000,
-            max_in_flight: 32,
+            max_in_flight: 64,
             max_attempts: 20,
             max_age_secs: 24 * 3600,
             backoff_base_ms: 500,
