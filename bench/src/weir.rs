@@ -335,7 +335,7 @@ pub fn field(status: &serde_json::Value, pointer: &str) -> anyhow::Result<u64> {
 
 /// Lines every weir this run starts gets in `[store]` and `[forward]`
 /// (`weir-bench --store KEY=VALUE`, `--forward KEY=VALUE`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Overrides {
     store: Vec<String>,
     forward: Vec<String>,

@@ -40,12 +40,19 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 
     let status = weir.wait_exit(Duration::from_secs(15)).expect("exits after draining");
     assert_eq!(status.code(), Some(0), "log:\n{}", weir.log_text());
+    // A clean stop marks the store file, so the next start may keep its cached pages (store/clean_stop.rs).
+    let mark = dir.path().join("data").join("shard-00.redb.clean");
+    assert!(mark.exists(), "no clean-stop mark after exit 0; log:\n{}", weir.log_text());
 
     // What was acknowledged during the drain is durable.
     let weir = WeirProcess::start(&config);
+    assert!(!mark.exists(), "the start left the mark for a later start to trust");
     let t = Client::new().get(&format!("http://{}/v1/triggers/{id}", weir.admin), Some(TOKEN)).await;
     assert_eq!(t.status, StatusCode::OK);
     assert_eq!(t.json()["body"]["data"], "helloworld");
+    // A process that dies leaves no mark: the next start evicts the cache, as after any crash.
+    weir.sigkill();
+    assert!(!mark.exists());
 }
 
 #[tokio::test]

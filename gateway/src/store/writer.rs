@@ -363,7 +363,6 @@ impl Writer {
         let started = Instant::now();
         match self.checkpoint() {
             Ok(()) => {
-                self.metrics.checkpoint();
                 tracing::trace!(shard = self.shard.index, elapsed_us = started.elapsed().as_micros() as u64, "idle checkpoint");
             }
             Err(e) => {
@@ -393,6 +392,7 @@ impl Writer {
         let epoch = start_checkpoint(&mut txn, journal)?;
         txn.commit().map_err(io_err)?;
         journal.restart(epoch);
+        self.metrics.checkpoint();
         Ok(())
     }
 
