@@ -1093,6 +1093,32 @@ mod tests {
         }
     }
 
+    /// The reference block of docs/configuration.md shows the scalar keys
+    /// of `[store]` and `[forward]` at their defaults (paths, upstreams,
+    /// routes and certificates are examples), so a changed default cannot
+    /// leave the docs behind.
+    #[test]
+    fn the_documented_store_and_forward_values_are_the_defaults() {
+        let doc = include_str!("../../docs/configuration.md");
+        let block = doc.split("```toml").nth(1).and_then(|b| b.split("```").next()).expect("the reference block");
+        let c = Config::from_toml(block).expect("valid");
+        // Optional keys shown with example values are not defaults.
+        let defaults = ForwardConfig::default();
+        let forward = ForwardConfig {
+            upstreams: defaults.upstreams.clone(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            routes: defaults.routes.clone(),
+            deny_headers: defaults.deny_headers.clone(),
+            ..c.forward.clone()
+        };
+        assert_eq!(forward, defaults);
+        let mut store = c.store.clone();
+        store.path = StoreConfig::default().path;
+        assert_eq!(store, StoreConfig::default());
+    }
+
     #[test]
     fn unknown_key_names_the_line_and_key() {
         let err = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlissten = 3\n").unwrap_err().to_string();
